@@ -1,0 +1,124 @@
+//! Write identities and coverage: the one idea registers and sets share.
+//!
+//! Every write has a total order key `(hlc, source, event_id, op)`. A write w
+//! *covers* a set of older writes: with `observed` (even empty), the writes x
+//! with `x.hlc <= observed[x.source]`; blind, every x ordered before w. The
+//! union of many coverages is again one version vector (pointwise max) plus
+//! one floor (the greatest blind write), so a field keeps O(sources) of
+//! coverage however many writes it saw.
+
+use std::sync::Arc;
+
+use tidemark_schemas::hlc::vv_join;
+use tidemark_schemas::{Hlc, VersionVector};
+use uuid::Uuid;
+
+/// The identity and order key of one write: ordered by hlc, then source, then
+/// event id, then op index. Total, and equal only for the same op of the same
+/// event.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteId {
+    /// The event's HLC.
+    pub hlc: Hlc,
+    /// The event's source.
+    pub source: Arc<str>,
+    /// The event's id.
+    pub event_id: Uuid,
+    /// The op's index in the event.
+    pub op: u32,
+}
+
+/// The union of the coverage of every write a field has seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Pointwise max of the `observed` vectors of non-blind writes.
+    pub vv: VersionVector,
+    /// The greatest blind write: it covers everything ordered before it.
+    pub floor: Option<WriteId>,
+}
+
+impl Coverage {
+    /// Whether some write seen so far covers `id`.
+    pub fn covers(&self, id: &WriteId) -> bool {
+        self.floor.as_ref().is_some_and(|f| id < f) || self.vv.get(&*id.source).is_some_and(|seen| id.hlc <= *seen)
+    }
+
+    /// Adds the coverage of write `id` (blind when `observed` is `None`).
+    /// Returns whether the coverage grew.
+    pub fn absorb(&mut self, id: &WriteId, observed: Option<&VersionVector>) -> bool {
+        match observed {
+            Some(o) => {
+                let before = self.vv.len();
+                let mut grew = false;
+                for (source, hlc) in o {
+                    match self.vv.get_mut(source) {
+                        Some(seen) if *seen >= *hlc => {}
+                        Some(seen) => {
+                            *seen = *hlc;
+                            grew = true;
+                        }
+                        None => {
+                            self.vv.insert(source.clone(), *hlc);
+                        }
+                    }
+                }
+                grew || self.vv.len() != before
+            }
+            None => {
+                if self.floor.as_ref().is_some_and(|f| f >= id) {
+                    false
+                } else {
+                    self.floor = Some(id.clone());
+                    true
+                }
+            }
+        }
+    }
+
+    /// Joins another field's coverage into this one.
+    pub fn join(&mut self, other: &Coverage) {
+        vv_join(&mut self.vv, &other.vv);
+        if let Some(f) = &other.floor
+            && self.floor.as_ref().is_none_or(|mine| mine < f)
+        {
+            self.floor = Some(f.clone());
+        }
+    }
+
+    /// Whether nothing has been absorbed.
+    pub fn is_empty(&self) -> bool {
+        self.vv.is_empty() && self.floor.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(wall: u64, source: &str, n: u8) -> WriteId {
+        WriteId { hlc: Hlc::new(wall, 0), source: source.into(), event_id: Uuid::from_bytes([n; 16]), op: 0 }
+    }
+
+    #[test]
+    fn blind_covers_strictly_older() {
+        let mut c = Coverage::default();
+        assert!(c.absorb(&id(10, "a", 1), None));
+        assert!(c.covers(&id(9, "z", 9)));
+        assert!(c.covers(&id(10, "a", 0)));
+        assert!(!c.covers(&id(10, "a", 1)), "a write never covers itself");
+        assert!(!c.covers(&id(10, "b", 0)));
+        assert!(!c.absorb(&id(5, "a", 1), None), "an older blind write adds nothing");
+    }
+
+    #[test]
+    fn observed_covers_exactly_what_it_saw() {
+        let mut c = Coverage::default();
+        let seen: VersionVector = [("a".to_owned(), Hlc::new(10, 0))].into_iter().collect();
+        assert!(c.absorb(&id(20, "b", 1), Some(&seen)));
+        assert!(c.covers(&id(10, "a", 7)));
+        assert!(!c.covers(&id(11, "a", 7)));
+        assert!(!c.covers(&id(1, "c", 7)), "a source it never saw is not covered");
+        let empty = VersionVector::new();
+        assert!(!c.absorb(&id(30, "b", 2), Some(&empty)), "an empty observed covers nothing");
+    }
+}

@@ -1,0 +1,623 @@
+//! The key registry (which keys may sign events, for which source and
+//! patients) and the secret signing-key file written by `tidemark keys generate`.
+//!
+//! Key decision: a key's algorithm, source and patient scope come from the
+//! registry, never from a message. The registry refuses, at load time, every
+//! key that would make verification ambiguous: small-order ("weak") Ed25519
+//! keys, keys with a torsion component, and non-canonical encodings. With
+//! those gone, strict and batch verification agree on every signature that
+//! only a key's holder could not have crafted (see [`crate::verify`]).
+//!
+//! Registry file (TOML), one `[[key]]` per key:
+//!
+//! ```toml
+//! [[key]]
+//! id = "site-a-ehr-2026"          # keyid in DSSE signatures
+//! source = "site-a-ehr"           # events signed by this key must have this source
+//! algorithm = "ed25519"
+//! public_key = "<base64 32 bytes>"
+//! patient_prefixes = ["pt-"]      # optional; absent = any patient
+//! ```
+//!
+//! No file I/O here: callers read the file and pass its text.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::dsse::shorten;
+
+/// The algorithm name of Ed25519 keys in registry and key files.
+pub const ED25519: &str = "ed25519";
+
+/// A signature algorithm a registered key uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// Ed25519 (RFC 8032), verified strictly (see [`crate::verify`]).
+    Ed25519,
+}
+
+impl Algorithm {
+    /// The name used in key files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => ED25519,
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        (name == ED25519).then_some(Algorithm::Ed25519)
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One `[[key]]` entry as written in a registry file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The key id signatures name.
+    pub id: String,
+    /// The event source this key signs for.
+    pub source: String,
+    /// The algorithm name (`ed25519`).
+    pub algorithm: String,
+    /// The public key, standard base64.
+    pub public_key: String,
+    /// Patient-id prefixes the key may sign for; `None` = any patient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_prefixes: Option<Vec<String>>,
+}
+
+impl KeyEntry {
+    /// The entry for an Ed25519 verifying key.
+    pub fn ed25519(id: &str, source: &str, key: &VerifyingKey, patient_prefixes: Option<Vec<String>>) -> Self {
+        Self {
+            id: id.to_owned(),
+            source: source.to_owned(),
+            algorithm: ED25519.to_owned(),
+            public_key: B64.encode(key.as_bytes()),
+            patient_prefixes,
+        }
+    }
+
+    /// The entry as a `[[key]]` TOML table, ready to append to a registry file.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&RegistryFile { key: vec![self.clone()] })
+            .expect("a key entry always serializes: strings and string lists only")
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryFile {
+    #[serde(default)]
+    key: Vec<KeyEntry>,
+}
+
+/// A checked registry key.
+#[derive(Clone, Debug)]
+pub struct RegisteredKey {
+    id: Arc<str>,
+    source: String,
+    algorithm: Algorithm,
+    verifying_key: VerifyingKey,
+    patient_prefixes: Option<Vec<String>>,
+}
+
+impl RegisteredKey {
+    /// The key id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The key id, shared (cheap to hand to every verified event).
+    pub fn id_shared(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The source whose events this key signs.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The Ed25519 public key (never weak, torsion-free, canonically encoded).
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.verifying_key
+    }
+
+    /// The patient-id prefixes the key is scoped to; `None` = any patient.
+    pub fn patient_prefixes(&self) -> Option<&[String]> {
+        self.patient_prefixes.as_deref()
+    }
+
+    /// Whether the key may sign events of `patient_id`.
+    pub fn allows_patient(&self, patient_id: &str) -> bool {
+        self.patient_prefixes.as_ref().is_none_or(|ps| ps.iter().any(|p| patient_id.starts_with(p.as_str())))
+    }
+}
+
+/// The keys allowed to sign events, by id.
+#[derive(Clone, Debug, Default)]
+pub struct KeyRegistry {
+    keys: Vec<RegisteredKey>,
+    by_id: HashMap<Arc<str>, usize>,
+}
+
+/// Why a registry file was refused. A configuration error: fix the file and
+/// restart; retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Not TOML of the registry's shape.
+    #[error("key registry is not TOML of the shape [[key]] id, source, algorithm, public_key[, patient_prefixes]: {0}")]
+    Toml(#[source] toml::de::Error),
+    /// No `[[key]]` entries.
+    #[error("key registry has no [[key]] entries: add the public keys allowed to sign events")]
+    Empty,
+    /// A key has an empty or badly formed id.
+    #[error("key registry entry {index}: id `{id}` must be 1-128 characters of [A-Za-z0-9._:-]")]
+    BadId {
+        /// The entry's position (0-based).
+        index: usize,
+        /// The id.
+        id: String,
+    },
+    /// Two entries share an id.
+    #[error("key registry lists key `{id}` twice (entries {first} and {second}): key ids must be unique")]
+    DuplicateId {
+        /// The id.
+        id: String,
+        /// The first entry with it.
+        first: usize,
+        /// The second.
+        second: usize,
+    },
+    /// A key has an empty source.
+    #[error("key `{id}`: source is empty: name the source (EHR system) whose events it signs")]
+    EmptySource {
+        /// The key id.
+        id: String,
+    },
+    /// An algorithm this version does not know.
+    #[error("key `{id}`: unknown algorithm `{algorithm}` (known: ed25519)")]
+    UnknownAlgorithm {
+        /// The key id.
+        id: String,
+        /// The algorithm named.
+        algorithm: String,
+    },
+    /// `public_key` is not standard base64.
+    #[error("key `{id}`: public_key is not standard padded base64: {source}")]
+    KeyEncoding {
+        /// The key id.
+        id: String,
+        /// The decoder's complaint.
+        source: base64::DecodeError,
+    },
+    /// `public_key` has the wrong length.
+    #[error("key `{id}`: public_key is {len} bytes, an {algorithm} public key is {expected}")]
+    KeyLength {
+        /// The key id.
+        id: String,
+        /// Its length.
+        len: usize,
+        /// The length needed.
+        expected: usize,
+        /// The algorithm.
+        algorithm: Algorithm,
+    },
+    /// The bytes are not a valid public key (not a curve point, or a
+    /// non-canonical encoding of one).
+    #[error("key `{id}`: public_key is not a canonically encoded Ed25519 point")]
+    InvalidKey {
+        /// The key id.
+        id: String,
+    },
+    /// A small-order ("weak") key: a signature under it can verify for
+    /// almost any message.
+    #[error("key `{id}`: public_key is a weak (small-order) Ed25519 key; refusing it, generate a new key")]
+    WeakKey {
+        /// The key id.
+        id: String,
+    },
+    /// A key with a torsion component: never produced by honest key
+    /// generation, and it would let signatures verify differently in strict
+    /// and batch verification.
+    #[error("key `{id}`: public_key has a small-order (torsion) component; refusing it, generate a new key")]
+    TorsionKey {
+        /// The key id.
+        id: String,
+    },
+    /// `patient_prefixes` is present but empty, or lists an empty prefix.
+    #[error("key `{id}`: patient_prefixes must list non-empty prefixes; omit it to allow any patient")]
+    BadPatientPrefixes {
+        /// The key id.
+        id: String,
+    },
+}
+
+impl KeyRegistry {
+    /// Parses and checks a registry file's text.
+    ///
+    /// # Errors
+    /// [`RegistryError`] naming the first bad entry and why.
+    pub fn from_toml_str(text: &str) -> Result<Self, RegistryError> {
+        let file: RegistryFile = toml::from_str(text).map_err(RegistryError::Toml)?;
+        Self::from_entries(file.key)
+    }
+
+    /// Checks registry entries.
+    ///
+    /// # Errors
+    /// As [`KeyRegistry::from_toml_str`], except [`RegistryError::Toml`].
+    pub fn from_entries(entries: Vec<KeyEntry>) -> Result<Self, RegistryError> {
+        if entries.is_empty() {
+            return Err(RegistryError::Empty);
+        }
+        let mut registry = KeyRegistry { keys: Vec::with_capacity(entries.len()), by_id: HashMap::new() };
+        for (index, entry) in entries.into_iter().enumerate() {
+            let key = check_entry(index, entry)?;
+            if let Some(&first) = registry.by_id.get(&key.id) {
+                return Err(RegistryError::DuplicateId { id: key.id.to_string(), first, second: index });
+            }
+            registry.by_id.insert(key.id.clone(), registry.keys.len());
+            registry.keys.push(key);
+        }
+        Ok(registry)
+    }
+
+    /// The key with this id.
+    pub fn get(&self, id: &str) -> Option<&RegisteredKey> {
+        self.by_id.get(id).map(|&i| &self.keys[i])
+    }
+
+    /// The keys, in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &RegisteredKey> {
+        self.keys.iter()
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there are none (only for a default-constructed registry).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn is_valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn check_entry(index: usize, entry: KeyEntry) -> Result<RegisteredKey, RegistryError> {
+    let KeyEntry { id, source, algorithm, public_key, patient_prefixes } = entry;
+    if !is_valid_id(&id) {
+        return Err(RegistryError::BadId { index, id: shorten(&id) });
+    }
+    if source.trim().is_empty() {
+        return Err(RegistryError::EmptySource { id });
+    }
+    let Some(algorithm) = Algorithm::parse(&algorithm) else {
+        return Err(RegistryError::UnknownAlgorithm { id, algorithm: shorten(&algorithm) });
+    };
+    if let Some(prefixes) = &patient_prefixes
+        && (prefixes.is_empty() || prefixes.iter().any(String::is_empty))
+    {
+        return Err(RegistryError::BadPatientPrefixes { id });
+    }
+    let bytes = match B64.decode(public_key.trim()) {
+        Ok(bytes) => bytes,
+        Err(source) => return Err(RegistryError::KeyEncoding { id, source }),
+    };
+    let verifying_key = ed25519_public_key(&id, &bytes)?;
+    Ok(RegisteredKey { id: Arc::from(id), source, algorithm, verifying_key, patient_prefixes })
+}
+
+fn ed25519_public_key(id: &str, bytes: &[u8]) -> Result<VerifyingKey, RegistryError> {
+    let Ok(array) = <&[u8; 32]>::try_from(bytes) else {
+        return Err(RegistryError::KeyLength {
+            id: id.to_owned(),
+            len: bytes.len(),
+            expected: 32,
+            algorithm: Algorithm::Ed25519,
+        });
+    };
+    let key = VerifyingKey::from_bytes(array).map_err(|_| RegistryError::InvalidKey { id: id.to_owned() })?;
+    let point = key.to_edwards();
+    if point.compress().as_bytes() != array {
+        return Err(RegistryError::InvalidKey { id: id.to_owned() });
+    }
+    if key.is_weak() {
+        return Err(RegistryError::WeakKey { id: id.to_owned() });
+    }
+    if !point.is_torsion_free() {
+        return Err(RegistryError::TorsionKey { id: id.to_owned() });
+    }
+    Ok(key)
+}
+
+/// A secret signing key with its id and source: the `NAME.key` file of
+/// `tidemark keys generate`.
+///
+/// File format (TOML): `id`, `source`, `algorithm = "ed25519"`, `secret_key`
+/// (standard base64 of the 32-byte Ed25519 seed). The seed is zeroized when
+/// this value is dropped, and `Debug` never prints it.
+pub struct SigningKeyFile {
+    id: String,
+    source: String,
+    key: SigningKey,
+}
+
+/// Why a secret key file was refused. Messages never include key material.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretKeyError {
+    /// Not TOML of the key file's shape (the parser's message is left out: it may quote the secret).
+    #[error("secret key file is not TOML of the shape id, source, algorithm, secret_key")]
+    Toml,
+    /// A bad id.
+    #[error("secret key file: id must be 1-128 characters of [A-Za-z0-9._:-]")]
+    BadId,
+    /// An empty source.
+    #[error("secret key file `{id}`: source is empty")]
+    EmptySource {
+        /// The key id.
+        id: String,
+    },
+    /// An algorithm this version does not know.
+    #[error("secret key file `{id}`: unknown algorithm `{algorithm}` (known: ed25519)")]
+    UnknownAlgorithm {
+        /// The key id.
+        id: String,
+        /// The algorithm named.
+        algorithm: String,
+    },
+    /// `secret_key` is not base64 of 32 bytes.
+    #[error("secret key file `{id}`: secret_key is not standard base64 of a 32-byte Ed25519 seed")]
+    BadSecret {
+        /// The key id.
+        id: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretFile {
+    id: String,
+    source: String,
+    algorithm: String,
+    #[serde(deserialize_with = "zeroizing_string")]
+    secret_key: Zeroizing<String>,
+}
+
+#[derive(Serialize)]
+struct SecretFileOut<'a> {
+    id: &'a str,
+    source: &'a str,
+    algorithm: &'a str,
+    secret_key: &'a str,
+}
+
+fn zeroizing_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+    String::deserialize(d).map(Zeroizing::new)
+}
+
+impl SigningKeyFile {
+    /// Wraps a signing key with its id and source.
+    ///
+    /// # Errors
+    /// [`SecretKeyError::BadId`] or [`SecretKeyError::EmptySource`].
+    pub fn new(id: &str, source: &str, key: SigningKey) -> Result<Self, SecretKeyError> {
+        if !is_valid_id(id) {
+            return Err(SecretKeyError::BadId);
+        }
+        if source.trim().is_empty() {
+            return Err(SecretKeyError::EmptySource { id: id.to_owned() });
+        }
+        Ok(Self { id: id.to_owned(), source: source.to_owned(), key })
+    }
+
+    /// Parses a key file's text. The caller should hold `text` in a
+    /// [`Zeroizing`] buffer; the decoded seed is wiped here.
+    ///
+    /// # Errors
+    /// [`SecretKeyError`], never quoting the secret.
+    pub fn from_toml_str(text: &str) -> Result<Self, SecretKeyError> {
+        let raw: RawSecretFile = toml::from_str(text).map_err(|_| SecretKeyError::Toml)?;
+        if !is_valid_id(&raw.id) {
+            return Err(SecretKeyError::BadId);
+        }
+        if Algorithm::parse(&raw.algorithm).is_none() {
+            return Err(SecretKeyError::UnknownAlgorithm { id: raw.id, algorithm: shorten(&raw.algorithm) });
+        }
+        let bad = || SecretKeyError::BadSecret { id: raw.id.clone() };
+        let seed = Zeroizing::new(B64.decode(raw.secret_key.trim()).map_err(|_| bad())?);
+        let seed: &[u8; 32] = seed.as_slice().try_into().map_err(|_| bad())?;
+        Self::new(&raw.id, &raw.source, SigningKey::from_bytes(seed))
+    }
+
+    /// The file's text. Secret: write it only to a file created with mode 0600.
+    pub fn to_toml(&self) -> Zeroizing<String> {
+        let secret = Zeroizing::new(B64.encode(self.key.as_bytes()));
+        let body = Zeroizing::new(
+            toml::to_string(&SecretFileOut {
+                id: &self.id,
+                source: &self.source,
+                algorithm: ED25519,
+                secret_key: &secret,
+            })
+            .expect("a key file always serializes: four strings"),
+        );
+        Zeroizing::new(format!(
+            "# Tidemark signing key `{}`. SECRET: keep it mode 0600, never commit or share it.\n{}",
+            self.id, *body
+        ))
+    }
+
+    /// The key id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The source the key signs for.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The signing key.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// The public half.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// The registry entry for this key.
+    pub fn registry_entry(&self, patient_prefixes: Option<Vec<String>>) -> KeyEntry {
+        KeyEntry::ed25519(&self.id, &self.source, &self.key.verifying_key(), patient_prefixes)
+    }
+}
+
+impl fmt::Debug for SigningKeyFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyFile")
+            .field("id", &self.id)
+            .field("source", &self.source)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public_b64(seed: u8) -> String {
+        B64.encode(SigningKey::from_bytes(&[seed; 32]).verifying_key().as_bytes())
+    }
+
+    fn entry(id: &str, public_key: &str) -> String {
+        format!("[[key]]\nid = \"{id}\"\nsource = \"site-a\"\nalgorithm = \"ed25519\"\npublic_key = \"{public_key}\"\n")
+    }
+
+    fn err(text: &str) -> String {
+        KeyRegistry::from_toml_str(text).expect_err(text).to_string()
+    }
+
+    #[test]
+    fn parses_a_registry() {
+        let text = format!(
+            "{}patient_prefixes = [\"pt-\", \"px-\"]\n{}",
+            entry("a", &public_b64(1)),
+            entry("b", &public_b64(2))
+        );
+        let reg = KeyRegistry::from_toml_str(&text).expect("valid");
+        assert_eq!(reg.len(), 2);
+        let a = reg.get("a").expect("a");
+        assert_eq!(a.source(), "site-a");
+        assert_eq!(a.algorithm(), Algorithm::Ed25519);
+        assert!(a.allows_patient("pt-1") && a.allows_patient("px-") && !a.allows_patient("zz-1"));
+        assert!(reg.get("b").expect("b").allows_patient("anything"));
+        assert!(reg.get("c").is_none());
+    }
+
+    #[test]
+    fn entry_round_trips_through_toml() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let e = KeyEntry::ed25519("k-1", "site-a", &key.verifying_key(), Some(vec!["pt-".into()]));
+        let text = e.to_toml();
+        assert!(text.starts_with("[[key]]\n"), "{text}");
+        let reg = KeyRegistry::from_toml_str(&text).expect("generated entry parses");
+        assert_eq!(reg.get("k-1").expect("k-1").verifying_key(), &key.verifying_key());
+    }
+
+    #[test]
+    fn refuses_bad_registries_precisely() {
+        let good = public_b64(1);
+        let cases = [
+            (String::new(), "no [[key]] entries"),
+            ("[[key]]\nid = \"a\"\n".to_owned(), "not TOML of the shape"),
+            (format!("{}{}", entry("a", &good), entry("a", &public_b64(2))), "lists key `a` twice (entries 0 and 1)"),
+            (entry("a", &good).replace("ed25519", "rsa"), "key `a`: unknown algorithm `rsa`"),
+            (entry("a", &good).replace("site-a", ""), "key `a`: source is empty"),
+            (entry("a b", &good), "id `a b` must be"),
+            (entry("a", "not base64!"), "key `a`: public_key is not standard padded base64"),
+            (entry("a", &B64.encode([7u8; 31])), "key `a`: public_key is 31 bytes, an ed25519 public key is 32"),
+            (format!("{}patient_prefixes = []\n", entry("a", &good)), "patient_prefixes must list non-empty"),
+            (format!("{}patient_prefixes = [\"\"]\n", entry("a", &good)), "patient_prefixes must list non-empty"),
+            (format!("{}extra = 1\n", entry("a", &good)), "unknown field `extra`"),
+        ];
+        for (text, want) in cases {
+            let got = err(&text);
+            assert!(got.contains(want), "input:\n{text}\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn refuses_weak_and_torsion_keys() {
+        for weak in crate::verify::SMALL_ORDER_ENCODINGS {
+            let got = err(&entry("w", &B64.encode(weak)));
+            assert!(got.contains("key `w`: public_key is a weak (small-order) Ed25519 key"), "{got}");
+        }
+        // A valid key plus a point of order 8: not weak, but not torsion-free.
+        let torsion = curve25519_dalek::constants::EIGHT_TORSION[1];
+        let mixed = SigningKey::from_bytes(&[3; 32]).verifying_key().to_edwards() + torsion;
+        let got = err(&entry("m", &B64.encode(mixed.compress().as_bytes())));
+        assert!(got.contains("key `m`: public_key has a small-order (torsion) component"), "{got}");
+        // The identity's non-canonical encoding (y = p + 1).
+        let mut noncanonical = [0xffu8; 32];
+        noncanonical[0] = 0xee;
+        noncanonical[31] = 0x7f;
+        let got = err(&entry("n", &B64.encode(noncanonical)));
+        assert!(got.contains("key `n`: public_key is not a canonically encoded Ed25519 point"), "{got}");
+    }
+
+    #[test]
+    fn secret_key_file_round_trips_and_redacts() {
+        let file = SigningKeyFile::new("k-1", "site-a", SigningKey::from_bytes(&[5; 32])).expect("valid");
+        let text = file.to_toml();
+        assert!(text.contains("algorithm = \"ed25519\"") && text.contains("SECRET"), "{}", *text);
+        let back = SigningKeyFile::from_toml_str(&text).expect("parses");
+        assert_eq!(back.id(), "k-1");
+        assert_eq!(back.source(), "site-a");
+        assert_eq!(back.signing_key().to_bytes(), [5; 32]);
+        let secret = B64.encode([5u8; 32]);
+        let dbg = format!("{back:?}");
+        assert!(dbg.contains("<redacted>") && !dbg.contains(&secret), "{dbg}");
+        let reg = KeyRegistry::from_entries(vec![back.registry_entry(None)]).expect("entry valid");
+        assert_eq!(reg.get("k-1").expect("k-1").verifying_key(), &back.verifying_key());
+    }
+
+    #[test]
+    fn secret_key_errors_never_quote_the_secret() {
+        let secret = B64.encode([5u8; 31]);
+        let text = format!("id = \"k\"\nsource = \"s\"\nalgorithm = \"ed25519\"\nsecret_key = \"{secret}\"\n");
+        let got = SigningKeyFile::from_toml_str(&text).expect_err("31 bytes").to_string();
+        assert_eq!(got, "secret key file `k`: secret_key is not standard base64 of a 32-byte Ed25519 seed");
+        let broken = format!("id = \"k\"\nsecret_key = \"{secret}\" junk\n");
+        let got = SigningKeyFile::from_toml_str(&broken).expect_err("not toml").to_string();
+        assert!(!got.contains(&secret), "{got}");
+        let unknown = text.replace("ed25519", "dsa");
+        let got = SigningKeyFile::from_toml_str(&unknown).expect_err("dsa").to_string();
+        assert!(got.contains("unknown algorithm `dsa`"), "{got}");
+    }
+}

@@ -1,0 +1,21 @@
+//! The Tidemark contract: what an edit event is, how it is signed, which
+//! fields a patient record has, and which events are valid.
+//!
+//! Key decision: this crate does no I/O. Every service and every integrator's
+//! test links the same definitions, and the pure logic here (validation,
+//! DSSE, key checks) is tested without a broker or a network.
+
+pub mod catalog;
+pub mod dsse;
+pub mod event;
+pub mod hlc;
+pub mod keys;
+pub mod validate;
+pub mod verify;
+pub mod view;
+
+pub use catalog::{Catalog, CatalogError, FieldKind, FieldSpec, Limits, PhiClass, ValueType};
+pub use event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, Op, OpId};
+pub use hlc::{Hlc, VersionVector};
+pub use validate::{ValidationError, Violation, ViolationReason};
+pub use view::{ConflictView, FieldView, LogEntryView, PatientView, format_utc_ms};

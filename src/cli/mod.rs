@@ -1,0 +1,80 @@
+//! Command-line definitions and dispatch. Each subcommand lives in its own
+//! module with its `Args` and a `run` that returns an [`Outcome`].
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod config;
+mod files;
+mod fold;
+mod keys;
+mod lines;
+mod sign;
+mod verify;
+
+/// Exit code: some input failed verification or validation.
+pub const EXIT_INPUT_FAILED: u8 = 1;
+/// Exit code: usage or configuration error (clap uses 2 for usage errors too).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Tidemark: signed patient-record edits, merged by CRDT, archived encrypted.
+#[derive(Debug, Parser)]
+#[command(name = "tidemark", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate keys.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Sign edit events (NDJSON, one event per line) into DSSE envelopes (NDJSON on stdout).
+    Sign(sign::SignArgs),
+    /// Verify DSSE envelopes (NDJSON) against a key registry and the record catalog.
+    Verify(verify::VerifyArgs),
+    /// Replay envelopes (NDJSON) offline into one state view per patient (NDJSON, sorted by patient id).
+    Fold(fold::FoldArgs),
+}
+
+/// How a command that ran to the end went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything succeeded.
+    Ok,
+    /// Some input lines failed; each was reported.
+    SomeInputFailed,
+}
+
+impl Outcome {
+    /// `Ok` unless `failed` lines is positive.
+    pub fn from_failures(failed: usize) -> Self {
+        if failed == 0 { Outcome::Ok } else { Outcome::SomeInputFailed }
+    }
+
+    /// The process exit code.
+    pub fn exit_code(self) -> ExitCode {
+        match self {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::SomeInputFailed => ExitCode::from(EXIT_INPUT_FAILED),
+        }
+    }
+}
+
+/// Runs the chosen subcommand.
+///
+/// # Errors
+/// Configuration and I/O errors (exit code 2); failed input lines are an
+/// [`Outcome`], not an error.
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Keys { command } => keys::run(command),
+        Command::Sign(args) => sign::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Fold(args) => fold::run(args),
+    }
+}

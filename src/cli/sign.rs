@@ -1,0 +1,73 @@
+//! `tidemark sign`: events NDJSON -> DSSE envelopes NDJSON.
+//!
+//! Each line's exact bytes (without the line ending) are the signed payload:
+//! the line is parsed only to report errors early and to check its source.
+
+use std::io::{self, BufWriter, Write as _};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use tidemark_schemas::keys::SigningKeyFile;
+use tidemark_schemas::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, dsse};
+
+use super::Outcome;
+use super::keys::load_signing_key;
+use super::lines::{self, Line};
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Secret key file written by `tidemark keys generate`.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// Events NDJSON, one edit event per line; `-` or absent: stdin.
+    #[arg(value_name = "INPUT")]
+    input: Option<PathBuf>,
+}
+
+pub fn run(args: SignArgs) -> anyhow::Result<Outcome> {
+    let key = load_signing_key(&args.key)?;
+    let mut input = lines::open(args.input.as_deref())?;
+    let mut out = BufWriter::new(io::stdout().lock());
+    let (mut signed, mut failed) = (0usize, 0usize);
+    while let Some(line) = input.next_line().context("reading the events")? {
+        if line.is_blank() {
+            continue;
+        }
+        match sign_line(&key, &line) {
+            Ok(envelope) => {
+                out.write_all(envelope.as_bytes()).and_then(|()| out.write_all(b"\n")).context("writing envelopes")?;
+                signed += 1;
+            }
+            Err(message) => {
+                failed += 1;
+                eprintln!("line {}: {message}", line.number);
+            }
+        }
+    }
+    out.flush().context("writing envelopes")?;
+    if failed > 0 {
+        eprintln!("signed {signed} events; {failed} lines failed and were not signed");
+    }
+    Ok(Outcome::from_failures(failed))
+}
+
+/// The envelope's JSON, or `reason: message`.
+fn sign_line(key: &SigningKeyFile, line: &Line) -> Result<String, String> {
+    let bytes = match &line.content {
+        Ok(bytes) => bytes,
+        Err(len) => return Err(format!("too_large: line is {len} bytes, the limit is {}", lines::MAX_LINE_BYTES)),
+    };
+    let event: EditEvent =
+        serde_json::from_slice(bytes).map_err(|e| format!("malformed_event: not a v1 edit event: {e}"))?;
+    if event.source != key.source() {
+        return Err(format!(
+            "source_mismatch: event {} has source `{}` but key `{}` signs for source `{}`",
+            event.event_id,
+            event.source,
+            key.id(),
+            key.source()
+        ));
+    }
+    Ok(dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, bytes, key.signing_key(), key.id()).to_json())
+}

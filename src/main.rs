@@ -1,0 +1,24 @@
+//! `tidemark`: the one binary of the Tidemark pipeline, a subcommand per task.
+//!
+//! Key decision: `main` only parses arguments, runs the subcommand and maps the
+//! outcome to an exit code, so every command is a plain function that tests
+//! can reason about. Exit codes: 0 everything ok, 1 some input failed
+//! verification or validation (all input was still processed), 2 usage or
+//! configuration error (nothing, or not everything, could be processed).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(outcome) => outcome.exit_code(),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(cli::EXIT_USAGE)
+        }
+    }
+}

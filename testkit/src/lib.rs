@@ -1,0 +1,33 @@
+//! Test brokers for Tidemark's tests: a real Tansu broker process and
+//! librdkafka's in-process mock cluster, plus names no two tests share.
+//!
+//! Key decision: every test starts its own broker on 127.0.0.1 and uses its
+//! own topics and groups ([`unique_topic`], [`unique_group`]); nothing is
+//! shared between tests, and nothing listens beyond loopback or on a fixed
+//! port. That costs a broker start per test (milliseconds for the mock, well
+//! under a second for Tansu) and buys tests that run in parallel, never see
+//! each other's data, and can kill their broker.
+//!
+//! Which broker (DESIGN.md section 10):
+//! - [`MockBroker`]: instant, nothing to install, but no admin API, no topic
+//!   configs, silently drops data beyond 100,000 messages or 5 MiB per
+//!   partition. For fast tests of client logic.
+//! - [`TansuBroker`]: a real Kafka-protocol broker process with sqlite storage
+//!   that survives [`TansuBroker::restart`]. For end-to-end and fault tests.
+//!   Build it once with `scripts/tansu install`.
+//!
+//! Tests must not depend on a quirk of either: production runs on any Kafka.
+//! This crate is for tests only (a dev-dependency); it panics nowhere and
+//! returns [`Error`]s that carry the broker's log tail.
+
+mod admin;
+mod error;
+mod mock;
+mod names;
+mod tansu;
+
+pub use admin::{DEFAULT_TOPIC_TIMEOUT, create_topic};
+pub use error::Error;
+pub use mock::{Cluster as MockCluster, MockBroker};
+pub use names::{unique_group, unique_topic};
+pub use tansu::{READY_TIMEOUT, TANSU_VERSION, TansuBroker, tansu_binary};
