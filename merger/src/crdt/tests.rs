@@ -60,27 +60,52 @@ fn allergies(d: &PatientDoc) -> Vec<String> {
 }
 
 #[test]
-fn blind_writes_the_latest_wins_without_conflict() {
+fn a_blind_write_wins_over_older_ones_without_a_conflict() {
     let d = fold(&[ev(1, "a", 10, None, vec![set_hr(60)]), ev(2, "b", 20, None, vec![set_hr(70)])]);
     assert_eq!(register(&d), (json!(70), vec![]));
     let d = fold(&[ev(2, "b", 20, None, vec![set_hr(70)]), ev(1, "a", 10, None, vec![set_hr(60)])]);
     assert_eq!(register(&d), (json!(70), vec![]), "a late older blind write stays covered");
 }
 
-#[test]
-fn concurrent_edits_surface_as_a_conflict_and_resolve() {
+/// Two clinicians who both saw version a@10 edit the same field.
+fn concurrent_pair() -> (EditEvent, EditEvent, EditEvent) {
     let base = ev(1, "a", 10, None, vec![set_hr(60)]);
-    // Two clinicians both saw version a@10 and edited concurrently.
     let x = ev(2, "a", 20, Some(&[("a", 10)]), vec![set_hr(72)]);
     let y = ev(3, "b", 25, Some(&[("a", 10)]), vec![set_hr(75)]);
-    let d = fold(&[base.clone(), x.clone(), y.clone()]);
-    assert_eq!(register(&d), (json!(75), vec![json!(72)]), "greatest shown, the other listed");
-    assert_eq!(d.view().open_conflicts, 1);
-    // Someone who saw both resolves it.
+    (base, x, y)
+}
+
+#[test]
+fn two_clinicians_set_the_same_field_concurrently_and_the_conflict_shows_both() {
+    let (base, x, y) = concurrent_pair();
+    for order in [[&base, &x, &y], [&y, &base, &x], [&x, &y, &base]] {
+        let d = fold(&order.map(Clone::clone));
+        assert_eq!(register(&d), (json!(75), vec![json!(72)]), "greatest shown, the other listed");
+        assert_eq!(d.view().open_conflicts, 1);
+        let Some(FieldView::Register { author, conflicts, .. }) = d.view().fields.get("vitals.heart_rate_bpm").cloned()
+        else {
+            panic!("no register view")
+        };
+        assert_eq!(author, "clin-b");
+        assert_eq!((conflicts[0].author.as_str(), conflicts[0].hlc), ("clin-a", Hlc::new(20, 0)));
+    }
+}
+
+#[test]
+fn a_later_write_that_observed_both_resolves_the_conflict() {
+    let (base, x, y) = concurrent_pair();
     let z = ev(4, "c", 30, Some(&[("a", 20), ("b", 25)]), vec![set_hr(73)]);
-    let d = fold(&[y, z.clone(), base, x]);
+    let d = fold(&[y, z, base, x]);
     assert_eq!(register(&d), (json!(73), vec![]));
     assert_eq!(d.view().open_conflicts, 0);
+}
+
+#[test]
+fn a_write_that_observed_only_one_side_leaves_the_other_in_conflict() {
+    let (base, x, y) = concurrent_pair();
+    let z = ev(4, "c", 30, Some(&[("a", 20)]), vec![set_hr(73)]);
+    let d = fold(&[base, x, y, z]);
+    assert_eq!(register(&d), (json!(73), vec![json!(75)]));
 }
 
 #[test]
@@ -97,17 +122,25 @@ fn clear_is_a_write_of_null() {
 }
 
 #[test]
-fn set_add_wins_over_a_concurrent_remove() {
+fn concurrent_add_and_remove_of_an_allergy_leaves_it_present() {
     let a = ev(1, "a", 10, None, vec![add("rxnorm:1")]);
-    // b removes having observed nothing of a: a's add survives.
+    // b removes having observed nothing of a: a's add survives (add wins).
     let r = ev(2, "b", 20, Some(&[]), vec![remove("rxnorm:1")]);
     assert_eq!(allergies(&fold(&[a.clone(), r.clone()])), vec!["rxnorm:1"]);
-    assert_eq!(allergies(&fold(&[r, a.clone()])), vec!["rxnorm:1"]);
-    // A remove that observed the add takes it away, in either order.
-    let r2 = ev(3, "b", 30, Some(&[("a", 10)]), vec![remove("rxnorm:1")]);
-    assert!(allergies(&fold(&[a.clone(), r2.clone()])).is_empty());
-    assert!(allergies(&fold(&[r2, a.clone()])).is_empty());
-    // A blind remove takes the older adds; a re-add after it is present.
+    assert_eq!(allergies(&fold(&[r, a])), vec!["rxnorm:1"]);
+}
+
+#[test]
+fn a_remove_that_observed_the_add_leaves_it_absent() {
+    let a = ev(1, "a", 10, None, vec![add("rxnorm:1")]);
+    let r = ev(3, "b", 30, Some(&[("a", 10)]), vec![remove("rxnorm:1")]);
+    assert!(allergies(&fold(&[a.clone(), r.clone()])).is_empty());
+    assert!(allergies(&fold(&[r, a])).is_empty());
+}
+
+#[test]
+fn a_blind_remove_takes_older_adds_and_a_later_add_comes_back() {
+    let a = ev(1, "a", 10, None, vec![add("rxnorm:1")]);
     let blind = ev(4, "c", 40, None, vec![remove("rxnorm:1")]);
     let readd = ev(5, "a", 50, None, vec![add("rxnorm:1")]);
     assert!(allergies(&fold(&[blind.clone(), a.clone()])).is_empty(), "a late old add stays removed");
@@ -115,7 +148,7 @@ fn set_add_wins_over_a_concurrent_remove() {
 }
 
 #[test]
-fn log_orders_entries_and_keeps_amendments() {
+fn a_note_amendment_keeps_both_entries_in_order() {
     let first = ev(1, "a", 10, None, vec![Op::Append { path: "notes".into(), value: json!({"text": "BP hihg"}) }]);
     let amends = json!({"event_id": first.event_id, "op": 0});
     let fix = ev(
