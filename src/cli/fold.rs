@@ -40,22 +40,9 @@ pub fn run(args: FoldArgs) -> anyhow::Result<Outcome> {
     let mut fold = Fold::new(catalog.get(), verifier.as_ref());
     let mut input = lines::open(args.input.as_deref())?;
     let mut err = io::stderr().lock();
-    let mut failed = 0usize;
-    let mut chunk: Vec<Line> = Vec::with_capacity(CHUNK_LINES);
-    loop {
-        let line = input.next_line().context("reading the envelopes")?;
-        let at_end = line.is_none();
-        if let Some(line) = line.filter(|l| !l.is_blank()) {
-            chunk.push(line);
-        }
-        if chunk.len() == CHUNK_LINES || (at_end && !chunk.is_empty()) {
-            failed += fold_chunk(&mut fold, &chunk, &mut err).context("reporting skipped lines")?;
-            chunk.clear();
-        }
-        if at_end {
-            break;
-        }
-    }
+    let failed = input.for_each_chunk(CHUNK_LINES, |chunk| {
+        fold_chunk(&mut fold, chunk, &mut err).context("reporting skipped lines")
+    })?;
     let mut out = BufWriter::new(io::stdout().lock());
     for view in fold.views() {
         serde_json::to_writer(&mut out, &view).context("writing views")?;

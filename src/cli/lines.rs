@@ -94,6 +94,38 @@ impl Lines {
     }
 }
 
+impl Lines {
+    /// Reads every non-blank line in chunks of at most `chunk_lines` and hands
+    /// each chunk to `f`, which returns how many of its lines failed; returns
+    /// the total. Chunking lets callers batch signature checks while still
+    /// reporting as input streams in.
+    ///
+    /// # Errors
+    /// Read errors, and whatever `f` returns.
+    pub fn for_each_chunk(
+        &mut self,
+        chunk_lines: usize,
+        mut f: impl FnMut(&[Line]) -> anyhow::Result<usize>,
+    ) -> anyhow::Result<usize> {
+        let mut failed = 0usize;
+        let mut chunk: Vec<Line> = Vec::with_capacity(chunk_lines);
+        loop {
+            let line = self.next_line().context("reading the input")?;
+            let at_end = line.is_none();
+            if let Some(line) = line.filter(|l| !l.is_blank()) {
+                chunk.push(line);
+            }
+            if chunk.len() == chunk_lines || (at_end && !chunk.is_empty()) {
+                failed += f(&chunk)?;
+                chunk.clear();
+            }
+            if at_end {
+                return Ok(failed);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,22 +40,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
     let verifier = Verifier::new(registry);
     let mut input = lines::open(args.input.as_deref())?;
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut failed = 0usize;
-    let mut chunk: Vec<Line> = Vec::with_capacity(CHUNK_LINES);
-    loop {
-        let line = input.next_line().context("reading the envelopes")?;
-        let at_end = line.is_none();
-        if let Some(line) = line.filter(|l| !l.is_blank()) {
-            chunk.push(line);
-        }
-        if chunk.len() == CHUNK_LINES || (at_end && !chunk.is_empty()) {
-            failed += verify_chunk(&verifier, catalog, &chunk, &mut out).context("writing results")?;
-            chunk.clear();
-        }
-        if at_end {
-            break;
-        }
-    }
+    let failed = input.for_each_chunk(CHUNK_LINES, |chunk| {
+        verify_chunk(&verifier, catalog, chunk, &mut out).context("writing results")
+    })?;
     out.flush().context("writing results")?;
     Ok(Outcome::from_failures(failed))
 }
