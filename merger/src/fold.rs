@@ -30,6 +30,91 @@ pub struct LineError {
     pub message: String,
 }
 
+/// Why an envelope was set aside; `reason` is a stable code for metrics and
+/// DLQ headers (the verifier's codes, plus `apply`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The stable reason code.
+    pub reason: &'static str,
+    /// What was wrong.
+    pub detail: String,
+}
+
+/// Every reason code a [`Rejection`] can carry: the verifier's, `too_large`
+/// and `malformed_event` for unverified reads, and `apply` for an event the
+/// CRDT refused (a catalog that lets one path change kind).
+pub fn rejection_reasons() -> impl Iterator<Item = &'static str> {
+    tidemark_schemas::verify::REASONS.into_iter().chain(["apply"])
+}
+
+/// Decodes, verifies (when `verifier` is given) and validates a batch of
+/// envelopes; one result per input, in input order. Signatures of the batch are
+/// checked together.
+pub fn check_envelopes(
+    catalog: &Catalog,
+    verifier: Option<&Verifier>,
+    inputs: &[&[u8]],
+) -> Vec<Result<EditEvent, Rejection>> {
+    match verifier {
+        Some(v) => v
+            .verify_batch_and_validate(inputs, catalog, REPLAY_NOW_MS)
+            .into_iter()
+            .map(|r| r.map(|ok| ok.into_event()).map_err(|e| Rejection { reason: e.reason(), detail: e.to_string() }))
+            .collect(),
+        None => inputs.iter().map(|b| decode_unverified(catalog, b)).collect(),
+    }
+}
+
+fn decode_unverified(catalog: &Catalog, bytes: &[u8]) -> Result<EditEvent, Rejection> {
+    let reject = |reason, detail| Rejection { reason, detail };
+    let env = Envelope::decode_as(bytes, EDIT_EVENT_PAYLOAD_TYPE).map_err(|e| reject("malformed", e.to_string()))?;
+    let max = catalog.limits().max_event_bytes;
+    if env.payload().len() > max {
+        return Err(reject("too_large", format!("payload is {} bytes, the limit is {max}", env.payload().len())));
+    }
+    let event: EditEvent = serde_json::from_slice(env.payload())
+        .map_err(|e| reject("malformed_event", format!("payload is not an edit event: {e}")))?;
+    catalog.validate(&event, REPLAY_NOW_MS).map_err(|e| reject("invalid_event", e.to_string()))?;
+    Ok(event)
+}
+
+/// Applies a checked event to its patient's document in `docs`, creating it on
+/// first sight. Returns how many conflicts the event opened (negative when it
+/// resolved more than it opened).
+///
+/// # Errors
+/// A [`Rejection`] with reason `apply` when the CRDT refuses the event.
+pub fn apply_event(docs: &mut impl DocStore, event: &EditEvent) -> Result<i64, Rejection> {
+    let doc = docs.doc_mut(&event.patient_id);
+    let before = i64::from(doc.open_conflicts());
+    doc.apply(event).map_err(|e| Rejection { reason: "apply", detail: e.to_string() })?;
+    Ok(i64::from(doc.open_conflicts()) - before)
+}
+
+/// Where documents live: a map keyed by patient id.
+pub trait DocStore {
+    /// The patient's document, created empty if absent.
+    fn doc_mut(&mut self, patient_id: &str) -> &mut PatientDoc;
+}
+
+impl DocStore for BTreeMap<String, PatientDoc> {
+    fn doc_mut(&mut self, patient_id: &str) -> &mut PatientDoc {
+        if !self.contains_key(patient_id) {
+            self.insert(patient_id.to_owned(), PatientDoc::new(patient_id));
+        }
+        self.get_mut(patient_id).expect("inserted above")
+    }
+}
+
+impl DocStore for std::collections::HashMap<String, PatientDoc> {
+    fn doc_mut(&mut self, patient_id: &str) -> &mut PatientDoc {
+        if !self.contains_key(patient_id) {
+            self.insert(patient_id.to_owned(), PatientDoc::new(patient_id));
+        }
+        self.get_mut(patient_id).expect("inserted above")
+    }
+}
+
 /// Folds envelopes into per-patient documents.
 pub struct Fold<'a> {
     catalog: &'a Catalog,
@@ -48,51 +133,17 @@ impl<'a> Fold<'a> {
     /// Folds a chunk of `(line number, envelope bytes)`; returns the lines
     /// skipped, in input order. Signatures of a chunk are checked as a batch.
     pub fn fold_lines(&mut self, lines: &[(usize, &[u8])]) -> Vec<LineError> {
+        let inputs: Vec<&[u8]> = lines.iter().map(|(_, b)| *b).collect();
+        let checked = check_envelopes(self.catalog, self.verifier, &inputs);
         let mut errors = Vec::new();
-        match self.verifier {
-            Some(v) => {
-                let inputs: Vec<&[u8]> = lines.iter().map(|(_, b)| *b).collect();
-                let results = v.verify_batch_and_validate(&inputs, self.catalog, REPLAY_NOW_MS);
-                for ((line, _), result) in lines.iter().zip(results) {
-                    match result {
-                        Ok(verified) => self.apply(*line, verified.event(), &mut errors),
-                        Err(e) => errors.push(LineError { line: *line, reason: e.reason(), message: e.to_string() }),
-                    }
-                }
-            }
-            None => {
-                for (line, bytes) in lines {
-                    match self.decode_unverified(bytes) {
-                        Ok(event) => self.apply(*line, &event, &mut errors),
-                        Err((reason, message)) => errors.push(LineError { line: *line, reason, message }),
-                    }
-                }
+        for ((line, _), result) in lines.iter().zip(checked) {
+            let applied = result.and_then(|event| apply_event(&mut self.docs, &event));
+            match applied {
+                Ok(_) => self.folded += 1,
+                Err(r) => errors.push(LineError { line: *line, reason: r.reason, message: r.detail }),
             }
         }
         errors
-    }
-
-    fn decode_unverified(&self, bytes: &[u8]) -> Result<EditEvent, (&'static str, String)> {
-        let env = Envelope::decode_as(bytes, EDIT_EVENT_PAYLOAD_TYPE).map_err(|e| ("malformed", e.to_string()))?;
-        let max = self.catalog.limits().max_event_bytes;
-        if env.payload().len() > max {
-            return Err(("too_large", format!("payload is {} bytes, the limit is {max}", env.payload().len())));
-        }
-        let event: EditEvent = serde_json::from_slice(env.payload())
-            .map_err(|e| ("malformed_event", format!("payload is not an edit event: {e}")))?;
-        self.catalog.validate(&event, REPLAY_NOW_MS).map_err(|e| ("invalid_event", e.to_string()))?;
-        Ok(event)
-    }
-
-    fn apply(&mut self, line: usize, event: &EditEvent, errors: &mut Vec<LineError>) {
-        let doc = match self.docs.get_mut(&event.patient_id) {
-            Some(d) => d,
-            None => self.docs.entry(event.patient_id.clone()).or_insert_with(|| PatientDoc::new(&event.patient_id)),
-        };
-        match doc.apply(event) {
-            Ok(()) => self.folded += 1,
-            Err(e) => errors.push(LineError { line, reason: "apply", message: e.to_string() }),
-        }
     }
 
     /// Events folded so far (duplicates included).
