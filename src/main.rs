@@ -4,13 +4,15 @@
 //! outcome to an exit code, so every command is a plain function that tests
 //! can reason about. Exit codes: 0 everything ok, 1 some input failed
 //! verification or validation (all input was still processed), 2 usage or
-//! configuration error (nothing, or not everything, could be processed).
+//! configuration error (nothing, or not everything, could be processed), 3 a
+//! service stopped on a runtime failure (logged; a restart may help).
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 mod cli;
+mod service;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -7,3 +7,4 @@
 
 pub mod crdt;
 pub mod fold;
+pub mod worker;

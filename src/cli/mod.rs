@@ -10,6 +10,7 @@ mod files;
 mod fold;
 mod keys;
 mod lines;
+mod merger;
 mod sign;
 mod verify;
 
@@ -17,6 +18,9 @@ mod verify;
 pub const EXIT_INPUT_FAILED: u8 = 1;
 /// Exit code: usage or configuration error (clap uses 2 for usage errors too).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code: a service stopped on a runtime failure (broker, storage, a broken
+/// invariant); it was logged, and a restart may help.
+pub const EXIT_SERVICE_FAILED: u8 = 3;
 
 /// Tidemark: signed patient-record edits, merged by CRDT, archived encrypted.
 #[derive(Debug, Parser)]
@@ -39,6 +43,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Replay envelopes (NDJSON) offline into one state view per patient (NDJSON, sorted by patient id).
     Fold(fold::FoldArgs),
+    /// Run a merger worker: fold the edit topic into patient state (one consumer group).
+    Merger(merger::MergerArgs),
 }
 
 /// How a command that ran to the end went.
@@ -48,6 +54,8 @@ pub enum Outcome {
     Ok,
     /// Some input lines failed; each was reported.
     SomeInputFailed,
+    /// A service stopped on a runtime failure, already logged.
+    ServiceFailed,
 }
 
 impl Outcome {
@@ -61,6 +69,7 @@ impl Outcome {
         match self {
             Outcome::Ok => ExitCode::SUCCESS,
             Outcome::SomeInputFailed => ExitCode::from(EXIT_INPUT_FAILED),
+            Outcome::ServiceFailed => ExitCode::from(EXIT_SERVICE_FAILED),
         }
     }
 }
@@ -76,5 +85,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Sign(args) => sign::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Fold(args) => fold::run(args),
+        Command::Merger(args) => merger::run(args),
     }
 }

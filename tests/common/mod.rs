@@ -75,3 +75,5 @@ pub fn tidemark(args: &[&str], stdin: &[u8], envs: &[(&str, &str)]) -> Run {
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("temp paths are utf-8")
 }
+
+pub mod pipeline;

@@ -1,0 +1,156 @@
+//! One batch: check, fold, produce every output, wait for every ack.
+//!
+//! Offsets are returned, not committed: the caller commits only after this
+//! returns `Ok`, i.e. after Kafka acknowledged every changelog, state and DLQ
+//! record of the batch. A crash anywhere before the commit replays the batch,
+//! which the idempotent fold turns into identical records.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message as _, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use super::config::MergerConfig;
+use super::error::WorkerError;
+use super::metrics::{MergerMetrics, OutputLabel, ReasonLabel};
+use super::restore::Docs;
+use crate::fold::{Rejection, apply_event, check_envelopes};
+
+/// DLQ header names.
+pub mod dlq_headers {
+    /// The reason code (a metric label value too).
+    pub const REASON: &str = "tidemark-dlq-reason";
+    /// What was wrong, in words.
+    pub const DETAIL: &str = "tidemark-dlq-detail";
+    /// The topic the event was read from.
+    pub const TOPIC: &str = "tidemark-original-topic";
+    /// Its partition.
+    pub const PARTITION: &str = "tidemark-original-partition";
+    /// Its offset.
+    pub const OFFSET: &str = "tidemark-original-offset";
+}
+
+/// Reason code for an event whose record key is not its patient id: folding it
+/// would split the patient's state across partitions.
+pub const KEY_MISMATCH: &str = "key_mismatch";
+
+/// What a processed batch leaves to commit.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Next offset to consume, per partition.
+    pub offsets: BTreeMap<i32, i64>,
+    /// Events folded.
+    pub folded: u64,
+    /// Events dead-lettered.
+    pub dead_lettered: u64,
+}
+
+/// Folds `batch` into `parts` (every partition of the batch must be present)
+/// and produces its outputs.
+///
+/// # Errors
+/// [`WorkerError::Produce`] when an output record is not acknowledged.
+pub async fn process(
+    cfg: &MergerConfig,
+    metrics: &MergerMetrics,
+    producer: &FutureProducer,
+    parts: &mut HashMap<i32, Docs>,
+    batch: &[OwnedMessage],
+) -> Result<BatchOutcome, WorkerError> {
+    let inputs: Vec<&[u8]> = batch.iter().map(|m| m.payload().unwrap_or_default()).collect();
+    let checked = check_envelopes(&cfg.catalog, Some(&cfg.verifier), &inputs);
+    let mut out = BatchOutcome::default();
+    let mut touched: BTreeSet<(i32, String)> = BTreeSet::new();
+    let mut pending: Vec<(&'static str, String, DeliveryFuture)> = Vec::new();
+    for (msg, result) in batch.iter().zip(checked) {
+        out.offsets.insert(msg.partition(), msg.offset() + 1);
+        let docs = parts.get_mut(&msg.partition()).expect("the loop restores a partition before folding it");
+        let folded = result.and_then(|event| {
+            if msg.key() != Some(event.patient_id.as_bytes()) {
+                return Err(Rejection {
+                    reason: KEY_MISMATCH,
+                    detail: "the record key is not the event's patient id".into(),
+                });
+            }
+            apply_event(docs, &event).map(|delta| (event.patient_id, delta))
+        });
+        match folded {
+            Ok((patient, delta)) => {
+                out.folded += 1;
+                if delta > 0 {
+                    metrics.conflicts_created.inc_by(delta.unsigned_abs());
+                }
+                touched.insert((msg.partition(), patient));
+            }
+            Err(rejection) => {
+                out.dead_lettered += 1;
+                metrics.events_dead_lettered.get_or_create(&ReasonLabel { reason: rejection.reason }).inc();
+                let future = send(producer, dead_letter(cfg, msg, &rejection)).await?;
+                pending.push(("dlq", cfg.topics.dlq.clone(), future));
+            }
+        }
+    }
+    for (partition, patient) in touched {
+        let doc = &parts[&partition][&patient];
+        let state = doc.encode();
+        let record = FutureRecord::to(&cfg.topics.changelog).key(&patient).payload(&state).partition(partition);
+        pending.push(("changelog", cfg.topics.changelog.clone(), send(producer, record).await?));
+        let view = serde_json::to_vec(&doc.view()).expect("a view always serialises");
+        let record = FutureRecord::to(&cfg.topics.state).key(&patient).payload(&view).partition(partition);
+        pending.push(("state", cfg.topics.state.clone(), send(producer, record).await?));
+    }
+    for (output, topic, future) in pending {
+        match future.await {
+            Ok(Ok(_)) => {
+                metrics.records_produced.get_or_create(&OutputLabel { output }).inc();
+            }
+            Ok(Err((source, _))) => return Err(WorkerError::Produce { topic, source }),
+            Err(_) => return Err(WorkerError::Produce { topic, source: KafkaError::Canceled }),
+        }
+    }
+    metrics.events_folded.inc_by(out.folded);
+    Ok(out)
+}
+
+fn dead_letter<'a>(cfg: &'a MergerConfig, msg: &'a OwnedMessage, r: &'a Rejection) -> FutureRecord<'a, [u8], [u8]> {
+    let partition = msg.partition().to_string();
+    let offset = msg.offset().to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: dlq_headers::REASON, value: Some(r.reason) })
+        .insert(Header { key: dlq_headers::DETAIL, value: Some(r.detail.as_str()) })
+        .insert(Header { key: dlq_headers::TOPIC, value: Some(msg.topic()) })
+        .insert(Header { key: dlq_headers::PARTITION, value: Some(partition.as_str()) })
+        .insert(Header { key: dlq_headers::OFFSET, value: Some(offset.as_str()) });
+    let mut record = FutureRecord::to(&cfg.topics.dlq).headers(headers);
+    if let Some(key) = msg.key() {
+        record = record.key(key);
+    }
+    if let Some(payload) = msg.payload() {
+        record = record.payload(payload);
+    }
+    record
+}
+
+/// Enqueues a record, waiting while the producer's queue is full (bounded
+/// memory: the queue's size is the back-pressure).
+async fn send<'a, K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'a, K, P>,
+) -> Result<DeliveryFuture, WorkerError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(future) => return Ok(future),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((source, back)) => return Err(WorkerError::Produce { topic: back.topic.to_owned(), source }),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Why a worker stopped. Every variant says whether a restart can help.
+
+use rdkafka::error::KafkaError;
+
+/// A worker failure. Poison events are not errors (they are dead-lettered);
+/// these stop the worker, and the process exits non-zero so its supervisor
+/// restarts it from the committed offsets.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The broker could not be reached or refused an operation; retry later.
+    #[error("{what}: {source}")]
+    Kafka {
+        /// What we were doing.
+        what: String,
+        /// The client's error.
+        #[source]
+        source: KafkaError,
+    },
+    /// The topics are not co-partitioned; fix the topics, a restart will not help.
+    #[error(
+        "topics are not co-partitioned: {edits} has {edits_partitions} partitions but {other} has {other_partitions}; \
+         the changelog and state topics must have exactly as many partitions as the edit topic"
+    )]
+    CoPartitioning {
+        /// The edit topic.
+        edits: String,
+        /// Its partitions.
+        edits_partitions: usize,
+        /// The mismatched topic.
+        other: String,
+        /// Its partitions.
+        other_partitions: usize,
+    },
+    /// A changelog record does not decode: a broken invariant; stop and investigate.
+    #[error("changelog {topic}/{partition} offset {offset} does not hold a patient document: {cause}")]
+    CorruptChangelog {
+        /// The changelog topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The record's offset.
+        offset: i64,
+        /// What was wrong.
+        cause: String,
+    },
+    /// Restoring a partition made no progress for too long; retry later.
+    #[error("restoring {topic}/{partition} stalled at offset {at} of {end}")]
+    RestoreStalled {
+        /// The changelog topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Where it stopped.
+        at: i64,
+        /// Where it had to get to.
+        end: i64,
+    },
+    /// A produce was not acknowledged; the batch's offsets were not committed.
+    #[error("producing to {topic} failed: {source}; offsets of the batch were not committed")]
+    Produce {
+        /// The topic.
+        topic: String,
+        /// The client's error.
+        #[source]
+        source: KafkaError,
+    },
+}
+
+impl WorkerError {
+    pub(crate) fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> Self {
+        let what = what.into();
+        move |source| WorkerError::Kafka { what, source }
+    }
+}

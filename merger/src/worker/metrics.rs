@@ -1,0 +1,120 @@
+//! The merger's metrics, named and described in one place.
+//!
+//! Names follow `tidemark_merger_<what>_<unit>`; counters get `_total` from
+//! the exposition; labels come from small fixed sets (reason codes, output
+//! topic roles, partition numbers), never a patient id.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// Label: a dead-letter reason code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// One of [`crate::fold::rejection_reasons`].
+    pub reason: &'static str,
+}
+
+/// Label: an output topic's role.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutputLabel {
+    /// `changelog`, `state` or `dlq`.
+    pub output: &'static str,
+}
+
+/// Label: a partition of the edit topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// The partition number.
+    pub partition: i32,
+}
+
+/// Every metric the merger exports.
+#[derive(Clone, Debug)]
+pub struct MergerMetrics {
+    /// Events folded into documents.
+    pub events_folded: Counter,
+    /// Events sent to the DLQ, by reason.
+    pub events_dead_lettered: Family<ReasonLabel, Counter>,
+    /// Register conflicts opened by folded events.
+    pub conflicts_created: Counter,
+    /// Records produced, by output topic.
+    pub records_produced: Family<OutputLabel, Counter>,
+    /// Events per batch.
+    pub batch_events: Histogram,
+    /// Wall time per batch, from fold to committed offsets.
+    pub batch_duration: Histogram,
+    /// Messages behind the partition's end, per assigned partition.
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Patient documents held in memory.
+    pub documents: Gauge,
+    /// Time to restore one partition's documents from the changelog.
+    pub restore_duration: Histogram,
+    /// Offset commits that failed (the batch will be replayed, harmlessly).
+    pub commit_failures: Counter,
+}
+
+impl MergerMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            events_folded: Counter::default(),
+            events_dead_lettered: Family::default(),
+            conflicts_created: Counter::default(),
+            records_produced: Family::default(),
+            batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
+            batch_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            consumer_lag: Family::default(),
+            documents: Gauge::default(),
+            restore_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            commit_failures: Counter::default(),
+        };
+        for reason in crate::fold::rejection_reasons().chain([super::batch::KEY_MISMATCH]) {
+            // Pre-create every reason so dashboards see zeros, not gaps.
+            let _ = m.events_dead_lettered.get_or_create(&ReasonLabel { reason });
+        }
+        let r = registry.sub_registry_with_prefix("tidemark_merger");
+        r.register("events_folded", "Edit events folded into patient documents", m.events_folded.clone());
+        r.register(
+            "events_dead_lettered",
+            "Edit events sent to the dead-letter topic, by reason",
+            m.events_dead_lettered.clone(),
+        );
+        r.register("conflicts_created", "Register conflicts opened by folded events", m.conflicts_created.clone());
+        r.register("records_produced", "Records produced and acknowledged, by output", m.records_produced.clone());
+        r.register_with_unit(
+            "batch_size",
+            "Edit events per batch",
+            Unit::Other("events".into()),
+            m.batch_events.clone(),
+        );
+        r.register_with_unit(
+            "batch_duration",
+            "Time from a batch's fold to its committed offsets",
+            Unit::Seconds,
+            m.batch_duration.clone(),
+        );
+        r.register_with_unit(
+            "consumer_lag",
+            "Messages between the last committed position and the partition's end",
+            Unit::Other("messages".into()),
+            m.consumer_lag.clone(),
+        );
+        r.register("documents", "Patient documents held in memory", m.documents.clone());
+        r.register_with_unit(
+            "restore_duration",
+            "Time to restore one partition's documents from the changelog",
+            Unit::Seconds,
+            m.restore_duration.clone(),
+        );
+        r.register(
+            "commit_failures",
+            "Offset commits that failed; the batch replays harmlessly",
+            m.commit_failures.clone(),
+        );
+        m
+    }
+}

@@ -1,0 +1,222 @@
+//! The merger worker: one member of the consumer group on the edit topic.
+//!
+//! Loop: gather a batch (bounded by count and time), fold it, produce one
+//! changelog and one state record per touched patient plus DLQ records, wait
+//! for every ack, then commit the batch's offsets. Auto-commit and auto offset
+//! store are off, so an offset is committed only once its effects are durable:
+//! a crash at any point replays from the last commit, and the idempotent fold
+//! makes the replay produce identical records (harmless under compaction).
+//!
+//! Assignment: a partition's documents are restored from its changelog
+//! partition before any of its events is folded; on revoke they are dropped
+//! together with the partition's unprocessed messages, which the next owner
+//! re-reads from the committed offset.
+
+mod batch;
+mod config;
+mod context;
+mod error;
+mod metrics;
+mod restore;
+mod topics;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+pub use batch::{KEY_MISMATCH, dlq_headers};
+pub use config::{MergerConfig, Topics};
+pub use context::{MergerContext, RebalanceEvent};
+pub use error::WorkerError;
+pub use metrics::MergerMetrics;
+
+use restore::{Docs, restore_partition};
+
+type Consumer = StreamConsumer<MergerContext>;
+
+/// Runs a worker until `shutdown` is cancelled (then finishes the batch in
+/// hand, commits, and flushes) or a fatal error.
+///
+/// # Errors
+/// [`WorkerError`]: broker unreachable at start, topics not co-partitioned, a
+/// corrupt changelog, or an output that Kafka did not acknowledge.
+pub async fn run(cfg: MergerConfig, metrics: MergerMetrics, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let partitions = topics::ensure_topics(&cfg).await?;
+    tracing::info!(topic = %cfg.topics.edits, partitions, group = %cfg.group, "merger starting");
+    let producer: FutureProducer = cfg
+        .client_config()
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "zstd")
+        .create()
+        .map_err(WorkerError::kafka("creating the producer"))?;
+    let consumer: Consumer = cfg
+        .client_config()
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create_with_context(MergerContext::default())
+        .map_err(WorkerError::kafka("creating the consumer"))?;
+    consumer.subscribe(&[&cfg.topics.edits]).map_err(WorkerError::kafka("subscribing to the edit topic"))?;
+    let mut worker = Worker { cfg: &cfg, metrics: &metrics, consumer: &consumer, parts: HashMap::new() };
+    let result = worker.run_loop(&producer, &shutdown).await;
+    consumer.unsubscribe();
+    if let Err(e) = producer.flush(Duration::from_secs(10)) {
+        tracing::warn!(error = %e, "producer flush at shutdown did not finish");
+    }
+    result
+}
+
+struct Worker<'a> {
+    cfg: &'a MergerConfig,
+    metrics: &'a MergerMetrics,
+    consumer: &'a Consumer,
+    parts: HashMap<i32, Docs>,
+}
+
+impl Worker<'_> {
+    async fn run_loop(&mut self, producer: &FutureProducer, shutdown: &CancellationToken) -> Result<(), WorkerError> {
+        let mut last_lag = Instant::now();
+        loop {
+            let (batch, stop) = self.gather(shutdown).await?;
+            if !batch.is_empty() {
+                self.process(producer, &batch).await?;
+            }
+            if last_lag.elapsed() >= self.cfg.lag_interval {
+                self.record_lag();
+                last_lag = Instant::now();
+            }
+            if stop {
+                tracing::info!("merger stopping: the batch in hand is committed");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Gathers up to `max_batch_events` messages, waiting at most
+    /// `max_batch_wait` after the first; applies rebalances as they happen.
+    async fn gather(&mut self, shutdown: &CancellationToken) -> Result<(Vec<OwnedMessage>, bool), WorkerError> {
+        let mut batch: Vec<OwnedMessage> = Vec::new();
+        let tick = Duration::from_millis(200);
+        let mut deadline = tokio::time::Instant::now() + tick;
+        while batch.len() < self.cfg.max_batch_events {
+            let received = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok((batch, true)),
+                () = tokio::time::sleep_until(deadline) => None,
+                m = self.consumer.recv() => Some(m),
+            };
+            // Rebalances recorded inside recv() apply before its message.
+            self.apply_rebalances(&mut batch)?;
+            match received {
+                None if batch.is_empty() => deadline = tokio::time::Instant::now() + tick,
+                None => break,
+                Some(Ok(m)) => {
+                    if batch.is_empty() {
+                        deadline = tokio::time::Instant::now() + self.cfg.max_batch_wait;
+                    }
+                    batch.push(m.detach());
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "consumer error; librdkafka retries"),
+            }
+        }
+        Ok((batch, false))
+    }
+
+    fn apply_rebalances(&mut self, batch: &mut Vec<OwnedMessage>) -> Result<(), WorkerError> {
+        for event in self.consumer.context().drain() {
+            match event {
+                RebalanceEvent::Revoked(ps) => {
+                    batch.retain(|m| !ps.contains(&m.partition()));
+                    for p in &ps {
+                        self.parts.remove(p);
+                        self.metrics.consumer_lag.remove(&metrics::PartitionLabel { partition: *p });
+                    }
+                    tracing::info!(partitions = ?ps, "partitions revoked; their documents dropped");
+                }
+                RebalanceEvent::Assigned(ps) => {
+                    tracing::info!(partitions = ?ps, "partitions assigned; restoring their documents");
+                    for p in ps {
+                        self.restore(p)?;
+                    }
+                }
+            }
+        }
+        self.metrics
+            .documents
+            .set(i64::try_from(self.parts.values().map(HashMap::len).sum::<usize>()).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    fn restore(&mut self, partition: i32) -> Result<(), WorkerError> {
+        let started = Instant::now();
+        let docs = tokio::task::block_in_place(|| restore_partition(self.cfg, partition))?;
+        let elapsed = started.elapsed();
+        self.metrics.restore_duration.observe(elapsed.as_secs_f64());
+        tracing::info!(
+            partition,
+            documents = docs.len(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "partition restored"
+        );
+        self.parts.insert(partition, docs);
+        Ok(())
+    }
+
+    async fn process(&mut self, producer: &FutureProducer, batch: &[OwnedMessage]) -> Result<(), WorkerError> {
+        let started = Instant::now();
+        for m in batch {
+            if !self.parts.contains_key(&m.partition()) {
+                // Assigned before this worker saw the callback (first poll).
+                self.restore(m.partition())?;
+            }
+        }
+        let outcome = batch::process(self.cfg, self.metrics, producer, &mut self.parts, batch).await?;
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in &outcome.offsets {
+            tpl.add_partition_offset(&self.cfg.topics.edits, *p, Offset::Offset(*next))
+                .map_err(WorkerError::kafka("building the offset commit"))?;
+        }
+        if let Err(e) = tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync)) {
+            // Lost the partitions to a rebalance: the next owner replays the
+            // batch from the last commit and produces identical records.
+            self.metrics.commit_failures.inc();
+            tracing::warn!(error = %e, "offset commit failed; the batch will be replayed by the partition's owner");
+        }
+        self.metrics.batch_events.observe(batch.len() as f64);
+        self.metrics.batch_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .documents
+            .set(i64::try_from(self.parts.values().map(HashMap::len).sum::<usize>()).unwrap_or(i64::MAX));
+        tracing::debug!(
+            events = batch.len(),
+            folded = outcome.folded,
+            dead_lettered = outcome.dead_lettered,
+            "batch committed"
+        );
+        Ok(())
+    }
+
+    /// Lag = partition end - our position, for each assigned partition.
+    fn record_lag(&self) {
+        let Ok(positions) = self.consumer.position() else { return };
+        for e in positions.elements() {
+            let Offset::Offset(pos) = e.offset() else { continue };
+            let high = tokio::task::block_in_place(|| {
+                self.consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(500))
+            });
+            if let Ok((_, high)) = high {
+                let label = metrics::PartitionLabel { partition: e.partition() };
+                self.metrics.consumer_lag.get_or_create(&label).set((high - pos).max(0));
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `tidemark merger`: one worker of the merger consumer group, with its
+//! metrics endpoint. Runs until SIGTERM/SIGINT (drain, commit, exit 0) or a
+//! fatal error (logged, exit 3: the supervisor restarts it from the committed
+//! offsets).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use prometheus_client::registry::Registry;
+use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
+use tidemark_schemas::verify::Verifier;
+
+use super::Outcome;
+use super::config::{self, CatalogChoice};
+use crate::service::{metrics_server, shutdown, telemetry};
+
+#[derive(Debug, Args)]
+pub struct MergerArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "TIDEMARK_BROKERS", value_name = "HOST:PORT,...")]
+    brokers: String,
+    /// A librdkafka option passed through, e.g. `security.protocol=SASL_SSL` (repeatable).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_kafka_option)]
+    kafka_options: Vec<(String, String)>,
+    /// Key registry file (TOML) the events' signatures are checked against.
+    #[arg(long, env = "TIDEMARK_KEYS", value_name = "REGISTRY")]
+    keys: PathBuf,
+    /// Record catalog file (TOML) [default: the built-in v1 catalog].
+    #[arg(long, env = "TIDEMARK_CATALOG", value_name = "FILE")]
+    catalog: Option<PathBuf>,
+    /// The consumer group every merger replica joins.
+    #[arg(long, env = "TIDEMARK_GROUP", default_value = "tidemark-merger")]
+    group: String,
+    /// Prefix of every topic name (e.g. `staging.`).
+    #[arg(long, env = "TIDEMARK_TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
+    /// Partitions of topics created at start when missing.
+    #[arg(long, env = "TIDEMARK_PARTITIONS", default_value_t = 12)]
+    partitions: i32,
+    /// Where `/metrics` is served.
+    #[arg(long, env = "TIDEMARK_METRICS_LISTEN", default_value = "127.0.0.1:9102")]
+    metrics_listen: SocketAddr,
+    /// A batch closes at this many events...
+    #[arg(long, env = "TIDEMARK_MAX_BATCH_EVENTS", default_value_t = 2000)]
+    max_batch_events: usize,
+    /// ...or this many milliseconds after its first event.
+    #[arg(long, env = "TIDEMARK_MAX_BATCH_WAIT_MS", default_value_t = 50)]
+    max_batch_wait_ms: u64,
+    /// Log format.
+    #[arg(long, env = "TIDEMARK_LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
+    log_format: telemetry::LogFormat,
+}
+
+/// Parses `KEY=VALUE`.
+pub fn parse_kafka_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
+    telemetry::init(args.log_format);
+    if args.partitions < 1 {
+        anyhow::bail!("--partitions must be at least 1, got {}", args.partitions);
+    }
+    if args.max_batch_events == 0 {
+        anyhow::bail!("--max-batch-events must be at least 1");
+    }
+    let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
+    let verifier = Verifier::new(config::load_registry(&args.keys)?);
+    let cfg = MergerConfig {
+        brokers: args.brokers,
+        kafka_options: args.kafka_options,
+        group: args.group,
+        topics: Topics::with_prefix(&args.topic_prefix),
+        partitions: args.partitions,
+        max_batch_events: args.max_batch_events,
+        max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),
+        lag_interval: Duration::from_secs(5),
+        restore_stall_timeout: Duration::from_secs(60),
+        startup_timeout: Duration::from_secs(15),
+        catalog: Arc::new(catalog),
+        verifier: Arc::new(verifier),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let shutdown = shutdown::on_signals();
+        let mut registry = Registry::default();
+        let metrics = MergerMetrics::register(&mut registry);
+        let (addr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
+        tracing::info!(metrics = %addr, "metrics listening");
+        let result = worker::run(cfg, metrics, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = server.await;
+        match result {
+            Ok(()) => Ok(Outcome::Ok),
+            Err(e) => {
+                tracing::error!(error = %e, "merger stopped");
+                Ok(Outcome::ServiceFailed)
+            }
+        }
+    })
+}

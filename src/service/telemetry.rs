@@ -1,0 +1,27 @@
+//! Logging: `tracing` to stderr, JSON in the cluster, human-readable on a
+//! terminal. Level from `RUST_LOG` (default `info`). Messages never carry
+//! payloads, names or patient ids.
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+/// The log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable lines.
+    #[default]
+    Text,
+}
+
+/// Installs the global subscriber. Calling it twice is harmless (the second
+/// call keeps the first subscriber).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
