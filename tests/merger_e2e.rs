@@ -44,6 +44,17 @@ impl Merger {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The `/metrics` text, from the address the merger logged at start.
+    fn scrape(&self) -> String {
+        let log = self.log();
+        let addr: String = log
+            .split("metrics=")
+            .nth(1)
+            .map(|rest| rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect())
+            .unwrap_or_else(|| panic!("the merger logs its metrics address:\n{log}"));
+        common::http_get(&addr, "/metrics")
+    }
+
     fn sigkill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -164,6 +175,23 @@ async fn state_topic_equals_the_reference_fold_and_poison_goes_to_the_dlq() {
     );
     assert_eq!(d.payload, poisoned.envelope.as_bytes(), "the DLQ keeps the original bytes");
     assert_eq!(d.key, poisoned.patient);
+
+    let metrics = merger.scrape();
+    for (series, want) in [
+        ("tidemark_merger_events_dead_lettered_total{reason=\"bad_signature\"}", Some(1.0)),
+        ("tidemark_merger_documents", Some(40.0)),
+        ("tidemark_merger_events_folded_total", None),
+        ("tidemark_merger_batch_duration_seconds_count", None),
+        ("tidemark_merger_restore_duration_seconds_count", None),
+        ("tidemark_merger_records_produced_total{output=\"state\"}", None),
+    ] {
+        let value = common::metric(&metrics, series).unwrap_or_else(|| panic!("no {series} in\n{metrics}"));
+        match want {
+            Some(w) => assert_eq!(value, w, "{series}\n{metrics}"),
+            None => assert!(value > 0.0, "{series} did not move\n{metrics}"),
+        }
+    }
+    common::promtool_check(&metrics);
 
     let status = merger.terminate(Duration::from_secs(15));
     assert!(status.is_some_and(|s| s.success()), "SIGTERM drains and exits 0: {status:?}\n{}", merger.log());

@@ -6,14 +6,17 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 /// The OpenMetrics text content type that `prometheus_client` encodes.
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic Prometheus text format, for scrapers and tools (promtool) that
+/// do not ask for OpenMetrics.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Binds `listen` and serves `registry` at `/metrics` until `shutdown`.
 /// Returns the bound address (useful with port 0) and the server task.
@@ -28,13 +31,21 @@ pub async fn serve(
     let registry = Arc::new(registry);
     let app = Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: HeaderMap| {
             let registry = registry.clone();
             async move {
                 let mut body = String::new();
-                match prometheus_client::encoding::text::encode(&mut body, &registry) {
-                    Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
-                    Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                if prometheus_client::encoding::text::encode(&mut body, &registry).is_err() {
+                    return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                let wants_openmetrics = headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("application/openmetrics-text"));
+                if wants_openmetrics {
+                    ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
+                } else {
+                    ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], to_prometheus_text(&body)).into_response()
                 }
             }
         }),
@@ -50,4 +61,51 @@ pub async fn serve(
         }
     });
     Ok((addr, task))
+}
+
+/// Rewrites OpenMetrics text as Prometheus text 0.0.4: counter families are
+/// named with their `_total` suffix in `# HELP`/`# TYPE`, and the `# UNIT` and
+/// `# EOF` lines, which 0.0.4 lacks, are dropped. Samples are unchanged.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let lines: Vec<&str> = openmetrics.lines().collect();
+    let counters: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in lines {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(name).then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_get_their_total_name_and_openmetrics_only_lines_go() {
+        let om = "# HELP x_events Events.\n# TYPE x_events counter\nx_events_total 3\n\
+                  # HELP x_wait_seconds Wait.\n# TYPE x_wait_seconds histogram\n# UNIT x_wait_seconds seconds\n\
+                  x_wait_seconds_count 1\n# EOF\n";
+        let text = to_prometheus_text(om);
+        assert_eq!(
+            text,
+            "# HELP x_events_total Events.\n# TYPE x_events_total counter\nx_events_total 3\n\
+             # HELP x_wait_seconds Wait.\n# TYPE x_wait_seconds histogram\nx_wait_seconds_count 1\n"
+        );
+    }
 }
