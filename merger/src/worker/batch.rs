@@ -6,7 +6,7 @@
 //! which the idempotent fold turns into identical records.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders, OwnedMessage};
@@ -45,6 +45,12 @@ pub struct BatchOutcome {
     pub folded: u64,
     /// Events dead-lettered.
     pub dead_lettered: u64,
+    /// Time spent verifying and validating.
+    pub check_time: Duration,
+    /// Time spent folding and enqueueing outputs.
+    pub fold_time: Duration,
+    /// Time spent waiting for acknowledgements.
+    pub ack_time: Duration,
 }
 
 /// Folds `batch` into `parts` (every partition of the batch must be present)
@@ -59,9 +65,11 @@ pub async fn process(
     parts: &mut HashMap<i32, Docs>,
     batch: &[OwnedMessage],
 ) -> Result<BatchOutcome, WorkerError> {
+    let started = Instant::now();
     let inputs: Vec<&[u8]> = batch.iter().map(|m| m.payload().unwrap_or_default()).collect();
     let checked = check_envelopes(&cfg.catalog, Some(&cfg.verifier), &inputs);
-    let mut out = BatchOutcome::default();
+    let mut out = BatchOutcome { check_time: started.elapsed(), ..BatchOutcome::default() };
+    let fold_started = Instant::now();
     let mut touched: BTreeSet<(i32, String)> = BTreeSet::new();
     let mut pending: Vec<(&'static str, String, DeliveryFuture)> = Vec::new();
     for (msg, result) in batch.iter().zip(checked) {
@@ -101,6 +109,8 @@ pub async fn process(
         let record = FutureRecord::to(&cfg.topics.state).key(&patient).payload(&view).partition(partition);
         pending.push(("state", cfg.topics.state.clone(), send(producer, record).await?));
     }
+    out.fold_time = fold_started.elapsed();
+    let ack_started = Instant::now();
     for (output, topic, future) in pending {
         match future.await {
             Ok(Ok(_)) => {
@@ -110,6 +120,7 @@ pub async fn process(
             Err(_) => return Err(WorkerError::Produce { topic, source: KafkaError::Canceled }),
         }
     }
+    out.ack_time = ack_started.elapsed();
     metrics.events_folded.inc_by(out.folded);
     Ok(out)
 }

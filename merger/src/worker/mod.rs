@@ -200,6 +200,10 @@ impl Worker<'_> {
             events = batch.len(),
             folded = outcome.folded,
             dead_lettered = outcome.dead_lettered,
+            check_ms = outcome.check_time.as_millis() as u64,
+            fold_ms = outcome.fold_time.as_millis() as u64,
+            ack_ms = outcome.ack_time.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
             "batch committed"
         );
         Ok(())
