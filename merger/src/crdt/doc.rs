@@ -84,6 +84,39 @@ pub struct PatientDoc {
     pub(crate) version: VersionVector,
     pub(crate) counter: EventCounter,
     pub(crate) updated_ms: u64,
+    /// Shared copies of the source and author names seen, so that applying an
+    /// event allocates no new name. A cache: not part of the state.
+    pub(crate) names: Names,
+}
+
+/// An interning cache of names. Every `Names` compares equal: two documents
+/// with equal state are equal whatever names each happened to cache.
+#[derive(Clone, Debug, Default)]
+pub struct Names(Vec<Arc<str>>);
+
+impl PartialEq for Names {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Names {}
+
+impl Names {
+    /// The shared copy of `name`; documents see a handful of sources and
+    /// authors, so a linear scan beats hashing.
+    fn get(&mut self, name: &str) -> Arc<str> {
+        match self.0.iter().find(|n| &***n == name) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = Arc::from(name);
+                if self.0.len() < 64 {
+                    self.0.push(n.clone());
+                }
+                n
+            }
+        }
+    }
 }
 
 impl PatientDoc {
@@ -95,6 +128,7 @@ impl PatientDoc {
             version: VersionVector::new(),
             counter: EventCounter::default(),
             updated_ms: 0,
+            names: Names::default(),
         }
     }
 
@@ -124,8 +158,8 @@ impl PatientDoc {
             return Err(ApplyError::WrongPatient { event_id: ev.event_id });
         }
         self.check_ops(ev)?;
-        let source: Arc<str> = Arc::from(ev.source.as_str());
-        let author: Arc<str> = Arc::from(ev.author.as_str());
+        let source = self.names.get(&ev.source);
+        let author = self.names.get(&ev.author);
         let observed = ev.observed.as_ref();
         for (i, op) in ev.ops.iter().enumerate() {
             let id = WriteId {

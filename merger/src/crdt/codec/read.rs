@@ -275,7 +275,7 @@ pub(super) fn decode(buf: &[u8]) -> R<PatientDoc> {
     if r.pos != buf.len() {
         return r.err(format!("{} trailing bytes after the document", buf.len() - r.pos));
     }
-    let doc = PatientDoc { patient_id, fields, version, counter, updated_ms };
+    let doc = PatientDoc { patient_id, fields, version, counter, updated_ms, names: Default::default() };
     // The table must hold exactly what the document uses, or two encodings of
     // one state could differ.
     if doc.encode() != buf {
