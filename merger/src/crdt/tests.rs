@@ -274,6 +274,7 @@ proptest! {
         }
         let other = fold(&shuffled);
         prop_assert_eq!(reference.encode(), other.encode());
+        prop_assert_eq!(reference.state_hash(), other.state_hash());
         prop_assert_eq!(
             serde_json::to_string(&reference.view()).expect("ser"),
             serde_json::to_string(&other.view()).expect("ser")
