@@ -24,6 +24,10 @@ struct Merger {
 
 impl Merger {
     fn spawn(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &str) -> Self {
+        Self::spawn_with(bootstrap, prefix, group, dir, name, &[])
+    }
+
+    fn spawn_with(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &str, extra: &[&str]) -> Self {
         let log = dir.join(format!("{name}.log"));
         let file = fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
@@ -31,6 +35,7 @@ impl Merger {
             .args(["--topic-prefix", prefix, "--group", group, "--partitions", "4"])
             .args(["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
             .args(["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"])
+            .args(extra)
             .env_remove("TIDEMARK_KEYS")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -280,4 +285,37 @@ async fn a_group_member_killed_mid_batch_then_a_third_joining_and_the_killed_one
     let a_again = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a-again");
     let want = reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&a, &b, &c, &a_again]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_between_producing_and_committing_the_replay_is_harmless() {
+    let (broker, dir, prefix, edits) = setup("abort").await;
+    let group = unique_group("abort");
+    let items = workload(50, 8, 5);
+    produce(broker.bootstrap(), &edits, &items).await;
+    let args = ["--max-batch-events", "100", "--fault-abort-before-commit-after-batches", "2"];
+    let mut crashed = Merger::spawn_with(broker.bootstrap(), &prefix, &group, dir.path(), "crashed", &args);
+    let status = crashed.child.wait().expect("the merger exits");
+    assert!(!status.success() && crashed.log().contains("fault injection"), "{status:?}\n{}", crashed.log());
+    let state = format!("{prefix}tidemark.patient-state.v1");
+    let before = read_all(broker.bootstrap(), &state, 4);
+    assert!(!before.is_empty(), "the crashed merger produced outputs before dying");
+
+    let again = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "again");
+    let want = reference(&items, dir.path());
+    assert_converges(&broker, &prefix, &want, &[&crashed, &again]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topics_that_are_not_co_partitioned_are_refused_with_both_counts() {
+    let (broker, dir, prefix, _edits) = setup("copart").await;
+    broker.create_topic(&format!("{prefix}tidemark.patient-changelog.v1"), 3).await.expect("changelog topic");
+    let mut m = Merger::spawn(broker.bootstrap(), &prefix, &unique_group("copart"), dir.path(), "m");
+    let status = m.child.wait().expect("the merger exits");
+    assert_eq!(status.code(), Some(2), "configuration error\n{}", m.log());
+    let log = m.log();
+    assert!(
+        log.contains("not co-partitioned") && log.contains("has 4 partitions but") && log.contains("has 3"),
+        "{log}"
+    );
 }

@@ -50,6 +50,10 @@ pub struct MergerArgs {
     /// ...or this many milliseconds after its first event.
     #[arg(long, env = "TIDEMARK_MAX_BATCH_WAIT_MS", default_value_t = 50)]
     max_batch_wait_ms: u64,
+    /// Fault injection for tests: abort after N batches' outputs were
+    /// acknowledged, before committing the last one's offsets.
+    #[arg(long, hide = true, value_name = "N")]
+    fault_abort_before_commit_after_batches: Option<u64>,
     /// Log format.
     #[arg(long, env = "TIDEMARK_LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
     log_format: telemetry::LogFormat,
@@ -86,6 +90,7 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
         startup_timeout: Duration::from_secs(15),
         catalog: Arc::new(catalog),
         verifier: Arc::new(verifier),
+        abort_before_commit_after_batches: args.fault_abort_before_commit_after_batches,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
@@ -99,6 +104,9 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
         let _ = server.await;
         match result {
             Ok(()) => Ok(Outcome::Ok),
+            // Topics that are not co-partitioned are a configuration error: a
+            // restart cannot help, so it gets the configuration exit code.
+            Err(e @ worker::WorkerError::CoPartitioning { .. }) => Err(e.into()),
             Err(e) => {
                 tracing::error!(error = %e, "merger stopped");
                 Ok(Outcome::ServiceFailed)

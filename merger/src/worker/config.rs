@@ -58,6 +58,10 @@ pub struct MergerConfig {
     pub catalog: Arc<Catalog>,
     /// Signature verification against the key registry.
     pub verifier: Arc<Verifier>,
+    /// Fault injection for tests: abort the process after this many batches
+    /// had their outputs acknowledged, before committing the last one's
+    /// offsets — the worst moment to crash. `None` in production.
+    pub abort_before_commit_after_batches: Option<u64>,
 }
 
 impl MergerConfig {

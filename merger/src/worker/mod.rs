@@ -66,7 +66,7 @@ pub async fn run(cfg: MergerConfig, metrics: MergerMetrics, shutdown: Cancellati
         .create_with_context(MergerContext::default())
         .map_err(WorkerError::kafka("creating the consumer"))?;
     consumer.subscribe(&[&cfg.topics.edits]).map_err(WorkerError::kafka("subscribing to the edit topic"))?;
-    let mut worker = Worker { cfg: &cfg, metrics: &metrics, consumer: &consumer, parts: HashMap::new() };
+    let mut worker = Worker { cfg: &cfg, metrics: &metrics, consumer: &consumer, parts: HashMap::new(), batches: 0 };
     let result = worker.run_loop(&producer, &shutdown).await;
     consumer.unsubscribe();
     if let Err(e) = producer.flush(Duration::from_secs(10)) {
@@ -80,6 +80,7 @@ struct Worker<'a> {
     metrics: &'a MergerMetrics,
     consumer: &'a Consumer,
     parts: HashMap<i32, Docs>,
+    batches: u64,
 }
 
 impl Worker<'_> {
@@ -180,6 +181,11 @@ impl Worker<'_> {
             }
         }
         let outcome = batch::process(self.cfg, self.metrics, producer, &mut self.parts, batch).await?;
+        self.batches += 1;
+        if self.cfg.abort_before_commit_after_batches.is_some_and(|n| self.batches >= n) {
+            tracing::error!(batches = self.batches, "fault injection: aborting after the outputs, before the commit");
+            std::process::abort();
+        }
         let mut tpl = TopicPartitionList::new();
         for (p, next) in &outcome.offsets {
             tpl.add_partition_offset(&self.cfg.topics.edits, *p, Offset::Offset(*next))
