@@ -202,6 +202,16 @@ async fn state_topic_equals_the_reference_fold_and_poison_goes_to_the_dlq() {
     assert!(status.is_some_and(|s| s.success()), "SIGTERM drains and exits 0: {status:?}\n{}", merger.log());
 }
 
+/// Waits until a merger has produced its first state record (bounded): the
+/// moment to kill it mid-stream.
+fn wait_for_first_state_record(broker: &TansuBroker, prefix: &str) {
+    let state = format!("{prefix}tidemark.patient-state.v1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read_all(broker.bootstrap(), &state, 4).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Starts a broker with a 4-partition edit topic under a unique prefix.
 async fn setup(name: &str) -> (TansuBroker, tempfile::TempDir, String, String) {
     let broker = TansuBroker::start().expect("tansu starts");
@@ -250,11 +260,7 @@ async fn a_replica_killed_mid_stream_and_restarted_replays_harmlessly() {
     produce(broker.bootstrap(), &edits, first).await;
     let mut a = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a");
     // Kill it while it folds the first half: some batches produced, maybe not committed.
-    let state = format!("{prefix}tidemark.patient-state.v1");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read_all(broker.bootstrap(), &state, 4).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_first_state_record(&broker, &prefix);
     a.sigkill();
     produce(broker.bootstrap(), &edits, second).await;
     let a2 = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a2");
@@ -271,11 +277,7 @@ async fn a_group_member_killed_mid_batch_then_a_third_joining_and_the_killed_one
     let mut a = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a");
     let b = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "b");
     produce(broker.bootstrap(), &edits, first).await;
-    let state = format!("{prefix}tidemark.patient-state.v1");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read_all(broker.bootstrap(), &state, 4).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_first_state_record(&broker, &prefix);
     a.sigkill();
     // Tansu 0.6.0 mis-assigns partitions when a member is evicted while others
     // are joining (see docs/merger.md); let the eviction (6 s session) settle first.
