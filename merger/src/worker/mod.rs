@@ -39,6 +39,9 @@ use restore::{Docs, restore_partition};
 
 type Consumer = StreamConsumer<MergerContext>;
 
+/// Partitions restored at once after an assignment.
+const RESTORE_PARALLELISM: usize = 4;
+
 /// Runs a worker until `shutdown` is cancelled (then finishes the batch in
 /// hand, commits, and flushes) or a fatal error.
 ///
@@ -145,9 +148,7 @@ impl Worker<'_> {
                 }
                 RebalanceEvent::Assigned(ps) => {
                     tracing::info!(partitions = ?ps, "partitions assigned; restoring their documents");
-                    for p in ps {
-                        self.restore(p)?;
-                    }
+                    self.restore_all(&ps)?;
                 }
             }
         }
@@ -157,10 +158,42 @@ impl Worker<'_> {
         Ok(())
     }
 
+    /// Restores several partitions, up to [`RESTORE_PARALLELISM`] at a time:
+    /// each waits mostly on the broker, so overlapping them shortens a
+    /// rebalance's pause.
+    fn restore_all(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
+        let cfg = self.cfg;
+        for chunk in partitions.chunks(RESTORE_PARALLELISM) {
+            let results: Vec<(i32, Duration, Result<Docs, WorkerError>)> = tokio::task::block_in_place(|| {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = chunk
+                        .iter()
+                        .map(|&p| {
+                            scope.spawn(move || {
+                                let started = Instant::now();
+                                let docs = restore_partition(cfg, p);
+                                (p, started.elapsed(), docs)
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().expect("a restore thread does not panic")).collect()
+                })
+            });
+            for (partition, elapsed, docs) in results {
+                self.restored(partition, elapsed, docs?);
+            }
+        }
+        Ok(())
+    }
+
     fn restore(&mut self, partition: i32) -> Result<(), WorkerError> {
         let started = Instant::now();
         let docs = tokio::task::block_in_place(|| restore_partition(self.cfg, partition))?;
-        let elapsed = started.elapsed();
+        self.restored(partition, started.elapsed(), docs);
+        Ok(())
+    }
+
+    fn restored(&mut self, partition: i32, elapsed: Duration, docs: Docs) {
         self.metrics.restore_duration.observe(elapsed.as_secs_f64());
         tracing::info!(
             partition,
@@ -169,7 +202,6 @@ impl Worker<'_> {
             "partition restored"
         );
         self.parts.insert(partition, docs);
-        Ok(())
     }
 
     async fn process(&mut self, producer: &FutureProducer, batch: &[OwnedMessage]) -> Result<(), WorkerError> {
