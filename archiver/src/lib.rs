@@ -3,3 +3,5 @@
 //!
 //! Key decision: the manifest is written last and is the commit point; a
 //! snapshot without a valid manifest does not exist. Lands with its own issue.
+
+pub mod crypto;

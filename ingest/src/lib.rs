@@ -3,5 +3,123 @@
 //!
 //! Key decision: a request is acknowledged only after Kafka acknowledged every
 //! accepted record (acks=all, idempotent producer), so a 202 means durable.
-//! The service itself lands with its own issue; this crate holds its place in
-//! the dependency graph (binary -> services -> schemas).
+//! Records of one request are enqueued in line order on one idempotent
+//! producer (max 5 in flight), which keeps per-patient order.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidemark_schemas::Catalog;
+use tokio_util::sync::CancellationToken;
+
+pub mod metrics;
+mod server;
+mod topics;
+
+pub use metrics::IngestMetrics;
+pub use server::ROUTES;
+
+/// The edit topic's name without prefix.
+pub const EDITS_TOPIC: &str = "tidemark.edits.v1";
+
+/// Everything the service needs.
+#[derive(Clone)]
+pub struct IngestConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// librdkafka options passed through.
+    pub kafka_options: Vec<(String, String)>,
+    /// The key registry file (reloaded on SIGHUP and on change).
+    pub keys: PathBuf,
+    /// The record catalog.
+    pub catalog: Catalog,
+    /// The HTTP listen address.
+    pub listen: SocketAddr,
+    /// Topic name prefix.
+    pub topic_prefix: String,
+    /// Partitions of the edit topic when it is created.
+    pub partitions: i32,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Requests handled at once; more get 503.
+    pub max_in_flight_requests: usize,
+    /// Request bytes held at once; more get 503.
+    pub max_in_flight_bytes: usize,
+    /// How long shutdown may take.
+    pub shutdown_grace: Duration,
+    /// librdkafka's delivery timeout.
+    pub produce_timeout: Duration,
+    /// How long to wait for the broker at start.
+    pub startup_timeout: Duration,
+    /// Metrics (registered by the caller).
+    pub metrics: IngestMetrics,
+    /// Called with the bound address once listening.
+    pub on_listening: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
+}
+
+impl IngestConfig {
+    /// The edit topic's full name.
+    pub fn edits_topic(&self) -> String {
+        format!("{}{EDITS_TOPIC}", self.topic_prefix)
+    }
+
+    pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.kafka_options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Why the service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Configuration is wrong: fix it, do not retry.
+    #[error("configuration error (fix and restart): {0}")]
+    Config(String),
+    /// The broker could not be reached or refused: retry later.
+    #[error("kafka error while {what} (retry later): {source}")]
+    Kafka {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// The broker was unreachable within the startup timeout: retry later.
+    #[error("broker unreachable at {brokers} within {timeout_ms} ms (retry later)")]
+    Unreachable {
+        /// The bootstrap servers.
+        brokers: String,
+        /// The timeout.
+        timeout_ms: u128,
+    },
+    /// I/O (listener) error.
+    #[error("i/o error while {what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl IngestError {
+    /// Whether a restart may help.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, IngestError::Config(_))
+    }
+}
+
+/// Runs the service until `shutdown` is cancelled, then drains and returns.
+///
+/// # Errors
+/// See [`IngestError`].
+pub async fn run(config: IngestConfig, shutdown: CancellationToken) -> Result<(), IngestError> {
+    server::run(config, shutdown).await
+}

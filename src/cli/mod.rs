@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod config;
 mod files;
 mod fold;
+mod ingest;
 mod keys;
 mod lines;
 mod merger;
@@ -45,6 +46,8 @@ enum Command {
     Fold(fold::FoldArgs),
     /// Run a merger worker: fold the edit topic into patient state (one consumer group).
     Merger(merger::MergerArgs),
+    /// Run the HTTP ingest service: verify signed edit events and produce them to Kafka.
+    Ingest(ingest::IngestArgs),
 }
 
 /// How a command that ran to the end went.
@@ -86,5 +89,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Verify(args) => verify::run(args),
         Command::Fold(args) => fold::run(args),
         Command::Merger(args) => merger::run(args),
+        Command::Ingest(args) => ingest::run(args),
     }
 }

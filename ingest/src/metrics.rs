@@ -1,0 +1,74 @@
+//! Every ingest metric, in one place. Labels come from small fixed sets:
+//! route, status class, rejection reason. Never a patient id or payload.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The route (`/v1/events`, ...).
+    pub route: &'static str,
+    /// `2xx`, `4xx`, `5xx`.
+    pub status_class: &'static str,
+}
+
+/// Labels of the rejected-events counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// A code from `tidemark_schemas::verify::REASONS`, or `unavailable`.
+    pub reason: &'static str,
+}
+
+/// The ingest service's metrics.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// Requests by route and status class.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Events produced and acknowledged.
+    pub events_accepted: Counter,
+    /// Events refused, by reason.
+    pub events_rejected: Family<ReasonLabels, Counter>,
+    /// Request latency.
+    pub request_duration: Histogram,
+    /// Produce-to-acknowledgement latency of one request's records.
+    pub produce_duration: Histogram,
+    /// Requests being handled.
+    pub in_flight: Gauge,
+}
+
+impl IngestMetrics {
+    /// Creates the metrics and registers them under `tidemark_ingest_`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = IngestMetrics {
+            requests: Family::default(),
+            events_accepted: Counter::default(),
+            events_rejected: Family::default(),
+            request_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            produce_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            in_flight: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("tidemark_ingest");
+        r.register("requests", "HTTP requests by route and status class", m.requests.clone());
+        r.register("events_accepted", "Events produced and acknowledged by Kafka", m.events_accepted.clone());
+        r.register("events_rejected", "Events refused, by reason", m.events_rejected.clone());
+        r.register_with_unit(
+            "request_duration",
+            "HTTP request latency",
+            prometheus_client::registry::Unit::Seconds,
+            m.request_duration.clone(),
+        );
+        r.register_with_unit(
+            "produce_duration",
+            "Latency from producing a request's records to Kafka's acknowledgement",
+            prometheus_client::registry::Unit::Seconds,
+            m.produce_duration.clone(),
+        );
+        r.register("in_flight_requests", "Requests being handled", m.in_flight.clone());
+        m
+    }
+}

@@ -1,0 +1,113 @@
+//! `tidemark ingest`: the HTTP ingest service with its metrics endpoint. Runs
+//! until SIGTERM/SIGINT (drain, flush, exit 0) or a fatal error (exit 3 when a
+//! restart may help, 2 for configuration errors). Prints
+//! `tidemark-ingest listening http=ADDR metrics=ADDR` on stdout once bound.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use prometheus_client::registry::Registry;
+use tidemark_ingest::{IngestConfig, IngestMetrics};
+
+use super::Outcome;
+use super::config::CatalogChoice;
+use super::merger::parse_kafka_option;
+use crate::service::{metrics_server, shutdown, telemetry};
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "TIDEMARK_BROKERS", value_name = "HOST:PORT,...")]
+    brokers: String,
+    /// A librdkafka option passed through, e.g. `security.protocol=SASL_SSL` (repeatable).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_kafka_option)]
+    kafka_options: Vec<(String, String)>,
+    /// Key registry file (TOML); reloaded on SIGHUP and when it changes.
+    #[arg(long, env = "TIDEMARK_KEYS", value_name = "REGISTRY")]
+    keys: PathBuf,
+    /// Record catalog file (TOML) [default: the built-in v1 catalog].
+    #[arg(long, env = "TIDEMARK_CATALOG", value_name = "FILE")]
+    catalog: Option<PathBuf>,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "TIDEMARK_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Where `/metrics` is served.
+    #[arg(long, env = "TIDEMARK_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
+    metrics_listen: SocketAddr,
+    /// Partitions of the edit topic when created; must match when it exists.
+    #[arg(long, env = "TIDEMARK_PARTITIONS", default_value_t = 12)]
+    partitions: i32,
+    /// Prefix of every topic name (e.g. `staging.`).
+    #[arg(long, env = "TIDEMARK_TOPIC_PREFIX", default_value = "")]
+    topic_prefix: String,
+    /// Largest request body.
+    #[arg(long, env = "TIDEMARK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Requests handled at once; more get 503.
+    #[arg(long, env = "TIDEMARK_MAX_IN_FLIGHT_REQUESTS", default_value_t = 256)]
+    max_in_flight_requests: usize,
+    /// Request body bytes held at once; more get 503.
+    #[arg(long, env = "TIDEMARK_MAX_IN_FLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    max_in_flight_bytes: usize,
+    /// How long draining may take at shutdown.
+    #[arg(long, env = "TIDEMARK_SHUTDOWN_GRACE_MS", default_value_t = 20_000)]
+    shutdown_grace_ms: u64,
+    /// How long Kafka may take to acknowledge a record before the request fails with 503.
+    #[arg(long, env = "TIDEMARK_PRODUCE_TIMEOUT_MS", default_value_t = 10_000)]
+    produce_timeout_ms: u64,
+    /// How long to wait for the broker at start.
+    #[arg(long, env = "TIDEMARK_STARTUP_TIMEOUT_MS", default_value_t = 15_000)]
+    startup_timeout_ms: u64,
+    /// Log format.
+    #[arg(long, env = "TIDEMARK_LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
+    log_format: telemetry::LogFormat,
+}
+
+pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
+    telemetry::init(args.log_format);
+    let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async move {
+        let shutdown = shutdown::on_signals();
+        let mut registry = Registry::default();
+        let metrics = IngestMetrics::new(&mut registry);
+        let (maddr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
+        let cfg = IngestConfig {
+            brokers: args.brokers,
+            kafka_options: args.kafka_options,
+            keys: args.keys,
+            catalog,
+            listen: args.listen,
+            topic_prefix: args.topic_prefix,
+            partitions: args.partitions,
+            max_body_bytes: args.max_body_bytes,
+            max_in_flight_requests: args.max_in_flight_requests,
+            max_in_flight_bytes: args.max_in_flight_bytes,
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            produce_timeout: Duration::from_millis(args.produce_timeout_ms),
+            startup_timeout: Duration::from_millis(args.startup_timeout_ms),
+            metrics,
+            on_listening: Some(Arc::new(move |addr| {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "tidemark-ingest listening http={addr} metrics={maddr}");
+                let _ = out.flush();
+            })),
+        };
+        let result = tidemark_ingest::run(cfg, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = server.await;
+        match result {
+            Ok(()) => Ok(Outcome::Ok),
+            Err(e) if !e.is_retryable() => Err(e.into()),
+            Err(e) => {
+                tracing::error!(error = %e, "ingest stopped");
+                Ok(Outcome::ServiceFailed)
+            }
+        }
+    })
+}

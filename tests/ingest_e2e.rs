@@ -1,0 +1,215 @@
+//! End-to-end tests of `tidemark ingest` against Tansu: the real binary as a
+//! child process, requests over plain HTTP/1.1, records read back from Kafka.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::pipeline::{read_all, workload};
+use common::{data, s};
+use tidemark_testkit::{TansuBroker, unique_topic};
+
+const PARTITIONS: i32 = 4;
+
+struct Ingest {
+    child: Child,
+    http: String,
+    metrics: String,
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Ingest {
+    fn spawn(bootstrap: &str, prefix: &str, extra: &[&str]) -> Self {
+        let default_keys = data("test-registry.toml");
+        let keys: Vec<&str> = if extra.contains(&"--keys") { vec![] } else { vec!["--keys", s(&default_keys)] };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .args(["ingest", "--brokers", bootstrap])
+            .args(&keys)
+            .args(["--topic-prefix", prefix, "--partitions", &PARTITIONS.to_string()])
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("TIDEMARK_KEYS")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ingest starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .unwrap_or_else(|| panic!("no {k} in `{line}`"))
+                .to_owned()
+        };
+        let (http, metrics) = (field("http="), field("metrics="));
+        Self { child, http, metrics }
+    }
+
+    fn post(&self, content_type: &str, body: &[u8]) -> (u16, String, String) {
+        post(&self.http, content_type, body)
+    }
+}
+
+/// A plain HTTP/1.1 POST; returns (status, headers, body).
+fn post(addr: &str, content_type: &str, body: &[u8]) -> (u16, String, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(
+        stream,
+        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("head");
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not HTTP: {raw}"));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+async fn setup(name: &str) -> (TansuBroker, String) {
+    let broker = TansuBroker::start().expect("tansu starts");
+    let prefix = format!("{}.", unique_topic(name));
+    (broker, prefix)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_batch_lands_byte_identical_in_order_with_headers() {
+    let (broker, prefix) = setup("ingest-ok").await;
+    let ingest = Ingest::spawn(broker.bootstrap(), &prefix, &[]);
+    let items = workload(5, 6, 7);
+    let body: String = items.iter().map(|i| format!("{}\n", i.envelope)).collect();
+    let (status, _, resp) = ingest.post("application/x-ndjson", body.as_bytes());
+    assert_eq!(status, 202, "{resp}");
+    let resp: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(resp["accepted"], items.len());
+    let one = &workload(1, 1, 8)[0];
+    let (status, _, resp) = ingest.post("application/json", one.envelope.as_bytes());
+    assert_eq!(status, 202, "{resp}");
+
+    let topic = format!("{prefix}tidemark.edits.v1");
+    let records = read_all(broker.bootstrap(), &topic, PARTITIONS);
+    assert_eq!(records.len(), items.len() + 1);
+    let all: Vec<_> = items.iter().chain(std::iter::once(one)).collect();
+    for item in &all {
+        let got: Vec<&[u8]> = records.iter().filter(|r| r.key == item.patient).map(|r| r.payload.as_slice()).collect();
+        let want: Vec<&[u8]> =
+            all.iter().filter(|i| i.patient == item.patient).map(|i| i.envelope.as_bytes()).collect();
+        assert!(got == want, "per-patient order and bytes differ for one patient");
+    }
+    for r in &records {
+        assert!(records.iter().filter(|x| x.key == r.key).all(|x| x.partition == r.partition));
+        assert_eq!(r.headers["tidemark-schema"], tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE);
+        assert_eq!(r.headers["tidemark-source"], "site-a-ehr");
+        assert!(r.headers["tidemark-received-ms"].parse::<u64>().is_ok());
+    }
+    let text = common::http_get(&ingest.metrics, "/metrics");
+    assert_eq!(common::metric(&text, "tidemark_ingest_events_accepted_total"), Some((items.len() + 1) as f64));
+    assert!(text.contains("tidemark_ingest_request_duration_seconds_bucket"), "{text}");
+    common::promtool_check(&text);
+    assert_eq!(common::http_get(&ingest.http, "/readyz"), "ready");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_errors_have_exact_statuses() {
+    let (broker, prefix) = setup("ingest-err").await;
+    let ingest = Ingest::spawn(broker.bootstrap(), &prefix, &["--max-body-bytes", "100000"]);
+    let good = workload(1, 1, 9)[0].envelope.clone();
+
+    let (status, _, body) = ingest.post("text/plain", good.as_bytes());
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("unsupported_media_type"), "{body}");
+
+    let (status, _, body) = ingest.post("application/json", b"{not json");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"reason\":\"malformed\"") && body.contains("\"line\":1"), "{body}");
+
+    let mut tampered: serde_json::Value = serde_json::from_str(&good).unwrap();
+    tampered["signatures"][0]["keyid"] = "nobody".into();
+    let (status, _, body) = ingest.post("application/json", tampered.to_string().as_bytes());
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("unknown_key"), "{body}");
+
+    let big = vec![b' '; 200_000];
+    let (status, _, _) = ingest.post("application/json", &big);
+    assert_eq!(status, 413);
+
+    // Some good, some bad: 207, the good one produced.
+    let batch = format!("{good}\n{{oops\n");
+    let (status, _, body) = ingest.post("application/x-ndjson", batch.as_bytes());
+    assert_eq!(status, 207, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["accepted"], 1);
+    assert_eq!(v["results"][1]["line"], 2);
+    assert_eq!(v["results"][1]["status"], 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_registry_reloads_on_change_and_keeps_the_old_one_when_bad() {
+    let (broker, prefix) = setup("ingest-reload").await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("registry.toml");
+    let original = std::fs::read_to_string(data("test-registry.toml")).unwrap();
+    std::fs::write(&keys, &original).unwrap();
+    let ingest = Ingest::spawn(broker.bootstrap(), &prefix, &["--keys", s(&keys)]);
+    let mut seed = 500;
+    let mut send = || {
+        seed += 1;
+        ingest.post("application/json", workload(1, 1, seed)[0].envelope.as_bytes()).0
+    };
+    assert_eq!(send(), 202);
+    std::fs::write(&keys, "this is not a registry").unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(send(), 202, "a bad registry must not replace the loaded one");
+    std::fs::write(&keys, original.replace("id = \"test-site-a-ehr\"", "id = \"another-key\"")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while send() != 401 {
+        assert!(std::time::Instant::now() < deadline, "the new registry was not loaded");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Throughput measurement, not a check: 1,000-event NDJSON batches sent one
+/// after another. Run with
+/// `cargo test --release --test ingest_e2e ingest_measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run by hand"]
+async fn ingest_measure_batches_of_1000() {
+    let (broker, prefix) = setup("ingest-measure").await;
+    let ingest = Ingest::spawn(broker.bootstrap(), &prefix, &[]);
+    let bodies: Vec<String> = (0..30)
+        .map(|seed| workload(100, 10, 10_000 + seed).iter().map(|i| format!("{}\n", i.envelope)).collect())
+        .collect();
+    let mut latencies = Vec::new();
+    let started = std::time::Instant::now();
+    for body in &bodies {
+        let t = std::time::Instant::now();
+        let (status, _, resp) = ingest.post("application/x-ndjson", body.as_bytes());
+        assert_eq!(status, 202, "{resp}");
+        latencies.push(t.elapsed());
+    }
+    let total = started.elapsed();
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "ingest: {} events in {:.2?} = {:.0} events/s; request p50 {:.1?} p99 {:.1?}",
+        bodies.len() * 1000,
+        total,
+        (bodies.len() * 1000) as f64 / total.as_secs_f64(),
+        pct(50),
+        pct(99)
+    );
+}
