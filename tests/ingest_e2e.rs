@@ -5,80 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::pipeline::{read_all, workload};
+use common::ingest::{Ingest, PARTITIONS};
+use common::pipeline::{read_all, sign_event, workload};
 use common::{data, s};
 use tidemark_testkit::{TansuBroker, unique_topic};
-
-const PARTITIONS: i32 = 4;
-
-struct Ingest {
-    child: Child,
-    http: String,
-    metrics: String,
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Ingest {
-    fn spawn(bootstrap: &str, prefix: &str, extra: &[&str]) -> Self {
-        let default_keys = data("test-registry.toml");
-        let keys: Vec<&str> = if extra.contains(&"--keys") { vec![] } else { vec!["--keys", s(&default_keys)] };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["ingest", "--brokers", bootstrap])
-            .args(&keys)
-            .args(["--topic-prefix", prefix, "--partitions", &PARTITIONS.to_string()])
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("TIDEMARK_KEYS")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ingest starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in `{line}`"))
-                .to_owned()
-        };
-        let (http, metrics) = (field("http="), field("metrics="));
-        Self { child, http, metrics }
-    }
-
-    fn post(&self, content_type: &str, body: &[u8]) -> (u16, String, String) {
-        post(&self.http, content_type, body)
-    }
-}
-
-/// A plain HTTP/1.1 POST; returns (status, headers, body).
-fn post(addr: &str, content_type: &str, body: &[u8]) -> (u16, String, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-    write!(
-        stream,
-        "POST /v1/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .expect("head");
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not HTTP: {raw}"));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
-    (status, head.to_ascii_lowercase(), body.to_owned())
-}
 
 async fn setup(name: &str) -> (TansuBroker, String) {
     let broker = TansuBroker::start().expect("tansu starts");
@@ -143,6 +75,16 @@ async fn ingest_errors_have_exact_statuses() {
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("unknown_key"), "{body}");
 
+    // Validly signed, but the catalog has no such field: 422 naming the op,
+    // the path and the reason.
+    let mut invalid: serde_json::Value =
+        serde_json::from_slice(tidemark_schemas::dsse::Envelope::decode(good.as_bytes()).unwrap().payload()).unwrap();
+    invalid["ops"] = serde_json::json!([{"op": "set", "path": "vitals.shoe_size", "value": 44}]);
+    let (status, _, body) = ingest.post("application/json", sign_event(&invalid).as_bytes());
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("\"reason\":\"invalid_event\""), "{body}");
+    assert!(body.contains("op 0 (`vitals.shoe_size`): unknown field path"), "{body}");
+
     let big = vec![b' '; 200_000];
     let (status, _, _) = ingest.post("application/json", &big);
     assert_eq!(status, 413);
@@ -155,6 +97,23 @@ async fn ingest_errors_have_exact_statuses() {
     assert_eq!(v["accepted"], 1);
     assert_eq!(v["results"][1]["line"], 2);
     assert_eq!(v["results"][1]["status"], 400);
+
+    // The counters moved, by reason and by status class.
+    let text = common::http_get(&ingest.metrics, "/metrics");
+    let rejected =
+        |reason: &str| common::metric(&text, &format!("tidemark_ingest_events_rejected_total{{reason=\"{reason}\"}}"));
+    assert_eq!(rejected("invalid_event"), Some(1.0), "{text}");
+    assert_eq!(rejected("unknown_key"), Some(1.0), "{text}");
+    assert_eq!(rejected("malformed"), Some(2.0), "{text}");
+    let requests = |class: &str| {
+        common::metric(
+            &text,
+            &format!("tidemark_ingest_requests_total{{route=\"/v1/events\",status_class=\"{class}\"}}"),
+        )
+    };
+    assert_eq!(requests("4xx"), Some(5.0), "{text}");
+    assert_eq!(requests("2xx"), Some(1.0), "{text}");
+    common::promtool_check(&text);
 }
 
 #[tokio::test(flavor = "multi_thread")]

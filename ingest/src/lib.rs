@@ -14,15 +14,16 @@ use std::time::Duration;
 use tidemark_schemas::Catalog;
 use tokio_util::sync::CancellationToken;
 
+mod events;
 pub mod metrics;
 mod server;
 mod topics;
+mod watch;
 
 pub use metrics::IngestMetrics;
 pub use server::ROUTES;
 
-/// The edit topic's name without prefix.
-pub const EDITS_TOPIC: &str = "tidemark.edits.v1";
+pub use tidemark_schemas::EDITS_TOPIC;
 
 /// Everything the service needs.
 #[derive(Clone)]

@@ -39,6 +39,8 @@ pub struct IngestMetrics {
     pub produce_duration: Histogram,
     /// Requests being handled.
     pub in_flight: Gauge,
+    /// Producers replaced after a fatal error or an outage.
+    pub producer_replaced: Counter,
 }
 
 impl IngestMetrics {
@@ -51,6 +53,7 @@ impl IngestMetrics {
             request_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             produce_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             in_flight: Gauge::default(),
+            producer_replaced: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("tidemark_ingest");
         r.register("requests", "HTTP requests by route and status class", m.requests.clone());
@@ -69,6 +72,11 @@ impl IngestMetrics {
             m.produce_duration.clone(),
         );
         r.register("in_flight_requests", "Requests being handled", m.in_flight.clone());
+        r.register(
+            "producer_replaced",
+            "Kafka producers replaced after a fatal error or three failed broker checks",
+            m.producer_replaced.clone(),
+        );
         m
     }
 }

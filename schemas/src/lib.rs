@@ -14,6 +14,13 @@ pub mod validate;
 pub mod verify;
 pub mod view;
 
+/// The edit topic's name (behind any `--topic-prefix`): signed envelopes keyed by patient.
+pub const EDITS_TOPIC: &str = "tidemark.edits.v1";
+/// The state topic's name (behind any `--topic-prefix`): the latest
+/// [`PatientView`] per patient as JSON, compacted; the public contract that
+/// snapshots and `tidemark state` read.
+pub const STATE_TOPIC: &str = "tidemark.patient-state.v1";
+
 pub use catalog::{Catalog, CatalogError, FieldKind, FieldSpec, Limits, PhiClass, ValueType};
 pub use event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, Op, OpId};
 pub use hlc::{Hlc, VersionVector};

@@ -1,10 +1,12 @@
-//! Loading the files every command shares: the record catalog and the key
-//! registry. Each error names the file and what was wrong with it.
+//! What the commands share: the Kafka connection flags of the services, and
+//! loading the record catalog and the key registry (each error names the file
+//! and what was wrong with it).
 
 use std::fs;
 use std::path::Path;
 
 use anyhow::Context as _;
+use clap::Args;
 use tidemark_schemas::Catalog;
 use tidemark_schemas::keys::KeyRegistry;
 
@@ -44,4 +46,26 @@ impl CatalogChoice {
 pub fn load_registry(path: &Path) -> anyhow::Result<KeyRegistry> {
     let text = fs::read_to_string(path).with_context(|| format!("reading key registry {}", path.display()))?;
     KeyRegistry::from_toml_str(&text).with_context(|| format!("loading key registry {}", path.display()))
+}
+
+/// The Kafka connection every service takes, flattened into its flags.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "TIDEMARK_BROKERS", value_name = "HOST:PORT,...")]
+    pub brokers: String,
+    /// A librdkafka option passed through, e.g. `security.protocol=SASL_SSL` (repeatable).
+    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_kafka_option)]
+    pub kafka_options: Vec<(String, String)>,
+    /// Prefix of every topic name (e.g. `staging.`).
+    #[arg(long, env = "TIDEMARK_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+}
+
+/// Parses `KEY=VALUE`.
+fn parse_kafka_option(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
 }

@@ -15,18 +15,13 @@ use prometheus_client::registry::Registry;
 use tidemark_ingest::{IngestConfig, IngestMetrics};
 
 use super::Outcome;
-use super::config::CatalogChoice;
-use super::merger::parse_kafka_option;
+use super::config::{CatalogChoice, KafkaArgs};
 use crate::service::{metrics_server, shutdown, telemetry};
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "TIDEMARK_BROKERS", value_name = "HOST:PORT,...")]
-    brokers: String,
-    /// A librdkafka option passed through, e.g. `security.protocol=SASL_SSL` (repeatable).
-    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_kafka_option)]
-    kafka_options: Vec<(String, String)>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     /// Key registry file (TOML); reloaded on SIGHUP and when it changes.
     #[arg(long, env = "TIDEMARK_KEYS", value_name = "REGISTRY")]
     keys: PathBuf,
@@ -42,9 +37,6 @@ pub struct IngestArgs {
     /// Partitions of the edit topic when created; must match when it exists.
     #[arg(long, env = "TIDEMARK_PARTITIONS", default_value_t = 12)]
     partitions: i32,
-    /// Prefix of every topic name (e.g. `staging.`).
-    #[arg(long, env = "TIDEMARK_TOPIC_PREFIX", default_value = "")]
-    topic_prefix: String,
     /// Largest request body.
     #[arg(long, env = "TIDEMARK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -78,12 +70,12 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
         let metrics = IngestMetrics::new(&mut registry);
         let (maddr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
         let cfg = IngestConfig {
-            brokers: args.brokers,
-            kafka_options: args.kafka_options,
+            brokers: args.kafka.brokers,
+            kafka_options: args.kafka.kafka_options,
             keys: args.keys,
             catalog,
             listen: args.listen,
-            topic_prefix: args.topic_prefix,
+            topic_prefix: args.kafka.topic_prefix,
             partitions: args.partitions,
             max_body_bytes: args.max_body_bytes,
             max_in_flight_requests: args.max_in_flight_requests,

@@ -15,17 +15,13 @@ use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
 use tidemark_schemas::verify::Verifier;
 
 use super::Outcome;
-use super::config::{self, CatalogChoice};
+use super::config::{self, CatalogChoice, KafkaArgs};
 use crate::service::{metrics_server, shutdown, telemetry};
 
 #[derive(Debug, Args)]
 pub struct MergerArgs {
-    /// Kafka bootstrap servers.
-    #[arg(long, env = "TIDEMARK_BROKERS", value_name = "HOST:PORT,...")]
-    brokers: String,
-    /// A librdkafka option passed through, e.g. `security.protocol=SASL_SSL` (repeatable).
-    #[arg(long = "kafka-option", value_name = "KEY=VALUE", value_parser = parse_kafka_option)]
-    kafka_options: Vec<(String, String)>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     /// Key registry file (TOML) the events' signatures are checked against.
     #[arg(long, env = "TIDEMARK_KEYS", value_name = "REGISTRY")]
     keys: PathBuf,
@@ -35,9 +31,6 @@ pub struct MergerArgs {
     /// The consumer group every merger replica joins.
     #[arg(long, env = "TIDEMARK_GROUP", default_value = "tidemark-merger")]
     group: String,
-    /// Prefix of every topic name (e.g. `staging.`).
-    #[arg(long, env = "TIDEMARK_TOPIC_PREFIX", default_value = "")]
-    topic_prefix: String,
     /// Partitions of topics created at start when missing.
     #[arg(long, env = "TIDEMARK_PARTITIONS", default_value_t = 12)]
     partitions: i32,
@@ -59,14 +52,6 @@ pub struct MergerArgs {
     log_format: telemetry::LogFormat,
 }
 
-/// Parses `KEY=VALUE`.
-pub fn parse_kafka_option(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => Err(format!("`{s}` is not KEY=VALUE")),
-    }
-}
-
 pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     telemetry::init(args.log_format);
     if args.partitions < 1 {
@@ -78,10 +63,10 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
     let verifier = Verifier::new(config::load_registry(&args.keys)?);
     let cfg = MergerConfig {
-        brokers: args.brokers,
-        kafka_options: args.kafka_options,
+        brokers: args.kafka.brokers,
+        kafka_options: args.kafka.kafka_options,
         group: args.group,
-        topics: Topics::with_prefix(&args.topic_prefix),
+        topics: Topics::with_prefix(&args.kafka.topic_prefix),
         partitions: args.partitions,
         max_batch_events: args.max_batch_events,
         max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),

@@ -76,6 +76,7 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("temp paths are utf-8")
 }
 
+pub mod ingest;
 pub mod pipeline;
 
 /// A plain HTTP/1.1 GET on loopback; returns the body. Panics with what it saw.

@@ -27,8 +27,7 @@ pub struct Signed {
 /// concurrent register writes (shared `observed`), allergy add/remove races
 /// and notes; deterministic for a seed.
 pub fn workload(patients: usize, events_per_patient: usize, seed: u64) -> Vec<Signed> {
-    let key_text = std::fs::read_to_string(data("test-signing.key")).expect("test key");
-    let key = SigningKeyFile::from_toml_str(&key_text).expect("test key parses");
+    let key = test_key();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
     let mut rng = seed | 1;
     let mut next = move || {
@@ -63,12 +62,26 @@ pub fn workload(patients: usize, events_per_patient: usize, seed: u64) -> Vec<Si
             if !observed.is_null() {
                 event["observed"] = observed;
             }
-            let payload = serde_json::to_vec(&event).expect("event serialises");
-            let env = dsse::sign(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE, &payload, key.signing_key(), key.id());
-            out.push(Signed { patient, envelope: env.to_json() });
+            out.push(Signed { patient, envelope: sign_with(&key, &event) });
         }
     }
     out
+}
+
+fn test_key() -> SigningKeyFile {
+    let key_text = std::fs::read_to_string(data("test-signing.key")).expect("test key");
+    SigningKeyFile::from_toml_str(&key_text).expect("test key parses")
+}
+
+fn sign_with(key: &SigningKeyFile, event: &serde_json::Value) -> String {
+    let payload = serde_json::to_vec(event).expect("event serialises");
+    dsse::sign(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE, &payload, key.signing_key(), key.id()).to_json()
+}
+
+/// Any JSON as the payload of an envelope signed with the test key (source
+/// `site-a-ehr`): validly signed, valid or not as an event.
+pub fn sign_event(event: &serde_json::Value) -> String {
+    sign_with(&test_key(), event)
 }
 
 /// Produces envelopes to `topic` keyed by patient, waiting for every ack.

@@ -23,9 +23,9 @@ impl Topics {
     /// The default names behind `prefix` (empty for none).
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
-            edits: format!("{prefix}tidemark.edits.v1"),
+            edits: format!("{prefix}{}", tidemark_schemas::EDITS_TOPIC),
             changelog: format!("{prefix}tidemark.patient-changelog.v1"),
-            state: format!("{prefix}tidemark.patient-state.v1"),
+            state: format!("{prefix}{}", tidemark_schemas::STATE_TOPIC),
             dlq: format!("{prefix}tidemark.edits.dlq.v1"),
         }
     }

@@ -1,0 +1,234 @@
+//! `POST /v1/events`: bounds, body, verification, producing, the response.
+//!
+//! The in-flight bounds are taken *before* the body is read: a request holds
+//! its request permit and its byte permits (its declared length, or the body
+//! limit when it declares none) while its body streams in, so the memory held
+//! by request bodies never exceeds `max_in_flight_bytes`, however many clients
+//! connect at once.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use serde::Serialize;
+use tidemark_schemas::verify::VerifyError;
+
+use crate::metrics::{ReasonLabels, RequestLabels};
+use crate::server::{AppState, RETRY_AFTER_S, ROUTE_EVENTS};
+
+/// One line's outcome.
+#[derive(Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+enum LineResult {
+    Accepted { line: usize, partition: i32, offset: i64 },
+    Rejected { line: usize, status: u16, reason: &'static str, message: String },
+}
+
+#[derive(Serialize)]
+struct ResponseBody {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<LineResult>,
+}
+
+/// A whole-request error as JSON; 503s carry `Retry-After`.
+pub(crate) fn error_json(status: StatusCode, reason: &'static str, message: String) -> Response {
+    let body = serde_json::json!({ "error": { "status": status.as_u16(), "reason": reason, "message": message } });
+    with_retry_after((status, axum::Json(body)).into_response())
+}
+
+fn with_retry_after(mut r: Response) -> Response {
+    if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_S));
+    }
+    r
+}
+
+fn status_of(e: &VerifyError) -> StatusCode {
+    match e.reason() {
+        "malformed" => StatusCode::BAD_REQUEST,
+        "unknown_key" | "bad_signature" => StatusCode::UNAUTHORIZED,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+pub(crate) async fn post_events(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    state.metrics.in_flight.inc();
+    let (parts, body) = request.into_parts();
+    let resp = handle(&state, &parts.headers, body).await;
+    state.metrics.in_flight.dec();
+    let class = match resp.status().as_u16() {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    state.metrics.requests.get_or_create(&RequestLabels { route: ROUTE_EVENTS, status_class: class }).inc();
+    state.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Whether the body is NDJSON (a batch) or one JSON envelope; `None` for any
+/// other content type.
+fn is_ndjson(headers: &HeaderMap) -> Option<bool> {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+        "application/json" => Some(false),
+        "application/x-ndjson" => Some(true),
+        _ => None,
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
+fn too_large(limit: usize) -> Response {
+    error_json(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the body is larger than {limit} bytes; split the batch"),
+    )
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
+    let Some(ndjson) = is_ndjson(headers) else {
+        return error_json(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json (one envelope) or application/x-ndjson (one per line)".into(),
+        );
+    };
+    let limit = state.cfg.max_body_bytes;
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > limit) {
+        return too_large(limit);
+    }
+    let Ok(_req_permit) = state.requests.try_acquire() else {
+        return error_json(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight".into());
+    };
+    // Without a declared length the body may grow to the limit: reserve that.
+    let reserve = u32::try_from(declared.unwrap_or(limit).max(1)).unwrap_or(u32::MAX);
+    let Ok(_byte_permit) = state.bytes.try_acquire_many(reserve) else {
+        return error_json(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many bytes in flight".into());
+    };
+    if !state.broker_ok.load(Ordering::Relaxed) {
+        return error_json(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the broker cannot take writes".into());
+    }
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(e) if is_length_limit(&e) => return too_large(limit),
+        Err(e) => {
+            return error_json(StatusCode::BAD_REQUEST, "malformed", format!("reading the request body failed: {e}"));
+        }
+    };
+    let lines = split_lines(&body, ndjson);
+    if lines.is_empty() {
+        return error_json(StatusCode::BAD_REQUEST, "malformed", "the body holds no envelope".into());
+    }
+    with_retry_after(verify_and_produce(state, &lines).await)
+}
+
+/// Whether a body error is the length limit (hyper wraps it in its error type).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Lines with their 1-based numbers, skipping blank ones; the whole body is
+/// line 1 when it is a single JSON envelope.
+fn split_lines(body: &Bytes, ndjson: bool) -> Vec<(usize, &[u8])> {
+    if !ndjson {
+        return vec![(1, &body[..])];
+    }
+    body.split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Verifies every line, produces the good ones in line order, waits for every
+/// acknowledgement, and answers with one result per line.
+async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Response {
+    let now_ms = now_ms();
+    let verifier = state.verifier();
+    let raw: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
+    let verified = verifier.verify_batch_and_validate(&raw, &state.cfg.catalog, now_ms);
+    let received = now_ms.to_string();
+    let producer = state.producer();
+    let produce_started = Instant::now();
+    let mut pending = Vec::with_capacity(lines.len());
+    let mut results: Vec<Option<LineResult>> = Vec::with_capacity(lines.len());
+    let mut first_error: Option<StatusCode> = None;
+    for (i, outcome) in verified.into_iter().enumerate() {
+        let (line, bytes) = lines[i];
+        match outcome {
+            Ok(ev) => {
+                let ev = ev.event();
+                let hdrs = OwnedHeaders::new()
+                    .insert(Header { key: "tidemark-schema", value: Some(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE) })
+                    .insert(Header { key: "tidemark-source", value: Some(ev.source.as_str()) })
+                    .insert(Header { key: "tidemark-received-ms", value: Some(received.as_str()) });
+                let rec = FutureRecord::to(&state.topic).key(ev.patient_id.as_bytes()).payload(bytes).headers(hdrs);
+                pending.push((i, line, producer.send_result(rec).ok()));
+                results.push(None);
+            }
+            Err(e) => {
+                let status = status_of(&e);
+                first_error.get_or_insert(status);
+                state.metrics.events_rejected.get_or_create(&ReasonLabels { reason: e.reason() }).inc();
+                let message = e.to_string();
+                results.push(Some(LineResult::Rejected { line, status: status.as_u16(), reason: e.reason(), message }));
+            }
+        }
+    }
+    let mut accepted = 0;
+    let mut unavailable = false;
+    for (i, line, fut) in pending {
+        let delivered = match fut {
+            Some(f) => f.await.ok().and_then(Result::ok),
+            None => None,
+        };
+        results[i] = Some(if let Some(d) = delivered {
+            accepted += 1;
+            LineResult::Accepted { line, partition: d.partition, offset: d.offset }
+        } else {
+            unavailable = true;
+            state.metrics.events_rejected.get_or_create(&ReasonLabels { reason: "unavailable" }).inc();
+            let message = "Kafka did not acknowledge the record; retry".into();
+            LineResult::Rejected { line, status: 503, reason: "unavailable", message }
+        });
+    }
+    state.metrics.produce_duration.observe(produce_started.elapsed().as_secs_f64());
+    state.metrics.events_accepted.inc_by(accepted as u64);
+    let results: Vec<LineResult> = results.into_iter().flatten().collect();
+    let rejected = results.len() - accepted;
+    let status = if unavailable {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else if rejected == 0 {
+        StatusCode::ACCEPTED
+    } else if accepted > 0 {
+        StatusCode::MULTI_STATUS
+    } else {
+        first_error.unwrap_or(StatusCode::BAD_REQUEST)
+    };
+    (status, axum::Json(ResponseBody { accepted, rejected, results })).into_response()
+}

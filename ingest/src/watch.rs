@@ -1,0 +1,85 @@
+//! Background watchers: broker reachability (for `/readyz`, fast 503s and
+//! producer replacement) and the key registry file (reload on change or SIGHUP).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, Producer as _};
+use tidemark_schemas::verify::Verifier;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::{AppState, load_registry, producer_config};
+use crate::topics;
+
+/// A cached broker check every 2 s, for `/readyz` and fast 503s. The
+/// producer is replaced by a fresh one when it reports a fatal error (an
+/// idempotent producer whose sequence state the broker lost, after a broker
+/// restart, can never produce again) or after three failed checks in a row (a
+/// producer stuck on dead connections). Records of the old producer still in
+/// flight finish or time out with it, so their requests get their answers.
+pub(crate) async fn watch_broker(state: Arc<AppState>, stop: CancellationToken) {
+    let mut failures = 0u32;
+    loop {
+        let producer = state.producer();
+        let ok = topics::partitions(&producer, &state.topic, Duration::from_secs(2)).await.is_ok();
+        if ok != state.broker_ok.swap(ok, Ordering::Relaxed) {
+            tracing::warn!(reachable = ok, "broker reachability changed");
+        }
+        failures = if ok { 0 } else { failures + 1 };
+        if let Some((code, reason)) = producer.client().fatal_error() {
+            tracing::warn!(?code, %reason, "the producer hit a fatal error; replacing it");
+            replace_producer(&state);
+        } else if failures >= 3 {
+            failures = 0;
+            tracing::warn!("broker unreachable for three checks; replacing the producer");
+            replace_producer(&state);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+fn replace_producer(state: &AppState) {
+    match producer_config(&state.cfg).create::<FutureProducer>() {
+        Ok(fresh) => {
+            if let Ok(mut slot) = state.producer.write() {
+                *slot = fresh;
+            }
+            state.metrics.producer_replaced.inc();
+        }
+        Err(e) => tracing::error!(error = %e, "cannot create a new producer"),
+    }
+}
+
+/// Reloads the key registry on SIGHUP and when the file's mtime or length
+/// changes (polled every 2 s). A bad registry is logged; the old one stays.
+pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken) {
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut last = stamp(&state.cfg.keys);
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let by_signal = tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        let now = stamp(&state.cfg.keys);
+        if !by_signal && now == last {
+            continue;
+        }
+        last = now;
+        match load_registry(&state.cfg.keys) {
+            Ok(reg) => {
+                let v = Arc::new(Verifier::new(reg));
+                if let Ok(mut slot) = state.verifier.write() {
+                    *slot = v;
+                }
+                tracing::info!(by_signal, "key registry reloaded");
+            }
+            Err(e) => tracing::error!(error = %e, "key registry reload failed; keeping the previous one"),
+        }
+    }
+}
