@@ -135,7 +135,14 @@ fn generate_refuses_to_overwrite() {
         .code(2)
         .stderr_has("refusing to overwrite");
     assert_eq!(fs::read(keys.key("site-a")).expect("key"), before, "the old key is untouched");
-    tidemark(&["keys", "generate", "--kind", "recipient", "--out", s(&out), "--name", "x"], b"", &[]).code(2);
+    for kind in ["recipient", "archiver", "dataset"] {
+        let args = ["keys", "generate", "--kind", kind, "--out", s(&out), "--name", kind];
+        tidemark(&args, b"", &[]).code(0);
+        let key = fs::read(out.join(format!("{kind}.key"))).expect("key");
+        tidemark(&args, b"", &[]).code(2).stderr_has("refusing to overwrite");
+        assert_eq!(fs::read(out.join(format!("{kind}.key"))).expect("key"), key, "the old {kind} key is untouched");
+    }
+    tidemark(&["keys", "generate", "--kind", "bogus", "--out", s(&out), "--name", "x"], b"", &[]).code(2);
     tidemark(&["keys", "generate", "--kind", "signing", "--out", s(&out), "--name", "../x"], b"", &[])
         .code(2)
         .stderr_has("--name `../x` must be");

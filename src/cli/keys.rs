@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use rand::TryRng as _;
+use tidemark_archiver::crypto::{self, ArchiverSigningKey, RecipientSecretKey};
 use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
 use zeroize::Zeroizing;
 
@@ -16,16 +17,25 @@ use super::files::write_new;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Generate a key pair: DIR/NAME.key (secret, mode 0600), DIR/NAME.pub and
-    /// DIR/NAME.registry.toml (a [[key]] entry to append to the key registry).
+    /// Generate a key pair: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub;
+    /// for a signing key also DIR/NAME.registry.toml (a [[key]] entry to append
+    /// to the key registry).
     Generate(GenerateArgs),
 }
 
-/// What a key is for. Recipient and archiver keys will join this list.
+/// What a key is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum KeyKind {
     /// An Ed25519 key that signs edit events (an EHR integration's key).
     Signing,
+    /// A hybrid X25519 + ML-KEM-768 key that snapshots are encrypted to (a
+    /// data recipient's key; its id is derived from the public key).
+    Recipient,
+    /// The Ed25519 key the archiver signs snapshot manifests with.
+    Archiver,
+    /// A 256-bit secret keying the de-identified profile's patient pseudonyms
+    /// (one file, NAME.key; no public half).
+    Dataset,
 }
 
 #[derive(Debug, Args)]
@@ -36,13 +46,14 @@ pub struct GenerateArgs {
     /// Directory to write the files to (created if missing).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-    /// Key id (the keyid in signatures) and file name stem: [A-Za-z0-9._-], up to 128 characters.
+    /// File name stem, [A-Za-z0-9._-], up to 128 characters; for signing keys also the key id (the keyid in
+    /// signatures). Recipient and archiver key ids are derived from the public key.
     #[arg(long)]
     name: String,
-    /// The source (EHR system) whose events the key signs [default: NAME].
+    /// Signing keys only: the source (EHR system) whose events the key signs [default: NAME].
     #[arg(long)]
     source: Option<String>,
-    /// Restrict the key to patient ids with this prefix (repeatable; absent: any patient).
+    /// Signing keys only: restrict the key to patient ids with this prefix (repeatable; absent: any patient).
     #[arg(long = "patient-prefix", value_name = "PREFIX")]
     patient_prefixes: Vec<String>,
 }
@@ -51,6 +62,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
     match command {
         KeysCommand::Generate(args) => match args.kind {
             KeyKind::Signing => generate_signing(&args),
+            KeyKind::Recipient | KeyKind::Archiver => generate_archive_key(&args),
+            KeyKind::Dataset => generate_dataset_key(&args),
         },
     }
 }
@@ -61,18 +74,30 @@ fn is_file_safe(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
+/// Checks the flags every kind shares and returns `DIR/NAME.EXT` for each of
+/// `exts`, none of which may exist yet; creates DIR.
+fn prepare<const N: usize>(args: &GenerateArgs, exts: [&str; N]) -> anyhow::Result<[PathBuf; N]> {
     let name = args.name.as_str();
     if !is_file_safe(name) {
         bail!("--name `{name}` must be 1-128 characters of [A-Za-z0-9._-], not starting with `.`");
     }
-    let source = args.source.as_deref().unwrap_or(name);
-    let paths = [".key", ".pub", ".registry.toml"].map(|ext| args.out.join(format!("{name}{ext}")));
+    if args.kind != KeyKind::Signing && (args.source.is_some() || !args.patient_prefixes.is_empty()) {
+        bail!("--source and --patient-prefix apply only to --kind signing");
+    }
+    let paths = exts.map(|ext| args.out.join(format!("{name}{ext}")));
     for path in &paths {
         if path.exists() {
             bail!("refusing to overwrite {}: remove it first or choose another --name", path.display());
         }
     }
+    fs::create_dir_all(&args.out).with_context(|| format!("creating directory {}", args.out.display()))?;
+    Ok(paths)
+}
+
+fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
+    let name = args.name.as_str();
+    let paths = prepare(args, [".key", ".pub", ".registry.toml"])?;
+    let source = args.source.as_deref().unwrap_or(name);
 
     let mut seed = Zeroizing::new([0u8; 32]);
     rand::rngs::SysRng.try_fill_bytes(seed.as_mut()).context("reading randomness from the operating system")?;
@@ -83,7 +108,6 @@ fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     // Refuse now what the registry would refuse later (e.g. an empty prefix).
     KeyRegistry::from_entries(vec![entry.clone()]).context("checking the registry entry")?;
 
-    fs::create_dir_all(&args.out).with_context(|| format!("creating directory {}", args.out.display()))?;
     let [key_path, pub_path, registry_path] = &paths;
     write_new(key_path, key_file.to_toml().as_bytes(), 0o600)?;
     write_new(pub_path, format!("{}\n", entry.public_key).as_bytes(), 0o644)?;
@@ -91,6 +115,46 @@ fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     println!("wrote {} (secret signing key, mode 0600: keep it private)", key_path.display());
     println!("wrote {} (public key)", pub_path.display());
     println!("wrote {} (append it to the key registry that ingest and merger read)", registry_path.display());
+    Ok(Outcome::Ok)
+}
+
+/// Writes a recipient or archiver key pair with the archiver's key-file functions,
+/// so the CLI and the archiver service read and write one format.
+fn generate_archive_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
+    let [key_path, pub_path] = prepare(args, [".key", ".pub"])?;
+    let (id, secret_use, public_use) = if args.kind == KeyKind::Recipient {
+        let key = RecipientSecretKey::generate().context("generating a recipient key")?;
+        crypto::save_recipient_secret(&key_path, &key)?;
+        crypto::save_recipient_public(&pub_path, key.public_key())?;
+        (
+            key.key_id(),
+            "secret recipient key: it decrypts every snapshot encrypted to it",
+            "list it among the archiver's recipients",
+        )
+    } else {
+        let key = ArchiverSigningKey::generate().context("generating an archiver key")?;
+        crypto::save_archiver_secret(&key_path, &key)?;
+        crypto::save_archiver_public(&pub_path, &key.verifying_key())?;
+        (
+            key.key_id(),
+            "secret archiver key: only the archiver service reads it",
+            "snapshot readers verify manifests with it",
+        )
+    };
+    println!("wrote {} ({secret_use}; mode 0600: keep it private)", key_path.display());
+    println!("wrote {} (public key {id}: {public_use})", pub_path.display());
+    Ok(Outcome::Ok)
+}
+
+fn generate_dataset_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
+    let [key_path] = prepare(args, [".key"])?;
+    let key = crypto::DatasetKey::generate().context("generating a dataset key")?;
+    crypto::save_dataset_key(&key_path, &key)?;
+    println!(
+        "wrote {} (secret dataset key {}: it keys the de-identified pseudonyms; mode 0600: keep it private)",
+        key_path.display(),
+        key.key_id()
+    );
     Ok(Outcome::Ok)
 }
 
@@ -124,5 +188,26 @@ mod tests {
         for bad in ["", ".hidden", "../x", "a/b", "a b", "ü"] {
             assert!(!is_file_safe(bad), "{bad}");
         }
+    }
+
+    fn args(kind: KeyKind, out: &Path, name: &str) -> GenerateArgs {
+        GenerateArgs { kind, out: out.to_owned(), name: name.to_owned(), source: None, patient_prefixes: vec![] }
+    }
+
+    #[test]
+    fn recipient_and_archiver_keys_load_back_and_are_never_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        generate_archive_key(&args(KeyKind::Recipient, dir.path(), "r")).expect("recipient");
+        generate_archive_key(&args(KeyKind::Archiver, dir.path(), "a")).expect("archiver");
+        let r = crypto::load_recipient_secret(&dir.path().join("r.key")).expect("recipient secret loads");
+        assert_eq!(crypto::load_recipient_public(&dir.path().join("r.pub")).expect("public").key_id(), r.key_id());
+        let a = crypto::load_archiver_secret(&dir.path().join("a.key")).expect("archiver secret loads");
+        let vk = crypto::load_archiver_public(&dir.path().join("a.pub")).expect("archiver public loads");
+        vk.verify(b"m", &a.sign(b"m")).expect("the pair matches");
+        let err = generate_archive_key(&args(KeyKind::Recipient, dir.path(), "r")).expect_err("exists");
+        assert!(format!("{err:#}").contains("refusing to overwrite"), "{err:#}");
+        let mut with_source = args(KeyKind::Archiver, dir.path(), "b");
+        with_source.source = Some("x".into());
+        assert!(generate_archive_key(&with_source).is_err());
     }
 }

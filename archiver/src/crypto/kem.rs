@@ -8,7 +8,7 @@ use ml_kem::{Decapsulate, Encapsulate, KeyExport, MlKem768};
 use ring::rand::{SecureRandom, SystemRandom};
 use sha3::{Digest, Sha3_256};
 use x25519_dalek::{X25519_BASEPOINT_BYTES, x25519};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// X-Wing's 6-byte label `\.//^\`.
 pub const XWING_LABEL: &[u8; 6] = b"\\.//^\\";
@@ -20,6 +20,8 @@ pub const MLKEM_PK_LEN: usize = 1184;
 pub const CT_LEN: usize = MLKEM_CT_LEN + 32;
 /// Hybrid public key length: ML-KEM encapsulation key || X25519 public key.
 pub const PK_LEN: usize = MLKEM_PK_LEN + 32;
+/// Secret key length: X25519 scalar || ML-KEM-768 seed (d || z).
+pub const SK_LEN: usize = 32 + 64;
 
 /// Why a KEM operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,23 @@ impl SecretKey {
         Ok(Self { x25519: random()?, mlkem_seed: random()? })
     }
 
+    /// The key's bytes: X25519 scalar || ML-KEM-768 seed. Secret.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; SK_LEN]> {
+        let mut b = Zeroizing::new([0u8; SK_LEN]);
+        b[..32].copy_from_slice(&self.x25519);
+        b[32..].copy_from_slice(&self.mlkem_seed);
+        b
+    }
+
+    /// The key from the bytes of [`SecretKey::to_bytes`]. Every 96-byte string is
+    /// a valid key: both halves are seeds.
+    pub fn from_bytes(bytes: &[u8; SK_LEN]) -> Self {
+        let mut key = Self { x25519: [0; 32], mlkem_seed: [0; 64] };
+        key.x25519.copy_from_slice(&bytes[..32]);
+        key.mlkem_seed.copy_from_slice(&bytes[32..]);
+        key
+    }
+
     fn mlkem(&self) -> ml_kem::ml_kem_768::DecapsulationKey {
         ml_kem::ml_kem_768::DecapsulationKey::from_seed(self.mlkem_seed.into())
     }
@@ -119,6 +138,32 @@ impl SecretKey {
 }
 
 impl PublicKey {
+    /// The key's bytes: ML-KEM-768 encapsulation key || X25519 public key.
+    pub fn to_bytes(&self) -> [u8; PK_LEN] {
+        let mut b = [0u8; PK_LEN];
+        b[..MLKEM_PK_LEN].copy_from_slice(&self.mlkem);
+        b[MLKEM_PK_LEN..].copy_from_slice(&self.x25519);
+        b
+    }
+
+    /// Parses and checks [`PublicKey::to_bytes`] output.
+    ///
+    /// # Errors
+    /// [`KemError::InvalidPublicKey`] if the ML-KEM key fails FIPS 203's
+    /// modulus check, [`KemError::LowOrderPoint`] if the X25519 key has low
+    /// order (it would contribute nothing to the combined secret).
+    pub fn from_bytes(bytes: &[u8; PK_LEN]) -> Result<Self, KemError> {
+        let (mlkem, x) = bytes.split_at(MLKEM_PK_LEN);
+        let key: &ml_kem::Key<ml_kem::ml_kem_768::EncapsulationKey> =
+            mlkem.try_into().map_err(|_| KemError::InvalidPublicKey)?;
+        ml_kem::ml_kem_768::EncapsulationKey::new(key).map_err(|_| KemError::InvalidPublicKey)?;
+        let x25519: [u8; 32] = x.try_into().expect("PK_LEN - MLKEM_PK_LEN is 32");
+        // A clamped scalar clears the cofactor, so any scalar maps a low-order
+        // point (on the curve or its twist) to zero.
+        dh(&[0x42; 32], &x25519)?;
+        Ok(Self { mlkem: mlkem.to_vec(), x25519 })
+    }
+
     /// Encapsulates a fresh combined secret to this key: (ciphertext, secret).
     ///
     /// # Errors
@@ -162,5 +207,21 @@ mod tests {
         let (mut ct, _) = sk.public_key().encapsulate().expect("encapsulate");
         ct[MLKEM_CT_LEN..].fill(0);
         assert!(matches!(sk.decapsulate(&ct), Err(KemError::LowOrderPoint)));
+    }
+
+    #[test]
+    fn bytes_round_trip_and_bad_public_keys_refused() {
+        let sk = SecretKey::generate().expect("rng");
+        let again = SecretKey::from_bytes(&sk.to_bytes());
+        assert_eq!(again.public_key(), sk.public_key());
+        let pk = sk.public_key().to_bytes();
+        assert_eq!(PublicKey::from_bytes(&pk).expect("valid key"), sk.public_key());
+        let mut low = pk;
+        low[MLKEM_PK_LEN..].fill(0);
+        assert!(matches!(PublicKey::from_bytes(&low), Err(KemError::LowOrderPoint)));
+        // Coefficient 0xfff > q = 3329 fails the FIPS 203 modulus check.
+        let mut big = pk;
+        big[..2].copy_from_slice(&[0xff, 0x0f]);
+        assert!(matches!(PublicKey::from_bytes(&big), Err(KemError::InvalidPublicKey)));
     }
 }
