@@ -1,7 +1,24 @@
 //! Tidemark archiver: consistent snapshots of the patient-state topic as
-//! encrypted Parquet parts plus a signed manifest.
+//! encrypted Parquet parts plus a signed manifest, and the readers that verify
+//! and decrypt them.
 //!
 //! Key decision: the manifest is written last and is the commit point; a
-//! snapshot without a valid manifest does not exist. Lands with its own issue.
+//! snapshot without a valid manifest does not exist. Everything a reader
+//! trusts hangs off the manifest's signature: each part's size and SHA-256,
+//! the recipients, the cut it was taken at.
+//!
+//! Pure logic (`crypto`, `table`, `manifest`) knows nothing of Kafka or
+//! tokio; `scan`, `storage`, `snapshot`, `reader` and `service` do the I/O.
 
 pub mod crypto;
+pub mod manifest;
+pub mod metrics;
+pub mod reader;
+pub mod scan;
+pub mod service;
+pub mod snapshot;
+pub mod storage;
+pub mod table;
+
+pub use metrics::ArchiverMetrics;
+pub use service::{ArchiverConfig, run};

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod archiver;
 mod config;
 mod files;
 mod fold;
@@ -13,6 +14,7 @@ mod keys;
 mod lines;
 mod merger;
 mod sign;
+mod snapshot;
 mod verify;
 
 /// Exit code: some input failed verification or validation.
@@ -48,6 +50,13 @@ enum Command {
     Merger(merger::MergerArgs),
     /// Run the HTTP ingest service: verify signed edit events and produce them to Kafka.
     Ingest(ingest::IngestArgs),
+    /// Run the archiver: consistent, encrypted Parquet snapshots of the state topic.
+    Archiver(archiver::ArchiverArgs),
+    /// Read snapshots: list, verify, decrypt.
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
+    },
 }
 
 /// How a command that ran to the end went.
@@ -90,5 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Fold(args) => fold::run(args),
         Command::Merger(args) => merger::run(args),
         Command::Ingest(args) => ingest::run(args),
+        Command::Archiver(args) => archiver::run(args),
+        Command::Snapshot { command } => snapshot::run(command),
     }
 }

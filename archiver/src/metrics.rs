@@ -1,0 +1,85 @@
+//! Every archiver metric, in one place. Labels come from small fixed sets:
+//! profile (`identified`, `deidentified`) and result (`ok`, `failed`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::atomic::AtomicU64;
+
+/// A profile label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProfileLabels {
+    /// `identified` or `deidentified`.
+    pub profile: &'static str,
+}
+
+/// A profile and result label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `identified` or `deidentified`.
+    pub profile: &'static str,
+    /// `ok` or `failed`.
+    pub result: &'static str,
+}
+
+/// The archiver's metrics.
+#[derive(Clone)]
+pub struct ArchiverMetrics {
+    /// Snapshots attempted, by profile and result.
+    pub snapshots: Family<ResultLabels, Counter>,
+    /// Rows written in committed snapshots.
+    pub rows: Family<ProfileLabels, Counter>,
+    /// Encrypted bytes written in committed snapshots.
+    pub bytes: Family<ProfileLabels, Counter>,
+    /// Parts that failed to be written (the snapshot then fails).
+    pub parts_failed: Family<ProfileLabels, Counter>,
+    /// Snapshot duration, from the cut to the manifest.
+    pub duration: Histogram,
+    /// Unix time of the last committed snapshot; its age is
+    /// `time() - tidemark_archiver_last_success_timestamp_seconds`.
+    pub last_success: Family<ProfileLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl ArchiverMetrics {
+    /// Creates the metrics and registers them under `tidemark_archiver_`.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = ArchiverMetrics {
+            snapshots: Family::default(),
+            rows: Family::default(),
+            bytes: Family::default(),
+            parts_failed: Family::default(),
+            duration: Histogram::new(exponential_buckets(0.1, 2.0, 14)),
+            last_success: Family::default(),
+        };
+        let r = registry.sub_registry_with_prefix("tidemark_archiver");
+        r.register("snapshots", "Snapshots attempted, by profile and result", m.snapshots.clone());
+        r.register("rows", "Rows written in committed snapshots", m.rows.clone());
+        r.register_with_unit("written", "Encrypted bytes written in committed snapshots", Unit::Bytes, m.bytes.clone());
+        r.register("parts_failed", "Parts that could not be written", m.parts_failed.clone());
+        r.register_with_unit(
+            "snapshot_duration",
+            "Time from capturing the cut to committing the manifest",
+            Unit::Seconds,
+            m.duration.clone(),
+        );
+        r.register_with_unit(
+            "last_success_timestamp",
+            "Unix time of the last committed snapshot",
+            Unit::Seconds,
+            m.last_success.clone(),
+        );
+        for profile in ["identified", "deidentified"] {
+            for result in ["ok", "failed"] {
+                let _ = m.snapshots.get_or_create(&ResultLabels { profile, result });
+            }
+            let labels = ProfileLabels { profile };
+            let _ = m.rows.get_or_create(&labels);
+            let _ = m.bytes.get_or_create(&labels);
+            let _ = m.parts_failed.get_or_create(&labels);
+        }
+        m
+    }
+}

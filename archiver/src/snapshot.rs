@@ -1,0 +1,298 @@
+//! Taking one snapshot: cut, read, convert, encrypt, store, commit.
+//!
+//! Key decision: parts follow the state topic's partitions (a patient's views
+//! all live in one partition), so each partition is read, sorted and written
+//! on its own and memory holds one partition's views, never the whole topic.
+//! Every profile is written from the same read, each with its own snapshot id,
+//! recipients and manifest. The manifest is put last; a failure anywhere
+//! before it leaves parts without a manifest, which are not a snapshot and are
+//! removed by the next run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rdkafka::consumer::BaseConsumer;
+use tidemark_schemas::{Catalog, PatientView, format_utc_ms};
+
+use crate::crypto::{ArchiverSigningKey, PartError, RecipientPublicKey, seal_part};
+use crate::manifest::{MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
+use crate::scan::{self, ScanError};
+use crate::storage::{Archive, StorageError};
+use crate::table::{PartOptions, PartWriter, Profile, TableError, TableLayout, sort_views};
+
+/// Why a snapshot failed. Nothing is committed; the next run starts afresh.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Reading the state topic failed: retry later.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// The archive could not be written: retry later.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A state record is not a patient view: a broken invariant upstream.
+    #[error("state record at {topic}/{partition} offset-range end {end} is not a patient view: {why}")]
+    BadRecord {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The cut of that partition.
+        end: i64,
+        /// The decoder's complaint (never the payload).
+        why: String,
+    },
+    /// A view did not fit the table (catalog mismatch).
+    #[error("building a part of partition {partition}: {source}")]
+    Table {
+        /// The partition.
+        partition: i32,
+        /// The cause.
+        #[source]
+        source: TableError,
+    },
+    /// Encrypting a part failed.
+    #[error("encrypting a part of partition {partition}: {source}")]
+    Encrypt {
+        /// The partition.
+        partition: i32,
+        /// The cause.
+        #[source]
+        source: PartError,
+    },
+    /// Configuration: fix and restart.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A worker task panicked or was cancelled.
+    #[error("a snapshot task stopped: {0}")]
+    Task(String),
+}
+
+/// One profile to write: its table rules and who can read it.
+pub struct ProfileSpec {
+    /// Identified or de-identified (with its dataset key).
+    pub profile: Profile,
+    /// Recipients every part is encrypted to; at least one.
+    pub recipients: Vec<RecipientPublicKey>,
+}
+
+/// What a snapshot needs.
+pub struct SnapshotSpec {
+    /// The state topic (with prefix).
+    pub topic: String,
+    /// The record catalog the columns derive from.
+    pub catalog: Catalog,
+    /// The profiles written from one read.
+    pub profiles: Vec<ProfileSpec>,
+    /// Signs the manifests.
+    pub signer: Arc<ArchiverSigningKey>,
+    /// Rows per part, at most (a partition with more is split).
+    pub rows_per_part: usize,
+    /// Encryption chunk size.
+    pub chunk_size: usize,
+    /// Parquet tuning.
+    pub part_options: PartOptions,
+    /// How long a partition read may make no progress.
+    pub stall_timeout: Duration,
+    /// Committed snapshots kept per profile (older ones are deleted).
+    pub retain: usize,
+    /// Fault injection for tests: abort the process after this many parts
+    /// were stored, as a crash mid-snapshot would.
+    pub abort_after_parts: Option<usize>,
+}
+
+/// A committed snapshot.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Encrypted bytes written (parts and manifest).
+    pub bytes: u64,
+}
+
+/// A part ready to store, for one profile.
+struct BuiltPart {
+    profile: usize,
+    entry: PartEntry,
+    sealed: Bytes,
+}
+
+/// Takes one snapshot of every profile in `spec`.
+///
+/// # Errors
+/// [`SnapshotError`]; nothing is committed for any profile that failed.
+pub async fn take(
+    archive: &Archive,
+    consumer: Arc<BaseConsumer>,
+    spec: Arc<SnapshotSpec>,
+) -> Result<Vec<Committed>, SnapshotError> {
+    if spec.profiles.iter().any(|p| p.recipients.is_empty()) || spec.profiles.is_empty() || spec.retain == 0 {
+        return Err(SnapshotError::Config("every profile needs a recipient, and retain must be at least 1".into()));
+    }
+    for p in &spec.profiles {
+        remove_incomplete(archive, p.profile.name()).await?;
+    }
+    let layouts = spec
+        .profiles
+        .iter()
+        .map(|p| TableLayout::new(&spec.catalog, &p.profile).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SnapshotError::Config(format!("the catalog cannot be laid out as a snapshot table: {e}")))?;
+    let ids: Vec<String> = spec.profiles.iter().map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let cut = blocking({
+        let (c, t) = (consumer.clone(), spec.topic.clone());
+        move || scan::capture_cut(&c, &t, Duration::from_secs(30))
+    })
+    .await??;
+    let mut parts: Vec<Vec<PartEntry>> = vec![Vec::new(); spec.profiles.len()];
+    let mut bytes = vec![0u64; spec.profiles.len()];
+    for &(partition, low, end) in &cut {
+        let built = blocking({
+            let (c, spec, layouts) = (consumer.clone(), spec.clone(), layouts.clone());
+            move || build_partition(&c, &spec, &layouts, partition, low, end)
+        })
+        .await??;
+        for part in built {
+            let (profile, name) = (spec.profiles[part.profile].profile.name(), part.entry.name.clone());
+            archive.put(profile, &ids[part.profile], &name, part.sealed).await?;
+            bytes[part.profile] += part.entry.ciphertext_bytes;
+            parts[part.profile].push(part.entry);
+            let stored: usize = parts.iter().map(Vec::len).sum();
+            if spec.abort_after_parts.is_some_and(|n| stored >= n) {
+                tracing::error!(stored, "fault injection: aborting mid-snapshot, before the manifest");
+                std::process::abort();
+            }
+        }
+    }
+    let mut committed = Vec::with_capacity(spec.profiles.len());
+    for (i, p) in spec.profiles.iter().enumerate() {
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            snapshot_id: ids[i].clone(),
+            profile: p.profile.name().into(),
+            created_at: format_utc_ms(now_ms()),
+            catalog_version: spec.catalog.version(),
+            topic: spec.topic.clone(),
+            cut: scan::cut_offsets(&cut),
+            rows: parts[i].iter().map(|e| e.rows).sum(),
+            parts: std::mem::take(&mut parts[i]),
+            recipients: p.recipients.iter().map(RecipientPublicKey::key_id).collect(),
+            archiver_key_id: spec.signer.key_id(),
+        };
+        let signed = manifest.sign(&spec.signer);
+        bytes[i] += signed.len() as u64;
+        archive.put(p.profile.name(), &ids[i], MANIFEST_NAME, Bytes::from(signed)).await?;
+        committed.push(Committed { manifest, bytes: bytes[i] });
+        apply_retention(archive, p.profile.name(), spec.retain).await?;
+    }
+    Ok(committed)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SnapshotError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| SnapshotError::Task(e.to_string()))
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads one partition up to the cut and builds every profile's parts of it.
+fn build_partition(
+    consumer: &BaseConsumer,
+    spec: &SnapshotSpec,
+    layouts: &[Arc<TableLayout>],
+    partition: i32,
+    low: i64,
+    end: i64,
+) -> Result<Vec<BuiltPart>, SnapshotError> {
+    let started = Instant::now();
+    let latest = scan::read_partition(consumer, &spec.topic, partition, low, end, spec.stall_timeout)?;
+    let mut views = decode_views(latest, &spec.topic, partition, end)?;
+    let read = started.elapsed();
+    let mut out = Vec::new();
+    for (i, layout) in layouts.iter().enumerate() {
+        sort_views(layout, &mut views);
+        for (k, chunk) in views.chunks(spec.rows_per_part.max(1)).enumerate() {
+            let name = format!("part-{partition:05}-{k:03}.parquet.tmenc");
+            let (entry, sealed) = build_part(layout, &spec.profiles[i], spec, chunk, name, partition)?;
+            out.push(BuiltPart { profile: i, entry, sealed });
+        }
+    }
+    tracing::debug!(
+        partition,
+        rows = views.len(),
+        read_ms = read.as_millis(),
+        total_ms = started.elapsed().as_millis(),
+        "partition archived"
+    );
+    Ok(out)
+}
+
+fn decode_views(
+    latest: HashMap<Vec<u8>, Vec<u8>>,
+    topic: &str,
+    partition: i32,
+    end: i64,
+) -> Result<Vec<PatientView>, SnapshotError> {
+    let mut views = Vec::with_capacity(latest.len());
+    for (_, value) in latest {
+        let view: PatientView = serde_json::from_slice(&value).map_err(|e| SnapshotError::BadRecord {
+            topic: topic.to_owned(),
+            partition,
+            end,
+            // serde's message may quote values (PHI): only the category and position.
+            why: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
+        })?;
+        views.push(view);
+    }
+    Ok(views)
+}
+
+fn build_part(
+    layout: &Arc<TableLayout>,
+    profile: &ProfileSpec,
+    spec: &SnapshotSpec,
+    views: &[PatientView],
+    name: String,
+    partition: i32,
+) -> Result<(PartEntry, Bytes), SnapshotError> {
+    let table = |source| SnapshotError::Table { partition, source };
+    let mut writer = PartWriter::new(layout.clone(), Vec::new(), spec.part_options.clone()).map_err(table)?;
+    writer.push(views).map_err(table)?;
+    let (plain, summary) = writer.finish().map_err(table)?;
+    let mut sealed = Vec::with_capacity(plain.len() + plain.len() / 1024 + 4096);
+    let stats = seal_part(plain.as_slice(), &mut sealed, &profile.recipients, spec.chunk_size)
+        .map_err(|source| SnapshotError::Encrypt { partition, source })?;
+    let entry = PartEntry {
+        name,
+        rows: summary.rows,
+        plaintext_bytes: stats.plaintext_bytes,
+        ciphertext_bytes: stats.ciphertext_bytes,
+        sha256: hex::encode(stats.ciphertext_sha256),
+    };
+    Ok((entry, Bytes::from(sealed)))
+}
+
+/// Removes snapshot directories without a manifest: what an interrupted run
+/// left. Only one archiver writes a profile, so none of them is in progress.
+async fn remove_incomplete(archive: &Archive, profile: &str) -> Result<(), SnapshotError> {
+    for dir in archive.list_snapshots(profile).await? {
+        if !dir.has_manifest {
+            tracing::info!(profile, snapshot = %dir.id, "removing an interrupted snapshot");
+            archive.remove_snapshot(profile, &dir.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the newest `retain` committed snapshots of `profile`.
+async fn apply_retention(archive: &Archive, profile: &str, retain: usize) -> Result<(), SnapshotError> {
+    let committed: Vec<_> = archive.list_snapshots(profile).await?.into_iter().filter(|d| d.has_manifest).collect();
+    let excess = committed.len().saturating_sub(retain);
+    for dir in &committed[..excess] {
+        tracing::info!(profile, snapshot = %dir.id, "retention: deleting an old snapshot");
+        archive.remove_snapshot(profile, &dir.id).await?;
+    }
+    Ok(())
+}

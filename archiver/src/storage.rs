@@ -1,0 +1,258 @@
+//! Where snapshots live: a local directory by default, or S3, GCS or Azure
+//! Blob Storage through `object_store`, chosen by the location's URL scheme.
+//!
+//! Layout: `ROOT/PROFILE/SNAPSHOT_ID/part-*.parquet.tmenc` and, written last,
+//! `ROOT/PROFILE/SNAPSHOT_ID/manifest.dsse.json`. Every object is written with
+//! one atomic put (a local write goes to a staging file and is renamed), so a
+//! reader sees a whole object or none; a snapshot directory without a manifest
+//! is an interrupted snapshot, which [`Archive::remove_snapshot`] cleans up.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt as _;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
+
+use crate::manifest::MANIFEST_NAME;
+
+/// Why a storage operation failed: retry later unless the location is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The location is not a directory path or a supported URL: fix it.
+    #[error("archive location `{location}` is not usable: {why}")]
+    Location {
+        /// The location as given.
+        location: String,
+        /// What was wrong.
+        why: String,
+    },
+    /// Reading or writing an object failed.
+    #[error("{what} {object} failed: {source}")]
+    Object {
+        /// `reading`, `writing`, `listing`, `deleting`.
+        what: &'static str,
+        /// The object or prefix.
+        object: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A local directory operation failed.
+    #[error("{what} {path} failed: {source}")]
+    Local {
+        /// What was being done.
+        what: &'static str,
+        /// The directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A snapshot directory found in the archive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotDir {
+    /// The snapshot id (the directory name).
+    pub id: String,
+    /// Whether its manifest exists (it may still fail verification).
+    pub has_manifest: bool,
+}
+
+/// The archive: a store and the root path inside it.
+#[derive(Clone, Debug)]
+pub struct Archive {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    /// The local root directory, when the store is a local directory: lets
+    /// cleanup remove staging files that the store's listing hides.
+    local_root: Option<PathBuf>,
+    location: String,
+}
+
+const REMOTE_SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "https"];
+
+impl Archive {
+    /// Opens `location`: a directory path (created if missing), `file:///dir`,
+    /// or `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+    /// (credentials and options from the usual `AWS_*`, `GOOGLE_*`, `AZURE_*`
+    /// environment variables).
+    ///
+    /// # Errors
+    /// [`StorageError::Location`] for an unsupported or malformed location;
+    /// [`StorageError::Local`] if the directory cannot be created.
+    pub fn open(location: &str) -> Result<Self, StorageError> {
+        let bad = |why: String| StorageError::Location { location: location.to_owned(), why };
+        let dir = match location.split_once("://") {
+            None => Some(PathBuf::from(location)),
+            Some(("file", rest)) => Some(PathBuf::from(rest)),
+            Some((scheme, _)) if REMOTE_SCHEMES.contains(&scheme) => None,
+            Some((scheme, _)) => {
+                return Err(bad(format!(
+                    "unknown scheme `{scheme}://` (use a directory, file://, s3://, gs:// or az://)"
+                )));
+            }
+        };
+        if let Some(dir) = dir {
+            if dir.as_os_str().is_empty() {
+                return Err(bad("the directory is empty".into()));
+            }
+            std::fs::create_dir_all(&dir).map_err(|source| StorageError::Local {
+                what: "creating the archive directory",
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let store = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?;
+            return Ok(Self {
+                store: Arc::new(store),
+                root: Path::default(),
+                local_root: Some(dir),
+                location: location.to_owned(),
+            });
+        }
+        let url = url::Url::parse(location).map_err(|e| bad(e.to_string()))?;
+        let (store, root) = object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| bad(e.to_string()))?;
+        Ok(Self { store: Arc::from(store), root, local_root: None, location: location.to_owned() })
+    }
+
+    /// The location as given.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn path(&self, parts: &[&str]) -> Path {
+        parts.iter().fold(self.root.clone(), |p, part| p.clone().join(*part))
+    }
+
+    /// Writes one object atomically at `profile/snapshot/name`.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`]; retry later.
+    pub async fn put(&self, profile: &str, snapshot: &str, name: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let path = self.path(&[profile, snapshot, name]);
+        self.store.put(&path, PutPayload::from_bytes(bytes)).await.map(|_| ()).map_err(|source| StorageError::Object {
+            what: "writing",
+            object: path.to_string(),
+            source,
+        })
+    }
+
+    /// Reads one object whole.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`] (including a missing object).
+    pub async fn get(&self, profile: &str, snapshot: &str, name: &str) -> Result<Bytes, StorageError> {
+        let path = self.path(&[profile, snapshot, name]);
+        let read = async { self.store.get(&path).await?.bytes().await };
+        read.await.map_err(|source| StorageError::Object { what: "reading", object: path.to_string(), source })
+    }
+
+    /// The snapshots of `profile`, oldest first (ids are UUIDv7).
+    ///
+    /// # Errors
+    /// [`StorageError::Object`]; retry later.
+    pub async fn list_snapshots(&self, profile: &str) -> Result<Vec<SnapshotDir>, StorageError> {
+        let prefix = self.path(&[profile]);
+        let listing = |source| StorageError::Object { what: "listing", object: prefix.to_string(), source };
+        let dirs = self.store.list_with_delimiter(Some(&prefix)).await.map_err(listing)?;
+        let mut out = Vec::new();
+        for dir in dirs.common_prefixes {
+            let Some(id) = dir.filename().map(str::to_owned) else { continue };
+            let manifest = dir.clone().join(MANIFEST_NAME);
+            let has_manifest = match self.store.head(&manifest).await {
+                Ok(_) => true,
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(source) => {
+                    return Err(StorageError::Object { what: "reading", object: manifest.to_string(), source });
+                }
+            };
+            out.push(SnapshotDir { id, has_manifest });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// Deletes a snapshot: its manifest first (so it stops existing at once),
+    /// then its parts, then (locally) the directory with any staging files a
+    /// crash left behind.
+    ///
+    /// # Errors
+    /// [`StorageError`]; what was deleted stays deleted, retrying finishes it.
+    pub async fn remove_snapshot(&self, profile: &str, snapshot: &str) -> Result<(), StorageError> {
+        let manifest = self.path(&[profile, snapshot, MANIFEST_NAME]);
+        match self.store.delete(&manifest).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(source) => return Err(StorageError::Object { what: "deleting", object: manifest.to_string(), source }),
+        }
+        let prefix = self.path(&[profile, snapshot]);
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| StorageError::Object { what: "listing", object: prefix.to_string(), source })?;
+        for meta in objects {
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(StorageError::Object { what: "deleting", object: meta.location.to_string(), source });
+                }
+            }
+        }
+        if let Some(root) = &self.local_root {
+            let dir = root.join(profile).join(snapshot);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StorageError::Local {
+                        what: "removing the snapshot directory",
+                        path: dir.display().to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn local_archive_lists_and_removes_snapshots_and_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(dir.path().to_str().unwrap()).unwrap();
+        archive.put("identified", "s1", "part-0", Bytes::from_static(b"x")).await.unwrap();
+        archive.put("identified", "s1", MANIFEST_NAME, Bytes::from_static(b"m")).await.unwrap();
+        archive.put("identified", "s2", "part-0", Bytes::from_static(b"y")).await.unwrap();
+        // A staging file as a crash mid-write leaves it.
+        std::fs::write(dir.path().join("identified/s2/part-1#17"), b"partial").unwrap();
+        let list = archive.list_snapshots("identified").await.unwrap();
+        assert_eq!(
+            list,
+            vec![
+                SnapshotDir { id: "s1".into(), has_manifest: true },
+                SnapshotDir { id: "s2".into(), has_manifest: false }
+            ]
+        );
+        assert_eq!(archive.get("identified", "s1", "part-0").await.unwrap(), Bytes::from_static(b"x"));
+        archive.remove_snapshot("identified", "s2").await.unwrap();
+        assert!(!dir.path().join("identified/s2").exists(), "leftovers are gone");
+        assert_eq!(archive.list_snapshots("identified").await.unwrap().len(), 1);
+        assert!(archive.list_snapshots("deidentified").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn locations_are_checked() {
+        let err = Archive::open("ftp://host/x").unwrap_err();
+        assert!(err.to_string().contains("unknown scheme `ftp://`"), "{err}");
+        assert!(Archive::open("").is_err());
+    }
+}

@@ -1,0 +1,497 @@
+//! `tidemark archiver` and `tidemark snapshot` against Tansu: views on the
+//! state topic -> encrypted snapshot -> verify -> decrypt -> pyarrow and DuckDB
+//! read the same rows; de-identification; tampering; a crash mid-snapshot.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::pipeline::{Signed, produce, sign_event, workload};
+use common::{Run, s, tidemark};
+use serde_json::json;
+use tidemark_testkit::{TansuBroker, unique_topic};
+
+const PATIENTS: usize = 12;
+
+/// Distinctive identifiers: none may appear in a de-identified snapshot.
+fn marker(kind: &str, p: usize) -> String {
+    format!("Zq{kind}Marker{p:03}")
+}
+
+/// Demographics with marker values for every patient of `workload`.
+fn demographics(seed: u64) -> Vec<Signed> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    (0..PATIENTS)
+        .map(|p| {
+            let patient = format!("pt-{p:05}");
+            let wall = now - 30_000;
+            let id = uuid::Uuid::from_u64_pair((wall << 16) | 0x7000, 0x8000_0000_0000_0000 | (seed << 40) | p as u64);
+            let event = json!({"event_id": id, "patient_id": patient, "source": "site-a-ehr", "author": "clin-1",
+                "hlc": {"wall_ms": wall, "logical": 0}, "ops": [
+                {"op": "set", "path": "demographics.given_name", "value": marker("Given", p)},
+                {"op": "set", "path": "demographics.family_name", "value": marker("Family", p)},
+                {"op": "set", "path": "demographics.phone", "value": format!("+1555{p:07}")},
+                {"op": "set", "path": "demographics.birth_date", "value": format!("19{:02}-04-1{}", 40 + p, p % 10)},
+                {"op": "set", "path": "demographics.postal_code", "value": format!("9{p:02}17")},
+                {"op": "append", "path": "notes", "value": {"text": marker("Note", p)}}]});
+            Signed { patient, envelope: sign_event(&event) }
+        })
+        .collect()
+}
+
+/// `tidemark fold` of `items`: patient id -> view (JSON line).
+fn fold(items: &[Signed]) -> BTreeMap<String, String> {
+    let input: String = items.iter().map(|i| format!("{}\n", i.envelope)).collect();
+    let run = tidemark(&["fold"], input.as_bytes(), &[]);
+    run.code(0);
+    run.stdout
+        .lines()
+        .map(|l| {
+            (
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["patient_id"].as_str().unwrap().to_owned(),
+                l.to_owned(),
+            )
+        })
+        .collect()
+}
+
+struct World {
+    broker: TansuBroker,
+    prefix: String,
+    dir: tempfile::TempDir,
+    /// The final view of every patient.
+    views: BTreeMap<String, String>,
+}
+
+impl World {
+    /// State topic with an older and a newer view per patient (compaction is lazy).
+    async fn new(name: &str) -> Self {
+        let broker = TansuBroker::start().unwrap();
+        let prefix = format!("{}.", unique_topic(name));
+        let topic = format!("{prefix}{}", tidemark_schemas::STATE_TOPIC);
+        broker.create_topic(&topic, 4).await.unwrap();
+        let mut events = workload(PATIENTS, 3, 77);
+        let older = fold(&events);
+        events.extend(demographics(78));
+        let views = fold(&events);
+        let as_records = |v: &BTreeMap<String, String>| -> Vec<Signed> {
+            v.iter().map(|(p, view)| Signed { patient: p.clone(), envelope: view.clone() }).collect()
+        };
+        produce(broker.bootstrap(), &topic, &as_records(&older)).await;
+        produce(broker.bootstrap(), &topic, &as_records(&views)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let w = Self { broker, prefix, dir, views };
+        for (kind, name) in [("recipient", "alice"), ("recipient", "bob"), ("archiver", "arch"), ("dataset", "ds")] {
+            w.run(&["keys", "generate", "--kind", kind, "--out", s(&w.keys()), "--name", name]).code(0);
+        }
+        w
+    }
+
+    fn keys(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    fn key(&self, file: &str) -> String {
+        s(&self.keys().join(file)).to_owned()
+    }
+
+    fn archive(&self) -> PathBuf {
+        self.dir.path().join("archive")
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        tidemark(args, b"", &[])
+    }
+
+    /// `tidemark archiver --once` for `profile`; returns the snapshot id.
+    fn snapshot(&self, profile: &str, extra: &[&str]) -> String {
+        let (arch, alice, archive) = (self.key("arch.key"), self.key("alice.pub"), self.archive());
+        let mut args = vec!["archiver", "--once", "--brokers", self.broker.bootstrap(), "--topic-prefix", &self.prefix];
+        args.extend(["--out", s(&archive), "--profile", profile, "--archiver-key", &arch]);
+        args.extend(["--recipient", &alice, "--metrics-listen", "127.0.0.1:0"]);
+        let ds = self.key("ds.key");
+        if profile == "deidentified" {
+            args.extend(["--dataset-key", &ds]);
+        }
+        args.extend(extra);
+        let run = self.run(&args);
+        run.code(0).stdout_has("snapshot committed");
+        run.stdout.split_whitespace().find_map(|w| w.strip_prefix("id=")).unwrap().to_owned()
+    }
+
+    /// `tidemark snapshot SUB` of `profile/id` with the archiver's public key and `key`.
+    fn snapshot_cmd(&self, sub: &str, profile: &str, id: &str, key: &str, extra: &[&str]) -> Run {
+        let (archive, pubkey, key) = (s(&self.archive()).to_owned(), self.key("arch.pub"), self.key(key));
+        let mut args = vec!["snapshot", sub, "--archive", &archive, "--profile", profile, id];
+        args.extend(["--archiver-pub", &pubkey, "--key", &key]);
+        args.extend(extra);
+        self.run(&args)
+    }
+
+    fn verify(&self, profile: &str, id: &str, key: &str) -> Run {
+        self.snapshot_cmd("verify", profile, id, key, &[])
+    }
+
+    fn decrypt(&self, profile: &str, id: &str, key: &str, out: &Path) -> Run {
+        self.snapshot_cmd("decrypt", profile, id, key, &["--out", s(out)])
+    }
+
+    fn part_files(&self, profile: &str, id: &str) -> Vec<PathBuf> {
+        let mut parts: Vec<PathBuf> = fs::read_dir(self.archive().join(profile).join(id))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "tmenc"))
+            .collect();
+        parts.sort();
+        parts
+    }
+}
+
+/// Runs Python with pyarrow and DuckDB on the decrypted directory; returns its stdout.
+fn python(script: &str, dir: &Path) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("python3 runs (scripts/deps installs it)");
+    assert!(
+        out.status.success(),
+        "python failed (scripts/deps installs pyarrow and duckdb):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const READ_BOTH: &str = r#"
+import sys, json, glob, pyarrow.parquet as pq, duckdb
+d = sys.argv[1]
+t = pq.read_table(glob.glob(d + "/*.parquet"))
+rows = t.to_pylist()
+n = duckdb.sql(f"select count(*) from read_parquet('{d}/*.parquet')").fetchall()[0][0]
+hr = duckdb.sql(f"select patient_id, vitals_heart_rate_bpm, allergies from read_parquet('{d}/*.parquet') order by patient_id").fetchall()
+print(json.dumps({"pyarrow_rows": len(rows), "duckdb_rows": n, "columns": t.column_names,
+                  "duck": [[p, h, a] for p, h, a in hr], "all": json.dumps(rows, default=str)}))
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_round_trips_through_pyarrow_and_duckdb_and_deidentifies() {
+    let w = World::new("arch-rt").await;
+    let id = w.snapshot("identified", &[]);
+    w.verify("identified", &id, "alice.key").code(0).stdout_has("every hash and every chunk verified");
+    let out = w.dir.path().join("plain");
+    w.decrypt("identified", &id, "alice.key", &out).code(0);
+    let got: serde_json::Value = serde_json::from_str(&python(READ_BOTH, &out)).unwrap();
+    assert_eq!(got["pyarrow_rows"], PATIENTS);
+    assert_eq!(got["duckdb_rows"], PATIENTS);
+    let rows = got["duck"].as_array().unwrap();
+    assert!(rows.iter().filter(|r| !r[1].is_null()).count() > PATIENTS / 2, "heart rates were written: {rows:?}");
+    assert!(rows.iter().any(|r| r[2].as_array().is_some_and(|a| !a.is_empty())), "allergies were written: {rows:?}");
+    for row in rows {
+        let view: serde_json::Value = serde_json::from_str(&w.views[row[0].as_str().unwrap()]).unwrap();
+        let fields = &view["fields"];
+        assert_eq!(row[1], fields["vitals.heart_rate_bpm"]["value"], "heart rate of a patient");
+        let allergies = fields["allergies"]["values"].as_array().cloned().unwrap_or_default();
+        assert_eq!(row[2].as_array().cloned().unwrap_or_default(), allergies, "allergies of a patient");
+    }
+    assert!(got["all"].as_str().unwrap().contains(&marker("Given", 3)), "identified keeps names");
+
+    // De-identified: no direct identifier, no free text, stable pseudonyms.
+    let deid = w.snapshot("deidentified", &[]);
+    let out_d = w.dir.path().join("deid");
+    w.decrypt("deidentified", &deid, "alice.key", &out_d).code(0);
+    let got: serde_json::Value = serde_json::from_str(&python(READ_BOTH, &out_d)).unwrap();
+    let all = got["all"].as_str().unwrap();
+    for p in 0..PATIENTS {
+        for m in
+            [marker("Given", p), marker("Family", p), marker("Note", p), format!("+1555{p:07}"), format!("pt-{p:05}")]
+        {
+            assert!(!all.contains(&m), "de-identified snapshot holds `{m}`");
+        }
+    }
+    let bytes: Vec<u8> = fs::read_dir(&out_d).unwrap().flat_map(|e| fs::read(e.unwrap().path()).unwrap()).collect();
+    assert!(!String::from_utf8_lossy(&bytes).contains("pt-00003"), "no patient id in the raw bytes either");
+    let deid2 = w.snapshot("deidentified", &[]);
+    let out_d2 = w.dir.path().join("deid2");
+    w.decrypt("deidentified", &deid2, "alice.key", &out_d2).code(0);
+    let ids = |d: &Path| {
+        python(
+            "import sys,glob,pyarrow.parquet as pq; print(sorted(pq.read_table(glob.glob(sys.argv[1]+'/*.parquet')).column('patient_id').to_pylist()))",
+            d,
+        )
+    };
+    assert_eq!(ids(&out_d), ids(&out_d2), "pseudonyms are stable for one dataset key");
+
+    // Bob is not a recipient.
+    let run = w.verify("identified", &id, "bob.key");
+    run.code(1).stderr_has("not encrypted for key");
+}
+
+fn flip(path: &Path, at: impl Fn(usize) -> usize) {
+    let mut b = fs::read(path).unwrap();
+    let i = at(b.len());
+    b[i] ^= 0x01;
+    fs::write(path, b).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampering_is_detected_each_with_its_own_error_and_nothing_is_written() {
+    let w = World::new("arch-tamper").await;
+    // Small chunks, so parts have several and can be reordered.
+    let chunked = ["--chunk-size-bytes", "256"];
+    let a = w.snapshot("identified", &chunked);
+    let b = w.snapshot("identified", &chunked);
+    let part = w.part_files("identified", &a)[0].clone();
+    let pristine = fs::read(&part).unwrap();
+    let restore = || fs::write(&part, &pristine).unwrap();
+    let expect = |what: &str, want: &str| {
+        let run = w.verify("identified", &a, "alice.key");
+        run.code(1);
+        assert!(run.stderr.contains(want), "{what}: wanted `{want}`\n{run:?}");
+        let out = w.dir.path().join(format!("out-{}", what.replace(' ', "-")));
+        w.decrypt("identified", &a, "alice.key", &out).code(1);
+        let written = fs::read_dir(&out).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(written, 0, "{what}: decrypt wrote files");
+        restore();
+    };
+    flip(&part, |_| 8);
+    expect("header byte", "header");
+    flip(&part, |n| n / 2);
+    expect("chunk byte", "failed authentication");
+    flip(&part, |n| n - 1);
+    expect("tag byte", "chunk");
+    fs::write(&part, &pristine[..pristine.len() - 100]).unwrap();
+    expect("truncation", "truncated");
+    // Swap the first two chunks (256 bytes of ciphertext + a 16-byte tag each).
+    let header = tidemark_archiver::crypto::read_header(&pristine[..]).unwrap().as_bytes().len();
+    let frame = 256 + 16;
+    assert!(pristine.len() > header + 3 * frame, "the part has several chunks");
+    let mut swapped = pristine.clone();
+    swapped[header..header + 2 * frame].rotate_left(frame);
+    fs::write(&part, swapped).unwrap();
+    expect("chunks swapped", "chunk 0 failed authentication");
+    let other = w.part_files("identified", &b)[0].clone();
+    fs::copy(&other, &part).unwrap();
+    expect("part from another snapshot", "valid part of another snapshot");
+    let manifest = w.archive().join("identified").join(&a).join("manifest.dsse.json");
+    let text = fs::read_to_string(&manifest).unwrap();
+    let edited = {
+        let mut env: serde_json::Value = serde_json::from_str(&text).unwrap();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let payload = String::from_utf8(b64.decode(env["payload"].as_str().unwrap()).unwrap()).unwrap();
+        env["payload"] = b64.encode(payload.replacen("\"rows\": ", "\"rows\": 1", 1)).into();
+        env.to_string()
+    };
+    fs::write(&manifest, edited).unwrap();
+    let run = w.verify("identified", &a, "alice.key");
+    run.code(1).stderr_has("signature");
+    fs::write(&manifest, &text).unwrap();
+    w.verify("identified", &a, "alice.key").code(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn archiver_killed_mid_snapshot_leaves_no_manifest_and_the_next_run_completes_and_cleans_up() {
+    let w = World::new("arch-crash").await;
+    let (arch, alice) = (w.key("arch.key"), w.key("alice.pub"));
+    let run = w.run(&[
+        "archiver",
+        "--once",
+        "--brokers",
+        w.broker.bootstrap(),
+        "--topic-prefix",
+        &w.prefix,
+        "--out",
+        s(&w.archive()),
+        "--archiver-key",
+        &arch,
+        "--recipient",
+        &alice,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--rows-per-part",
+        "2",
+        "--fault-abort-after-parts",
+        "2",
+    ]);
+    assert_ne!(run.code, Some(0), "{run:?}");
+    let dirs: Vec<_> = fs::read_dir(w.archive().join("identified")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(dirs.len(), 1, "one interrupted snapshot");
+    assert!(!dirs[0].join("manifest.dsse.json").exists(), "no manifest after a crash");
+    let list = w.run(&["snapshot", "list", "--archive", s(&w.archive())]);
+    list.code(0).stdout_has("incomplete");
+
+    let id = w.snapshot("identified", &["--rows-per-part", "2"]);
+    w.verify("identified", &id, "alice.key").code(0);
+    let left: Vec<_> = fs::read_dir(w.archive().join("identified")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from(&id)], "the interrupted snapshot was cleaned up");
+    let parts = w.part_files("identified", &id).len();
+    assert!(parts >= PATIENTS / 2, "rows-per-part 2 splits the partitions: {parts} parts");
+
+    // Retention keeps the newest two committed snapshots.
+    let newer: Vec<String> = (0..2).map(|_| w.snapshot("identified", &["--retain", "2"])).collect();
+    let mut left: Vec<String> = fs::read_dir(w.archive().join("identified"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, newer, "retention removed the oldest");
+}
+
+/// One synthetic view (the shape `tidemark fold` prints) of a typical record:
+/// demographics, vitals, sets, a note; about 1 KB of JSON.
+fn synthetic_view(i: usize) -> String {
+    let wall = 1_763_794_800_000u64 + i as u64;
+    let w = |value: serde_json::Value, author: &str| {
+        json!({"value": value, "author": author, "source": "site-a-ehr",
+               "hlc": {"wall_ms": wall, "logical": 0}, "conflicts": []})
+    };
+    json!({"patient_id": format!("pt-{i:07}"), "fields": {
+        "demographics.given_name": w(json!(format!("Given{i}")), "clin-1"),
+        "demographics.family_name": w(json!(format!("Family{i}")), "clin-1"),
+        "demographics.birth_date": w(json!(format!("19{:02}-0{}-1{}", 30 + i % 70, 1 + i % 9, i % 10)), "clin-1"),
+        "demographics.postal_code": w(json!(format!("{:05}", i % 100_000)), "clin-1"),
+        "vitals.heart_rate_bpm": w(json!(50 + i % 70), "nurse-2"),
+        "vitals.temperature_c": w(json!(36.5 + (i % 20) as f64 / 10.0), "nurse-2"),
+        "allergies": {"values": [format!("rxnorm:{}", i % 50), format!("rxnorm:{}", 100 + i % 7)]},
+        "problems": {"values": [format!("snomed:{}", 38_341_003 + i % 13)]},
+        "notes": {"entries": [{"id": {"event_id": "019aa6b0-5a00-7000-8000-000000000002", "op": 0},
+            "author": "clin-7", "source": "site-a-ehr", "hlc": {"wall_ms": wall, "logical": 1},
+            "text": "Seen in clinic; stable, follow up in three months."}]}},
+        "version": {"site-a-ehr": {"wall_ms": wall, "logical": 1}}, "event_count": 7,
+        "updated_at": "2025-11-22T07:00:01.000Z", "open_conflicts": 0})
+    .to_string()
+}
+
+/// Counts every record of `topic` with a bare consumer, one partition after
+/// the other as the archiver reads: the broker's read bound for that pattern.
+fn bare_read(bootstrap: &str, topic: &str, partitions: i32) -> usize {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::Message as _;
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "measure-bare")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "20")
+        .set("fetch.max.bytes", "67108864")
+        .set("max.partition.fetch.bytes", "16777216")
+        .create()
+        .unwrap();
+    let mut n = 0;
+    for p in 0..partitions {
+        let (low, high) = c.fetch_watermarks(topic, p, std::time::Duration::from_secs(10)).unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Offset(low)).unwrap();
+        c.assign(&tpl).unwrap();
+        let mut next = low;
+        while next < high {
+            let m = c.poll(std::time::Duration::from_secs(60)).expect("the bare reader stalled").unwrap();
+            std::hint::black_box(m.payload());
+            next = m.offset() + 1;
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Measurement, not a check: `TIDEMARK_MEASURE_PATIENTS` (default 1,000,000)
+/// synthetic views on a 12-partition state topic in Tansu, then one
+/// `tidemark archiver --once` timed from the outside. Run with
+/// `cargo test --release --test archiver_e2e snapshot_measure -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run by hand"]
+async fn snapshot_measure_1m_patients() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let patients: usize =
+        std::env::var("TIDEMARK_MEASURE_PATIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let broker = TansuBroker::start().unwrap();
+    let prefix = format!("{}.", unique_topic("arch-measure"));
+    let topic = format!("{prefix}{}", tidemark_schemas::STATE_TOPIC);
+    broker.create_topic(&topic, 12).await.unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "zstd")
+        .set("queue.buffering.max.messages", "200000")
+        .create()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    let mut bytes = 0usize;
+    for i in 0..patients {
+        let v = synthetic_view(i);
+        bytes += v.len();
+        let key = format!("pt-{i:07}");
+        loop {
+            match producer.send_result(FutureRecord::to(&topic).key(&key).payload(&v)) {
+                Ok(f) => break pending.push_back(f),
+                Err(_) => pending.pop_front().unwrap().await.unwrap().unwrap(),
+            };
+        }
+        if pending.len() > 100_000 {
+            pending.pop_front().unwrap().await.unwrap().unwrap();
+        }
+    }
+    for f in pending {
+        f.await.unwrap().unwrap();
+    }
+    eprintln!("measure: produced {patients} views ({bytes} bytes of JSON) in {:.1?}", t.elapsed());
+    // The bound: the same records read by a bare consumer, no processing.
+    let t = std::time::Instant::now();
+    let read = bare_read(broker.bootstrap(), &topic, 12);
+    let bound = t.elapsed();
+    assert_eq!(read, patients, "the bare reader saw every record");
+    eprintln!(
+        "measure: bound, a bare rdkafka consumer reading the same topic: {bound:.1?} = {:.0} records/s",
+        patients as f64 / bound.as_secs_f64()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    for (kind, name) in [("recipient", "alice"), ("archiver", "arch")] {
+        tidemark(&["keys", "generate", "--kind", kind, "--out", s(&keys), "--name", name], b"", &[]).code(0);
+    }
+    let archive = dir.path().join("archive");
+    let t = std::time::Instant::now();
+    let run = tidemark(
+        &[
+            "archiver",
+            "--once",
+            "--brokers",
+            broker.bootstrap(),
+            "--topic-prefix",
+            &prefix,
+            "--out",
+            s(&archive),
+            "--archiver-key",
+            s(&keys.join("arch.key")),
+            "--recipient",
+            s(&keys.join("alice.pub")),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        b"",
+        &[("RUST_LOG", "tidemark_archiver=debug")],
+    );
+    let took = t.elapsed();
+    eprintln!("{}", run.stderr);
+    run.code(0);
+    let sealed: u64 = fs::read_dir(archive.join("identified"))
+        .unwrap()
+        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum();
+    eprintln!(
+        "measure: snapshot of {patients} patients in {took:.1?} = {:.0} rows/s ({:.2}x the bare read); {sealed} bytes encrypted ({:.1} B/row)\n{}",
+        patients as f64 / took.as_secs_f64(),
+        bound.as_secs_f64() / took.as_secs_f64(),
+        sealed as f64 / patients as f64,
+        run.stdout.trim()
+    );
+}
