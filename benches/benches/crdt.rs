@@ -1,33 +1,32 @@
-//! The patient CRDT: fold throughput and the cost of a conflicting apply, with
-//! Automerge applying the same edits as remote changes, measured in the same
-//! run and printed side by side with the ratio.
+//! The patient CRDT: fold throughput, the cost of an apply that opens a
+//! conflict and of one that resolves it, and state bytes per patient, with
+//! Automerge applying the same edits as remote changes. Criterion measures
+//! each part; then a timed side-by-side over the whole workload prints both
+//! figures, the ratio and the DESIGN.md §9 target in one table.
 //!
 //! `cargo bench -p tidemark-benches --bench crdt`; `TIDEMARK_BENCH_PATIENTS`
-//! (default 10000) scales the workload (5 events per patient).
+//! (default 10000, about 5 events each) scales the workload. Under
+//! `cargo test --benches` every part runs once, on 200 patients.
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use automerge::transaction::Transactable as _;
-use automerge::{ActorId, Automerge, Change, ObjId, ObjType, ROOT, ReadDoc as _};
-use criterion::{BatchSize, Criterion, Throughput};
-use serde_json::json;
-use tidemark_benches::workload::{self, op_count};
+use automerge::{Automerge, Change};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use tidemark_benches::workload::{self, Mix};
+use tidemark_benches::{automerge_peer, conflict};
 use tidemark_merger::crdt::PatientDoc;
-use tidemark_schemas::{EditEvent, Hlc, Op};
-use uuid::Uuid;
+use tidemark_merger::fold::apply_event;
+use tidemark_schemas::EditEvent;
 
-const EVENTS_PER_PATIENT: usize = 5;
+const SEED: u64 = 42;
 
-fn patients() -> usize {
-    std::env::var("TIDEMARK_BENCH_PATIENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
-}
-
+/// The CRDT alone: every event applied to its patient's document.
 fn fold(events: &[EditEvent]) -> HashMap<&str, PatientDoc> {
     let mut docs: HashMap<&str, PatientDoc> = HashMap::new();
     for e in events {
-        docs.entry(e.patient_id.as_str())
+        docs.entry(&e.patient_id)
             .or_insert_with(|| PatientDoc::new(&e.patient_id))
             .apply(e)
             .expect("generated events apply");
@@ -35,176 +34,256 @@ fn fold(events: &[EditEvent]) -> HashMap<&str, PatientDoc> {
     docs
 }
 
-/// A document holding a base write and one concurrent edit, plus the second
-/// concurrent edit (opens a conflict) and a write that observed both (resolves it).
-fn conflict_fixture() -> (PatientDoc, EditEvent, EditEvent) {
-    let event = |n: u64, source: &str, wall: u64, observed: Option<&[(&str, u64)]>| EditEvent {
-        event_id: Uuid::from_u64_pair((wall << 16) | 0x7000, 0x8000_0000_0000_0000 | n),
-        patient_id: "pt-1".into(),
-        source: source.into(),
-        author: format!("clin-{n}"),
-        hlc: Hlc::new(wall, 0),
-        observed: observed.map(|o| o.iter().map(|(s, w)| ((*s).to_owned(), Hlc::new(*w, 0))).collect()),
-        ops: vec![Op::Set { path: "vitals.heart_rate_bpm".into(), value: json!(60 + n) }],
-    };
-    let mut doc = PatientDoc::new("pt-1");
-    doc.apply(&event(1, "site-a", 1_000, None)).expect("applies");
-    doc.apply(&event(2, "site-a", 2_000, Some(&[("site-a", 1_000)]))).expect("applies");
-    let second = event(3, "site-b", 2_500, Some(&[("site-a", 1_000)]));
-    let resolve = event(4, "site-c", 3_000, Some(&[("site-a", 2_000), ("site-b", 2_500)]));
-    (doc, second, resolve)
+/// What the merger runs per event: `fold::apply_event` on its document map,
+/// which also counts the conflicts each event opens or resolves.
+fn fold_merger(events: &[EditEvent]) -> HashMap<String, PatientDoc> {
+    let mut docs = HashMap::new();
+    for e in events {
+        apply_event(&mut docs, e).expect("generated events apply");
+    }
+    docs
 }
 
-fn criterion_benches(c: &mut Criterion, events: &[EditEvent]) {
-    let mut g = c.benchmark_group("crdt");
-    g.sample_size(10).measurement_time(Duration::from_secs(8));
-    g.throughput(Throughput::Elements(op_count(events) as u64));
+fn criterion_benches(c: &mut Criterion, events: &[EditEvent], stream: &[(&str, Change)]) {
+    let mut g = c.benchmark_group("fold");
+    // Flat sampling: an iteration folds the whole workload, so few fit in a sample.
+    g.sample_size(10).sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(8));
+    g.throughput(Throughput::Elements(workload::op_count(events) as u64));
     // The merger keeps its documents; freeing them is not part of folding.
-    g.bench_function("fold_workload_ops", |b| b.iter_with_large_drop(|| fold(black_box(events))));
+    g.bench_function("tidemark_apply", |b| b.iter_with_large_drop(|| fold(black_box(events))));
+    g.bench_function("tidemark_merger_apply_event", |b| b.iter_with_large_drop(|| fold_merger(black_box(events))));
+    // Seconds per iteration: ten samples take a while.
+    g.measurement_time(Duration::from_secs(30));
+    g.bench_function("automerge_apply_changes", |b| {
+        b.iter_batched(|| stream.to_vec(), automerge_peer::apply_remote, BatchSize::PerIteration)
+    });
     g.finish();
 
-    let (doc, second, resolve) = conflict_fixture();
-    let mut opened = doc.clone();
-    opened.apply(&second).expect("applies");
-    assert_eq!(opened.open_conflicts(), 1, "the fixture opens a conflict");
-    c.bench_function("apply_conflicting_write", |b| {
-        b.iter_batched_ref(|| doc.clone(), |d| d.apply(black_box(&second)), BatchSize::SmallInput)
+    let mut g = c.benchmark_group("conflict");
+    let t = conflict::tidemark();
+    g.bench_function("tidemark_open", |b| {
+        let routine = |mut d: PatientDoc| {
+            d.apply(black_box(&t.conflicting)).expect("applies");
+            d
+        };
+        b.iter_batched(|| t.base.clone(), routine, BatchSize::SmallInput)
     });
-    c.bench_function("apply_resolving_write", |b| {
-        b.iter_batched_ref(|| opened.clone(), |d| d.apply(black_box(&resolve)), BatchSize::SmallInput)
+    g.bench_function("tidemark_resolve", |b| {
+        let routine = |mut d: PatientDoc| {
+            d.apply(black_box(&t.resolving)).expect("applies");
+            d
+        };
+        b.iter_batched(|| t.opened.clone(), routine, BatchSize::SmallInput)
     });
+    let a = conflict::automerge();
+    g.bench_function("automerge_open", |b| {
+        let routine = |(mut d, ch): (Automerge, Change)| {
+            d.apply_changes([ch]).expect("applies");
+            d
+        };
+        b.iter_batched(|| (a.base.clone(), a.conflicting.clone()), routine, BatchSize::SmallInput)
+    });
+    g.bench_function("automerge_resolve", |b| {
+        let routine = |(mut d, ch): (Automerge, Change)| {
+            d.apply_changes([ch]).expect("applies");
+            d
+        };
+        b.iter_batched(|| (a.opened.clone(), a.resolving.clone()), routine, BatchSize::SmallInput)
+    });
+    g.finish();
 }
 
-/// Per patient, the workload's events as Automerge changes (one change per
-/// event, made by one author document per patient).
-fn automerge_changes(events: &[EditEvent]) -> HashMap<&str, Vec<Change>> {
-    struct Author {
-        doc: Automerge,
-        objects: HashMap<&'static str, ObjId>,
-    }
-    let mut authors: HashMap<&str, Author> = HashMap::new();
-    let mut changes: HashMap<&str, Vec<Change>> = HashMap::new();
-    for e in events {
-        let author = authors.entry(e.patient_id.as_str()).or_insert_with(|| Author {
-            doc: Automerge::new().with_actor(ActorId::from(e.patient_id.as_bytes())),
-            objects: HashMap::new(),
-        });
-        let mut tx = author.doc.transaction();
-        for op in &e.ops {
-            let path: &'static str = match op.path() {
-                "allergies" => "allergies",
-                "medications" => "medications",
-                "problems" => "problems",
-                "notes" => "notes",
-                _ => "",
-            };
-            let object = |tx: &mut automerge::transaction::Transaction<'_>,
-                          objects: &mut HashMap<&'static str, ObjId>| {
-                objects
-                    .entry(path)
-                    .or_insert_with(|| {
-                        let kind = if path == "notes" { ObjType::List } else { ObjType::Map };
-                        tx.put_object(ROOT, path, kind).expect("object")
-                    })
-                    .clone()
-            };
-            match op {
-                Op::Set { path, value } => {
-                    let v = value.as_i64().map_or_else(|| value.to_string().into(), automerge::ScalarValue::Int);
-                    tx.put(ROOT, path.as_str(), v).expect("put");
-                }
-                Op::Clear { path } => tx.put(ROOT, path.as_str(), automerge::ScalarValue::Null).expect("put"),
-                Op::Add { value, .. } => {
-                    let o = object(&mut tx, &mut author.objects);
-                    tx.put(&o, value.as_str().unwrap_or_default(), true).expect("put");
-                }
-                Op::Remove { value, .. } => {
-                    let o = object(&mut tx, &mut author.objects);
-                    let key = value.as_str().unwrap_or_default();
-                    if tx.get(&o, key).ok().flatten().is_some() {
-                        tx.delete(&o, key).expect("delete");
-                    }
-                }
-                Op::Append { value, .. } => {
-                    let o = object(&mut tx, &mut author.objects);
-                    let len = tx.length(&o);
-                    tx.insert(&o, len, value["text"].as_str().unwrap_or_default()).expect("insert");
-                }
+/// `runs` timings of `run` in seconds, fastest first; `setup` and dropping
+/// the output are not timed.
+fn timings<I, O>(runs: usize, mut setup: impl FnMut() -> I, mut run: impl FnMut(I) -> O) -> Vec<f64> {
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let input = setup();
+            let t = Instant::now();
+            let out = black_box(run(black_box(input)));
+            let elapsed = t.elapsed();
+            drop(out);
+            elapsed.as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+/// Seconds per apply: `n` copies of `doc`, each given a copy of `edit`
+/// (which `apply` may take). Copies are made and freed outside the timing.
+fn per_apply<D: Clone, E: Clone>(
+    runs: usize,
+    n: usize,
+    doc: &D,
+    edit: &E,
+    apply: impl Fn(&mut D, &mut Option<E>),
+) -> f64 {
+    let t = timings(
+        runs,
+        || (vec![doc.clone(); n], vec![Some(edit.clone()); n]),
+        |(mut docs, mut edits)| {
+            for (d, e) in docs.iter_mut().zip(&mut edits) {
+                apply(d, e);
             }
-        }
-        tx.commit();
-        let change = author.doc.get_last_local_change().expect("the transaction made a change");
-        changes.entry(e.patient_id.as_str()).or_default().push(change);
-    }
-    changes
+            (docs, edits)
+        },
+    );
+    t[0] / n as f64
 }
 
 fn percentile(sorted: &[usize], p: f64) -> usize {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn side_by_side(events: &[EditEvent]) {
-    let ops = op_count(events);
-    let ours = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            let docs = black_box(fold(events));
-            let elapsed = t.elapsed();
-            drop(docs);
-            elapsed
-        })
-        .min()
-        .expect("three runs");
-    let changes = automerge_changes(events);
-    let t = Instant::now();
-    let mut replicas: HashMap<&str, Automerge> = HashMap::with_capacity(changes.len());
-    for (patient, list) in &changes {
-        let doc = replicas.entry(patient).or_default();
-        for change in list {
-            doc.apply_changes([change.clone()]).expect("remote change applies");
+fn mean(v: &[usize]) -> f64 {
+    v.iter().sum::<usize>() as f64 / v.len().max(1) as f64
+}
+
+/// `1234567.8` as `1,234,568`.
+fn grouped(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
         }
+        out.push(ch);
     }
-    let theirs = t.elapsed();
+    out
+}
+
+fn row(what: &str, ours: String, theirs: String, ratio: String, target: &str) {
+    println!("{what:<40} {ours:>13} {theirs:>13} {ratio:>16}   {target}");
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT MET" }
+}
+
+fn side_by_side(events: &[EditEvent], stream: &[(&str, Change)], runs: usize) {
+    let mix = Mix::of(events);
+    let (ops, n_events) = (mix.ops as f64, mix.events as f64);
+    let ours_runs = timings(runs, || (), |()| fold(events));
+    let merger = timings(runs, || (), |()| fold_merger(events))[0];
+    let am_runs = runs.min(3);
+    let theirs_runs = timings(am_runs, || stream.to_vec(), automerge_peer::apply_remote);
+    let (ours, theirs) = (ours_runs[0], theirs_runs[0]);
+    let median = |t: &[f64]| t[t.len() / 2];
+
+    let (t, a) = (conflict::tidemark(), conflict::automerge());
+    let n = if runs > 1 { 20_000 } else { 100 };
+    let apply_ours =
+        |d: &mut PatientDoc, e: &mut Option<EditEvent>| d.apply(e.as_ref().expect("one each")).expect("applies");
+    let apply_theirs = |d: &mut Automerge, c: &mut Option<Change>| {
+        d.apply_changes([c.take().expect("one each")]).expect("applies");
+    };
+    let t_open = per_apply(runs, n, &t.base, &t.conflicting, apply_ours);
+    let t_resolve = per_apply(runs, n, &t.opened, &t.resolving, apply_ours);
+    let a_open = per_apply(runs, n / 10, &a.base, &a.conflicting, apply_theirs);
+    let a_resolve = per_apply(runs, n / 10, &a.opened, &a.resolving, apply_theirs);
 
     let docs = fold(events);
+    let replicas = automerge_peer::apply_remote(stream.to_vec());
     let mut our_sizes: Vec<usize> = docs.values().map(|d| d.encode().len()).collect();
     let mut their_sizes: Vec<usize> = replicas.values().map(|d| d.save().len()).collect();
     our_sizes.sort_unstable();
     their_sizes.sort_unstable();
-    let mean = |v: &[usize]| v.iter().sum::<usize>() as f64 / v.len() as f64;
+    let conflicted = docs.values().filter(|d| d.open_conflicts() > 0).count();
 
-    let (n_events, ours_s, theirs_s) = (events.len() as f64, ours.as_secs_f64(), theirs.as_secs_f64());
     println!();
-    println!("crdt fold, {} patients, {} events, {ops} ops, one core", docs.len(), events.len());
-    println!("{:<34} {:>14} {:>14} {:>12}", "", "ops/s", "events/s", "elapsed");
+    println!("Tidemark CRDT beside Automerge 0.12 on the same edits, same run, one core");
+    println!("workload (seed {SEED}): {mix}; {conflicted} patients end in conflict");
     println!(
-        "{:<34} {:>14.0} {:>14.0} {:>10.1}ms",
-        "tidemark PatientDoc::apply",
-        ops as f64 / ours_s,
-        n_events / ours_s,
-        ours_s * 1e3
+        "fold: whole workload, best of {runs} runs (Automerge: of {am_runs}); applies: best of {runs} runs over {n} \
+         documents (Automerge: {})",
+        n / 10
     );
-    println!(
-        "{:<34} {:>14.0} {:>14.0} {:>10.1}ms",
-        "automerge 0.12 apply_changes (1 by 1)",
-        ops as f64 / theirs_s,
-        n_events / theirs_s,
-        theirs_s * 1e3
+    println!();
+    row("", "tidemark".into(), "automerge".into(), "tidemark is".into(), "target (DESIGN.md §9)");
+    let speedup = theirs / ours;
+    row(
+        "fold, ops/s (PatientDoc::apply)",
+        grouped(ops / ours),
+        grouped(ops / theirs),
+        format!("{speedup:.1}x faster"),
+        &format!(">= 1,000,000 ops/s: {}; >= 30x: {}", met(ops / ours >= 1e6), met(speedup >= 30.0)),
     );
-    println!("ratio tidemark / automerge: {:.1}x", theirs_s / ours_s);
-    println!(
-        "state bytes per patient: tidemark mean {:.0} p99 {} | automerge save() mean {:.0} p99 {}",
-        mean(&our_sizes),
-        percentile(&our_sizes, 0.99),
-        mean(&their_sizes),
-        percentile(&their_sizes, 0.99)
+    row(
+        "fold, ops/s, median run",
+        grouped(ops / median(&ours_runs)),
+        grouped(ops / median(&theirs_runs)),
+        format!("{:.1}x faster", median(&theirs_runs) / median(&ours_runs)),
+        "",
     );
+    row(
+        "fold, events/s (Automerge: changes/s)",
+        grouped(n_events / ours),
+        grouped(n_events / theirs),
+        String::new(),
+        "",
+    );
+    row(
+        "fold, ops/s (merger's apply_event)",
+        grouped(ops / merger),
+        grouped(ops / theirs),
+        format!("{:.1}x faster", theirs / merger),
+        &format!(">= 1,000,000 ops/s: {}", met(ops / merger >= 1e6)),
+    );
+    row(
+        "apply opening a conflict, us",
+        format!("{:.3}", t_open * 1e6),
+        format!("{:.3}", a_open * 1e6),
+        format!("{:.1}x faster", a_open / t_open),
+        &format!("<= 2 us: {}", met(t_open <= 2e-6)),
+    );
+    row(
+        "apply resolving it, us",
+        format!("{:.3}", t_resolve * 1e6),
+        format!("{:.3}", a_resolve * 1e6),
+        format!("{:.1}x faster", a_resolve / t_resolve),
+        &format!("<= 2 us: {}", met(t_resolve <= 2e-6)),
+    );
+    let (our_mean, their_mean) = (mean(&our_sizes), mean(&their_sizes));
+    row(
+        "state bytes per patient, mean",
+        grouped(our_mean),
+        grouped(their_mean),
+        format!("{:.2}x the size", our_mean / their_mean),
+        &format!("<= 1024: {}", met(our_mean <= 1024.0)),
+    );
+    let (our_p99, their_p99) = (percentile(&our_sizes, 0.99), percentile(&their_sizes, 0.99));
+    row(
+        "state bytes per patient, p99",
+        grouped(our_p99 as f64),
+        grouped(their_p99 as f64),
+        format!("{:.2}x the size", our_p99 as f64 / their_p99 as f64),
+        "",
+    );
+    println!("(state: PatientDoc::encode() beside Automerge::save(); ratios are tidemark over automerge)");
 }
 
 fn main() {
-    let events = workload::generate(patients(), EVENTS_PER_PATIENT, 42);
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    // `cargo bench` passes --bench; `cargo test --benches` does not: run once, small.
+    let full = has("--bench") && !has("--test");
+    let patients = match std::env::var("TIDEMARK_BENCH_PATIENTS") {
+        Ok(v) => v.parse().expect("TIDEMARK_BENCH_PATIENTS must be a number of patients"),
+        Err(_) => 10_000,
+    };
+    let patients = if full { patients } else { patients.min(200) };
+    let events = workload::generate(patients, SEED);
+    println!("workload: {}", Mix::of(&events));
+    let stream = automerge_peer::author_changes(&events);
+
     let mut c = Criterion::default().configure_from_args();
-    criterion_benches(&mut c, &events);
+    criterion_benches(&mut c, &events, &stream);
     c.final_summary();
-    side_by_side(&events);
+    if !has("--list") {
+        side_by_side(&events, &stream, if full { 7 } else { 1 });
+        if !full {
+            println!("(a smoke run of the code paths, as under `cargo test --benches`: these are not measurements)");
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! Tidemark benchmarks: criterion benches that print each peer's or bound's
-//! figure beside ours, measured in the same run.
+//! figure beside ours, measured in the same run, with the ratio.
 //!
 //! Key decision: workloads are generated, deterministic and validated against
 //! the real catalog, so a benchmark measures edits the pipeline would accept,
-//! and two runs measure the same thing.
+//! two runs measure the same thing, and the peer is fed the very same edits.
 
+pub mod automerge_peer;
+pub mod conflict;
 pub mod workload;
