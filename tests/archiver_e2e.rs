@@ -233,6 +233,41 @@ async fn snapshot_round_trips_through_pyarrow_and_duckdb_and_deidentifies() {
     run.code(1).stderr_has("not encrypted for key");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_snapshots_on_its_interval_exposes_metrics_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    let w = World::new("arch-svc").await;
+    let (arch, alice, archive) = (w.key("arch.key"), w.key("alice.pub"), w.archive());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["archiver", "--brokers", w.broker.bootstrap(), "--topic-prefix", &w.prefix, "--out", s(&archive)])
+        .args(["--archiver-key", &arch, "--recipient", &alice, "--metrics-listen", "127.0.0.1:0"])
+        .args(["--interval-s", "3600"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let metrics = first.split_whitespace().find_map(|w| w.strip_prefix("metrics=")).unwrap().to_owned();
+    let committed = lines.next().unwrap().unwrap();
+    assert!(committed.starts_with("snapshot committed profile=identified"), "{committed}");
+    let text = common::http_get(&metrics, "/metrics");
+    let series = |name: &str| common::metric(&text, name);
+    assert_eq!(series(r#"tidemark_archiver_snapshots_total{profile="identified",result="ok"}"#), Some(1.0), "{text}");
+    assert_eq!(series(r#"tidemark_archiver_rows_total{profile="identified"}"#), Some(PATIENTS as f64), "{text}");
+    assert!(series(r#"tidemark_archiver_written_bytes_total{profile="identified"}"#).unwrap_or(0.0) > 0.0, "{text}");
+    let last = series(r#"tidemark_archiver_last_success_timestamp_seconds{profile="identified"}"#).unwrap_or(0.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - last).abs() < 120.0, "last success {last} is now {now}");
+    assert_eq!(series("tidemark_archiver_snapshot_duration_seconds_count"), Some(1.0), "{text}");
+    common::promtool_check(&text);
+    for p in 0..PATIENTS {
+        assert!(!text.contains(&format!("pt-{p:05}")), "no patient id in metrics");
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM between snapshots exits 0: {status:?}");
+}
+
 fn flip(path: &Path, at: impl Fn(usize) -> usize) {
     let mut b = fs::read(path).unwrap();
     let i = at(b.len());

@@ -1,7 +1,8 @@
 //! `tidemark archiver`: consistent, encrypted Parquet snapshots of the state
 //! topic, on an interval or once (`--once`, for CronJobs and on demand).
-//! Prints `snapshot committed profile=P id=ID rows=N parts=N path=LOCATION`
-//! for every snapshot it commits. Exit codes: 0, 2 configuration, 3 a failed
+//! Prints `tidemark-archiver listening metrics=ADDR` once its metrics
+//! endpoint is bound, then `snapshot committed profile=P id=ID rows=N parts=N
+//! bytes=N path=LOCATION` for every snapshot it commits. Exit codes: 0, 2 configuration, 3 a failed
 //! `--once` snapshot or a runtime failure (logged).
 
 use std::net::SocketAddr;
@@ -127,6 +128,7 @@ pub fn run(args: ArchiverArgs) -> anyhow::Result<Outcome> {
         let metrics = ArchiverMetrics::new(&mut registry);
         let (addr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
         tracing::info!(metrics = %addr, "metrics listening");
+        println!("tidemark-archiver listening metrics={addr}");
         let cfg = ArchiverConfig {
             brokers: args.kafka.brokers,
             kafka_options: args.kafka.kafka_options,
