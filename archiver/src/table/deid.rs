@@ -38,13 +38,23 @@ impl Pseudonymizer {
     }
 }
 
+/// The 3-digit ZIP prefixes whose areas held 20,000 people or fewer (US Census
+/// 2000, as listed in HHS's Safe Harbor guidance): Safe Harbor allows their
+/// prefix only as `000`.
+const SMALL_ZIP3: [&str; 17] = [
+    "036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890",
+    "893",
+];
+
 /// The first [`GEO_PREFIX_CHARS`] characters (not bytes: a cut inside a UTF-8
-/// sequence would not be a string).
+/// sequence would not be a string); `000` for a sparsely populated US ZIP
+/// prefix, where even three digits narrow a patient down too far.
 pub(crate) fn geo_prefix(s: &str) -> &str {
-    match s.char_indices().nth(GEO_PREFIX_CHARS) {
+    let prefix = match s.char_indices().nth(GEO_PREFIX_CHARS) {
         Some((end, _)) => &s[..end],
         None => s,
-    }
+    };
+    if SMALL_ZIP3.contains(&prefix) { "000" } else { prefix }
 }
 
 /// The year of a catalog `date` (`YYYY-MM-DD`) or `datetime` (RFC 3339 UTC).
@@ -73,6 +83,14 @@ pub(crate) fn generalise_value(value: &Value, year: Option<bool>, prefix: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_zip_prefixes_become_000() {
+        assert_eq!(geo_prefix("03601"), "000");
+        assert_eq!(geo_prefix("89301-1234"), "000");
+        assert_eq!(geo_prefix("94110"), "941");
+        assert_eq!(geo_prefix("SW1A 1AA"), "SW1");
+    }
 
     #[test]
     fn pseudonyms_are_keyed_stable_hex() {
