@@ -158,7 +158,9 @@ fn out_of_range(place: &str) -> ViewProblem {
 /// the displayed value and generalised like its column.
 fn conflict_json(column: &FieldColumn, value: &Value) -> Result<String, ViewProblem> {
     let shown = match column.encoding {
-        Encoding::Year { datetime } => generalise_value(value, Some(datetime), false).map(|v| v.to_string()),
+        Encoding::Year { datetime } => generalise_value(value, Some(datetime), false)
+            .map(|v| v.as_i64().and_then(|y| i32::try_from(y).ok()).map_or(v, |y| Value::from(column.floor_year(y))))
+            .map(|v| v.to_string()),
         Encoding::Prefix => generalise_value(value, None, true).map(|v| v.to_string()),
         plain => fits(plain, value).then(|| value.to_string()),
     };
@@ -270,7 +272,8 @@ impl ColumnBuilder {
             }
             ColumnBuilder::Year(b) => {
                 let datetime = column.encoding == Encoding::Year { datetime: true };
-                b.append_option(cell(column, value, |v| v.as_str().and_then(|s| year_of(s, datetime)))?);
+                let year = |v: &Value| v.as_str().and_then(|s| year_of(s, datetime)).map(|y| column.floor_year(y));
+                b.append_option(cell(column, value, year)?);
             }
             // `append` sends register views to set and log builders only when
             // the view's shape disagrees with the catalog.

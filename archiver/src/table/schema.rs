@@ -72,7 +72,22 @@ pub(crate) struct FieldColumn {
     pub(crate) kind: FieldKind,
     pub(crate) value_type: ValueType,
     pub(crate) encoding: Encoding,
+    /// De-identified year columns: the earliest year written. Earlier years
+    /// would tell an age over 89, which Safe Harbor aggregates: they become
+    /// this year, read as "this year or earlier" (90 or older).
+    pub(crate) year_floor: Option<i32>,
 }
+
+impl FieldColumn {
+    /// `year`, raised to the column's floor if it has one.
+    pub(crate) fn floor_year(&self, year: i32) -> i32 {
+        self.year_floor.map_or(year, |floor| year.max(floor))
+    }
+}
+
+/// Ages above this are aggregated in the de-identified profile (Safe Harbor,
+/// §164.514(b)(2)(i)(C)).
+pub(crate) const MAX_AGE_YEARS: i32 = 89;
 
 /// Where a view's field goes.
 #[derive(Clone, Copy, Debug)]
@@ -104,6 +119,12 @@ impl TableLayout {
     /// does not fit its field's kind and type.
     pub fn new(catalog: &Catalog, profile: &Profile) -> Result<Self, TableError> {
         let deid = matches!(profile, Profile::Deidentified { .. });
+        let this_year = super::time::year_of_ms(
+            i64::try_from(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
+            )
+            .unwrap_or(i64::MAX),
+        );
         let mut names = NameSet::default();
         let mut fields = vec![Field::new("patient_id", DataType::Utf8, false)];
         names.claim("patient_id", "patient_id")?;
@@ -118,11 +139,13 @@ impl TableLayout {
             names.claim(&name, &spec.path)?;
             fields.push(column_field(spec, encoding, name, deid));
             routes.push((spec.path.clone(), Slot::Column(columns.len())));
+            let year_floor = matches!(encoding, Encoding::Year { .. }).then_some(this_year - MAX_AGE_YEARS - 1);
             columns.push(FieldColumn {
                 path: spec.path.clone(),
                 kind: spec.kind,
                 value_type: spec.value_type,
                 encoding,
+                year_floor,
             });
         }
         for field in fixed_fields(deid) {

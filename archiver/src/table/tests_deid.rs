@@ -195,3 +195,25 @@ fn kept_logs_lose_event_ids_but_keep_amendments_by_position() {
     assert_eq!(notes[1]["year"], json!(2025));
     assert!(notes.iter().all(|n| n.get("event_id").is_none() && n.get("wall_time").is_none()));
 }
+
+#[test]
+fn birth_years_of_patients_over_89_are_aggregated() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let this_year = super::time::year_of_ms(i64::try_from(now.as_millis()).expect("ms"));
+    let floor = this_year - 90;
+    let layout = layout(KEY);
+    let mut view = marked_view(0);
+    let old = format!("{}-05-05", floor - 15);
+    view.fields.insert(
+        "demographics.birth_date".into(),
+        register(json!(old), vec![conflict(json!(format!("{}-01-01", floor - 3)), "clin-9", 1)]),
+    );
+    let (bytes, _) = write_part(&layout, &[view], PartOptions::default());
+    let row = decode(&read_part(bytes)).remove(0);
+    assert_eq!(row["demographics_birth_date_year"], json!(floor), "{old} reads as {floor} (90 or older)");
+    let conflicts = row["conflicts"].as_array().expect("list");
+    let birth = conflicts.iter().find(|c| c["path"] == "demographics.birth_date").expect("birth conflict");
+    assert_eq!(birth["value"], json!(floor.to_string()));
+    // A younger patient's year is untouched (1961 in the marked views).
+    assert_eq!(write_deid(KEY, 1).0[0]["demographics_birth_date_year"], json!(1961));
+}
