@@ -4,9 +4,12 @@
 //! through), and the two together. Also prints the format's size overhead.
 #![allow(missing_docs)]
 
+#[path = "support.rs"]
+mod support;
+use support::best;
+
 use std::hint::black_box;
 use std::io;
-use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
@@ -33,17 +36,6 @@ fn raw_sha256(buf: &[u8]) {
 
 fn gbps(secs: f64) -> f64 {
     LEN as f64 / secs / 1e9
-}
-
-/// Best of `n` runs, in seconds: the bounds and ours measured the same way.
-fn best(n: usize, mut f: impl FnMut()) -> f64 {
-    (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 fn main() {

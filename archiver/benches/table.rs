@@ -5,11 +5,14 @@
 //! topic carries) as a familiar peer figure.
 #![allow(missing_docs)]
 
+#[path = "support.rs"]
+mod support;
+use support::best;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::io;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use criterion::{Criterion, Throughput};
@@ -89,16 +92,6 @@ fn view(i: usize) -> PatientView {
         updated_at: tidemark_schemas::format_utc_ms(wall + 1),
         open_conflicts: u32::from(i.is_multiple_of(20)),
     }
-}
-
-fn best(n: usize, mut f: impl FnMut()) -> f64 {
-    (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 fn write_part(layout: &Arc<TableLayout>, views: &[PatientView]) -> u64 {

@@ -10,6 +10,7 @@ pub mod dsse;
 pub mod event;
 pub mod hlc;
 pub mod keys;
+pub mod temporal;
 pub mod validate;
 pub mod verify;
 pub mod view;

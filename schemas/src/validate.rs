@@ -361,8 +361,10 @@ fn check_value(v: &Value, ty: ValueType, max_string: usize) -> Result<(), Violat
             }
             match ty {
                 ValueType::Code if !is_code(s) => Err(wrong(ty, "found a string that is not `system:code`")),
-                ValueType::Date if !is_date(s) => Err(wrong(ty, "found a string that is not a YYYY-MM-DD date")),
-                ValueType::Datetime if !is_datetime(s) => {
+                ValueType::Date if crate::temporal::parse_date(s).is_none() => {
+                    Err(wrong(ty, "found a string that is not a YYYY-MM-DD date"))
+                }
+                ValueType::Datetime if crate::temporal::parse_datetime(s).is_none() => {
                     Err(wrong(ty, "found a string that is not an RFC 3339 UTC instant like 2026-11-22T09:15:00Z"))
                 }
                 _ if s.chars().any(char::is_control) => Err(wrong(ty, "found a string with control characters")),
@@ -406,48 +408,6 @@ fn is_code(s: &str) -> bool {
         && system.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !code.is_empty()
         && code.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-}
-
-fn digits(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
-fn is_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let (Some(y), Some(m), Some(d)) = (digits(&s[0..4]), digits(&s[5..7]), digits(&s[8..10])) else {
-        return false;
-    };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    y >= 1 && (1..=days).contains(&d)
-}
-
-fn is_datetime(s: &str) -> bool {
-    let Some(rest) = s.strip_suffix('Z') else { return false };
-    if rest.len() < 19 || rest.as_bytes()[10] != b'T' || !is_date(&rest[..10]) {
-        return false;
-    }
-    let time = &rest[11..];
-    let (hms, frac) = time.split_once('.').map_or((time, None), |(a, b)| (a, Some(b)));
-    let b = hms.as_bytes();
-    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
-        return false;
-    }
-    let ok_frac = frac.is_none_or(|f| (1..=9).contains(&f.len()) && digits(f).is_some());
-    matches!((digits(&hms[0..2]), digits(&hms[3..5]), digits(&hms[6..8])), (Some(h), Some(m), Some(sec)) if h < 24 && m < 60 && sec < 60)
-        && ok_frac
 }
 
 #[cfg(test)]

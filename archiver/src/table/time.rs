@@ -5,26 +5,15 @@
 //! Hand-written (Howard Hinnant's `days_from_civil` / `civil_from_days`, signed
 //! so birth dates before 1970 work) rather than a date crate: the formats are
 //! fixed by event validation, so a few dozen lines replace a dependency. The
-//! parsers accept exactly what `tidemark_schemas::validate` accepts.
+//! parsing is `tidemark_schemas::temporal`'s, the one validation uses.
+
+use tidemark_schemas::temporal::{parse_date as parse_date_contract, parse_datetime};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
-/// Parses `YYYY-MM-DD` into a checked (year, month, day).
+/// `YYYY-MM-DD` as (year, month, day), by the catalog's own parser.
 pub(crate) fn parse_date(s: &str) -> Option<(i64, u32, u32)> {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return None;
-    }
-    let (y, m, d) = (digits(&s[0..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    (y >= 1 && (1..=month_days).contains(&d)).then_some((i64::from(y), m, d))
+    parse_date_contract(s).map(|(y, m, d)| (i64::from(y), m, d))
 }
 
 /// `YYYY-MM-DD` to days since 1970-01-01 (Arrow `Date32`).
@@ -37,36 +26,11 @@ pub(crate) fn date_to_days(s: &str) -> Option<i32> {
 /// digits) to milliseconds since the epoch; sub-millisecond digits are
 /// truncated, as Arrow's millisecond timestamps require.
 pub(crate) fn instant_to_ms(s: &str) -> Option<i64> {
-    let rest = s.strip_suffix('Z')?;
-    if rest.len() < 19 || rest.as_bytes()[10] != b'T' {
-        return None;
-    }
-    let (y, mo, d) = parse_date(rest.get(..10)?)?;
-    let time = &rest[11..];
-    let (hms, frac) = time.split_once('.').map_or((time, None), |(a, b)| (a, Some(b)));
-    let b = hms.as_bytes();
-    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
-        return None;
-    }
-    let (h, mi, sec) = (digits(&hms[0..2])?, digits(&hms[3..5])?, digits(&hms[6..8])?);
-    if h >= 24 || mi >= 60 || sec >= 60 {
-        return None;
-    }
-    let ms = match frac {
-        None => 0,
-        Some(f) if (1..=9).contains(&f.len()) => {
-            digits(f)?;
-            // Pad or cut to exactly three digits: "5" is 500 ms, "123456" is 123 ms.
-            let mut three = [b'0'; 3];
-            for (dst, src) in three.iter_mut().zip(f.bytes()) {
-                *dst = src;
-            }
-            three.iter().fold(0, |acc, c| acc * 10 + i64::from(c - b'0'))
-        }
-        Some(_) => return None,
-    };
+    let i = parse_datetime(s)?;
+    let (y, mo, d) = i.date;
+    let (h, mi, sec) = i.time;
     let secs = i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec);
-    Some(days_from_civil(y, mo, d) * MS_PER_DAY + secs * 1000 + ms)
+    Some(days_from_civil(i64::from(y), mo, d) * MS_PER_DAY + secs * 1000 + i64::from(i.millis))
 }
 
 /// The proleptic Gregorian year of a day count since 1970-01-01.
@@ -79,13 +43,6 @@ pub(crate) fn year_of_days(days: i64) -> i32 {
 /// The year of a millisecond instant since the epoch (UTC).
 pub(crate) fn year_of_ms(ms: i64) -> i32 {
     year_of_days(ms.div_euclid(MS_PER_DAY))
-}
-
-fn digits(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
