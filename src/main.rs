@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 mod cli;
+mod demo;
+mod load;
+mod lookup;
 mod service;
+mod synth;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

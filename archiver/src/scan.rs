@@ -119,8 +119,33 @@ pub fn read_partition(
     stall_timeout: Duration,
 ) -> Result<HashMap<Vec<u8>, Vec<u8>>, ScanError> {
     let mut latest = HashMap::new();
+    scan_partition(consumer, topic, partition, low, end, stall_timeout, |key, value| {
+        match value {
+            Some(v) => latest.insert(key.to_vec(), v.to_vec()),
+            None => latest.remove(key),
+        };
+    })?;
+    Ok(latest)
+}
+
+/// Reads `partition` from `low` up to `end` (exclusive), calling `visit` with
+/// each record's key and value (`None`: a tombstone) in offset order; stalls
+/// as [`read_partition`]. For readers that keep less than every key (one
+/// patient's view, a count).
+///
+/// # Errors
+/// As [`read_partition`].
+pub fn scan_partition(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    low: i64,
+    end: i64,
+    stall_timeout: Duration,
+    mut visit: impl FnMut(&[u8], Option<&[u8]>),
+) -> Result<(), ScanError> {
     if end <= low {
-        return Ok(latest);
+        return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(low))
@@ -138,11 +163,7 @@ pub fn read_partition(
                     break;
                 }
                 next = m.offset() + 1;
-                let key = m.key().unwrap_or_default().to_vec();
-                match m.payload() {
-                    Some(v) => latest.insert(key, v.to_vec()),
-                    None => latest.remove(&key),
-                };
+                visit(m.key().unwrap_or_default(), m.payload());
             }
             // Caught up with the partition's end as it was when asked; with
             // compaction the last offsets before the cut may be gone.
@@ -159,5 +180,5 @@ pub fn read_partition(
     consumer
         .unassign()
         .map_err(|source| ScanError::Kafka { what: format!("releasing {topic}/{partition}"), source })?;
-    Ok(latest)
+    Ok(())
 }

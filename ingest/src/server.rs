@@ -125,6 +125,12 @@ impl AppState {
 
 pub(crate) fn producer_config(cfg: &IngestConfig) -> rdkafka::ClientConfig {
     let mut pc = cfg.client_config();
+    // Pinned so that a patient's partition can be computed from its id
+    // (`tidemark state`) whatever librdkafka's default becomes; an operator's
+    // own `partitioner` option wins.
+    if !cfg.kafka_options.iter().any(|(k, _)| k == "partitioner") {
+        pc.set("partitioner", "consistent_random");
+    }
     pc.set("acks", "all")
         .set("enable.idempotence", "true")
         .set("max.in.flight.requests.per.connection", "5")

@@ -63,7 +63,7 @@ pub struct KafkaArgs {
 }
 
 /// Parses `KEY=VALUE`.
-fn parse_kafka_option(s: &str) -> Result<(String, String), String> {
+pub fn parse_kafka_option(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),

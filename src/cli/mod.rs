@@ -6,15 +6,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod archiver;
-mod config;
-mod files;
+pub(crate) mod config;
+mod demo;
+pub(crate) mod files;
 mod fold;
 mod ingest;
-mod keys;
+pub(crate) mod keys;
 mod lines;
+mod loadgen;
 mod merger;
 mod sign;
 mod snapshot;
+mod state;
 mod verify;
 
 /// Exit code: some input failed verification or validation.
@@ -57,6 +60,12 @@ enum Command {
         #[command(subcommand)]
         command: snapshot::SnapshotCommand,
     },
+    /// Print one patient's latest view from the state topic, as `tidemark fold` prints it.
+    State(state::StateArgs),
+    /// Run the whole pipeline in one process on an embedded Kafka, driven by synthetic clinicians.
+    Demo(demo::DemoArgs),
+    /// Send signed synthetic edits at a target rate to a running ingest; report throughput and latency.
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 /// How a command that ran to the end went.
@@ -101,5 +110,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Ingest(args) => ingest::run(args),
         Command::Archiver(args) => archiver::run(args),
         Command::Snapshot { command } => snapshot::run(command),
+        Command::State(args) => state::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
     }
 }

@@ -18,7 +18,13 @@ pub enum LogFormat {
 /// Installs the global subscriber. Calling it twice is harmless (the second
 /// call keeps the first subscriber).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_with_default(format, "info");
+}
+
+/// [`init`] with another default level (the demo keeps its terminal for
+/// progress and shows warnings only, unless `RUST_LOG` says otherwise).
+pub fn init_with_default(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {

@@ -3,14 +3,16 @@
 //! Counting events exactly under redelivery needs the set of ids seen, which
 //! grows without end. This counter keeps the exact set of 64-bit event hashes
 //! up to [`EXACT_LIMIT`], then a HyperLogLog sketch of 2^8 one-byte registers
-//! (standard error 1.04/16 = 6.5%). Both forms are functions of the set of ids
+//! (standard error 1.04/16 = 6.5%). The limit is high enough that nearly every
+//! record counts exactly (8 KiB of hashes at most), and low enough that a
+//! record edited for years stays bounded. Both forms are functions of the set of ids
 //! seen (the sketch of a union is the register-wise max), so merge stays
 //! commutative, associative and idempotent across the switch.
 
 use uuid::Uuid;
 
 /// Distinct events counted exactly up to this many.
-pub const EXACT_LIMIT: usize = 32;
+pub const EXACT_LIMIT: usize = 1024;
 const P: u32 = 8;
 /// Registers in the sketch.
 pub const REGISTERS: usize = 1 << P;
@@ -149,12 +151,15 @@ mod tests {
 
     #[test]
     fn merge_across_the_switch_equals_one_fold() {
-        let all = ids(50, 7);
+        let all = ids(EXACT_LIMIT as u64 + 18, 7);
         let mut whole = EventCounter::default();
         all.iter().for_each(|&h| whole.insert(h));
+        assert!(matches!(whole, EventCounter::Sketch(_)));
+        // Both halves are exact; their union crosses the switch.
         let (mut a, mut b) = (EventCounter::default(), EventCounter::default());
-        all[..20].iter().for_each(|&h| a.insert(h));
-        all[15..].iter().for_each(|&h| b.insert(h));
+        all[..EXACT_LIMIT - 12].iter().for_each(|&h| a.insert(h));
+        all[EXACT_LIMIT - 17..].iter().for_each(|&h| b.insert(h));
+        assert!(matches!((&a, &b), (EventCounter::Exact(_), EventCounter::Exact(_))));
         let mut ab = a.clone();
         ab.merge(&b);
         let mut ba = b.clone();

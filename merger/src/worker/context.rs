@@ -1,14 +1,17 @@
-//! The consumer context: records rebalances for the worker loop.
+//! The consumer context: records rebalances for the worker loop, and the
+//! consumer lag librdkafka reports in its statistics.
 //!
 //! librdkafka calls these from inside `recv()`, on the worker's own task, so
 //! no batch is ever being processed when they run. They only record what
 //! changed; the loop acts on it before it takes the next message, so a message
 //! is always judged against the assignment it was fetched under.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
 
 /// An assignment change, in the order librdkafka reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,13 +22,32 @@ pub enum RebalanceEvent {
     Revoked(Vec<i32>),
 }
 
-/// Collects rebalance events for the loop to drain.
+/// Collects rebalance events for the loop to drain, and the lag of each
+/// partition of `topic` from librdkafka's statistics.
+///
+/// Key decision: lag comes from the statistics librdkafka already keeps (the
+/// high watermark of every fetch response minus the committed offset), not
+/// from ListOffsets requests. Such a request queues behind the consumer's
+/// long-polling Fetch on the same connection; with a short timeout it timed
+/// out there, and librdkafka then tore the connection down.
 #[derive(Default)]
 pub struct MergerContext {
     events: Mutex<Vec<RebalanceEvent>>,
+    topic: String,
+    lag: Mutex<HashMap<i32, i64>>,
 }
 
 impl MergerContext {
+    /// A context that reports the lag of `topic`'s partitions.
+    pub fn new(topic: &str) -> Self {
+        Self { topic: topic.to_owned(), ..Self::default() }
+    }
+
+    /// The latest known lag (records) of each partition librdkafka fetches.
+    pub fn lag(&self) -> HashMap<i32, i64> {
+        self.lag.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// Takes the events recorded since the last call.
     pub fn drain(&self) -> Vec<RebalanceEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
@@ -36,7 +58,21 @@ impl MergerContext {
     }
 }
 
-impl ClientContext for MergerContext {}
+impl ClientContext for MergerContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else { return };
+        let mut lag = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
+        lag.clear();
+        // Partition -1 is librdkafka's internal unassigned queue; a lag of -1 is unknown.
+        lag.extend(
+            topic
+                .partitions
+                .values()
+                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                .map(|p| (p.partition, p.consumer_lag)),
+        );
+    }
+}
 
 impl ConsumerContext for MergerContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

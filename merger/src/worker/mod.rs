@@ -66,7 +66,8 @@ pub async fn run(cfg: MergerConfig, metrics: MergerMetrics, shutdown: Cancellati
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .create_with_context(MergerContext::default())
+        .set("statistics.interval.ms", cfg.lag_interval.as_millis().max(100).to_string())
+        .create_with_context(MergerContext::new(&cfg.topics.edits))
         .map_err(WorkerError::kafka("creating the consumer"))?;
     consumer.subscribe(&[&cfg.topics.edits]).map_err(WorkerError::kafka("subscribing to the edit topic"))?;
     let mut worker = Worker { cfg: &cfg, metrics: &metrics, consumer: &consumer, parts: HashMap::new(), batches: 0 };
@@ -247,17 +248,14 @@ impl Worker<'_> {
         Ok(())
     }
 
-    /// Lag = partition end - our position, for each assigned partition.
+    /// Lag = the partition's high watermark - our committed offset, for each
+    /// assigned partition, from librdkafka's statistics (see [`MergerContext`]).
     fn record_lag(&self) {
-        let Ok(positions) = self.consumer.position() else { return };
-        for e in positions.elements() {
-            let Offset::Offset(pos) = e.offset() else { continue };
-            let high = tokio::task::block_in_place(|| {
-                self.consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_millis(500))
-            });
-            if let Ok((_, high)) = high {
-                let label = metrics::PartitionLabel { partition: e.partition() };
-                self.metrics.consumer_lag.get_or_create(&label).set((high - pos).max(0));
+        let lag = self.consumer.context().lag();
+        for p in self.parts.keys() {
+            if let Some(records) = lag.get(p) {
+                let label = metrics::PartitionLabel { partition: *p };
+                self.metrics.consumer_lag.get_or_create(&label).set(*records);
             }
         }
     }

@@ -1,0 +1,236 @@
+//! `tidemark loadgen`: signed synthetic edits at a target rate against a
+//! running ingest. Progress every second on stderr; at the end, throughput,
+//! latency percentiles and errors by status on stdout (text, or `--json` for
+//! harnesses). Exit 1 when the error rate passes `--max-error-rate`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde::Serialize;
+
+use super::Outcome;
+use super::keys::load_signing_key;
+use crate::load::{EventsClient, Load, OnAccepted, Percentiles, Recorder, SecondSummary, Shape, Totals, Worker};
+use crate::service::shutdown;
+use crate::synth::{Clinic, ClinicConfig};
+
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    /// The ingest to load: its base URL (`http://HOST:PORT`) or its events endpoint.
+    #[arg(long, value_name = "URL")]
+    target: String,
+    /// A signing key file (`tidemark keys generate --kind signing`), one per site (repeatable); the
+    /// ingest's key registry must list them.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    keys: Vec<PathBuf>,
+    /// Target events per second over all senders; 0 sends as fast as the ingest answers.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Requests in flight at once (senders; sender i signs with key i mod the number of keys).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Events per request (an NDJSON batch).
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Patients edited.
+    #[arg(long, default_value_t = 10_000)]
+    patients: usize,
+    /// Prefix of the patient ids (a key may be restricted to prefixes).
+    #[arg(long, default_value = "pt-")]
+    patient_prefix: String,
+    /// Seed of the event mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Exit 1 when failed events / sent events passes this.
+    #[arg(long, default_value_t = 0.01)]
+    max_error_rate: f64,
+    /// Append every acknowledged envelope to this file (NDJSON), e.g. for `tidemark fold`.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// How long one request may take.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// Print the final report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The final report.
+#[derive(Serialize)]
+struct Report {
+    target: String,
+    target_rate: Option<f64>,
+    concurrency: usize,
+    batch: usize,
+    elapsed_s: f64,
+    totals: Totals,
+    accepted_per_s: f64,
+    error_rate: f64,
+    latency: Percentiles,
+    latency_from_schedule: Percentiles,
+    timeline: Vec<SecondSummary>,
+}
+
+fn check(args: &LoadgenArgs) -> anyhow::Result<()> {
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        anyhow::bail!("--rate must be 0 (unlimited) or a positive number of events per second, got {}", args.rate);
+    }
+    if !(args.duration.is_finite() && args.duration > 0.0) {
+        anyhow::bail!("--duration must be a positive number of seconds, got {}", args.duration);
+    }
+    if args.concurrency == 0 || args.batch == 0 || args.patients == 0 {
+        anyhow::bail!("--concurrency, --batch and --patients must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.max_error_rate) {
+        anyhow::bail!("--max-error-rate is a fraction between 0 and 1, got {}", args.max_error_rate);
+    }
+    Ok(())
+}
+
+pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
+    check(&args)?;
+    let keys = args.keys.iter().map(|p| load_signing_key(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let client = EventsClient::new(&args.target, Duration::from_millis(args.timeout_ms))?;
+    let mut cfg = ClinicConfig::new(args.patients);
+    cfg.patient_prefix.clone_from(&args.patient_prefix);
+    let clinic = Arc::new(Clinic::new(keys, cfg));
+    let record = match &args.record {
+        Some(path) => Some(Arc::new(Mutex::new(BufWriter::new(
+            File::create(path).with_context(|| format!("creating --record file {}", path.display()))?,
+        )))),
+        None => None,
+    };
+    let on_accepted: Option<OnAccepted> = record.clone().map(|file| {
+        Arc::new(move |p: &crate::synth::Planned| {
+            let mut f = file.lock().unwrap_or_else(PoisonError::into_inner);
+            // A write error surfaces at the flush below.
+            let _ = writeln!(f, "{}", p.envelope);
+        }) as OnAccepted
+    });
+    let workers = (0..args.concurrency)
+        .map(|i| Worker { site: i % clinic.site_count(), author: format!("loadgen-{i}") })
+        .collect();
+    let shape = Shape {
+        rate: (args.rate > 0.0).then_some(args.rate),
+        duration: Duration::from_secs_f64(args.duration),
+        batch: args.batch,
+    };
+    let recorder = Arc::new(Recorder::default());
+    let load = Load {
+        clinic,
+        client: client.clone(),
+        shape,
+        workers,
+        seed: args.seed,
+        recorder: Arc::clone(&recorder),
+        on_accepted,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let elapsed = runtime.block_on(async {
+        let stop = shutdown::on_signals();
+        let started = tokio::time::Instant::now();
+        let progress = tokio::spawn(progress(Arc::clone(&recorder), started));
+        load.run(stop).await;
+        progress.abort();
+        started.elapsed()
+    });
+    if let Some(file) = record {
+        let mut f = file.lock().unwrap_or_else(PoisonError::into_inner);
+        f.flush().context("writing the --record file")?;
+    }
+    let totals = recorder.totals();
+    let elapsed_s = elapsed.as_secs_f64();
+    let report = Report {
+        target: client.url().to_owned(),
+        target_rate: shape.rate,
+        concurrency: args.concurrency,
+        batch: args.batch,
+        elapsed_s,
+        accepted_per_s: totals.accepted as f64 / elapsed_s,
+        error_rate: totals.error_rate(),
+        totals,
+        latency: recorder.service_latency(),
+        latency_from_schedule: recorder.scheduled_latency(),
+        timeline: recorder.timeline(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&report).context("encoding the report")?);
+    } else {
+        print_report(&report);
+    }
+    if report.totals.sent == 0 {
+        eprintln!("loadgen: no event was sent");
+        return Ok(Outcome::SomeInputFailed);
+    }
+    if report.error_rate > args.max_error_rate {
+        eprintln!(
+            "loadgen: error rate {:.2}% is above --max-error-rate {:.2}%",
+            report.error_rate * 100.0,
+            args.max_error_rate * 100.0
+        );
+        return Ok(Outcome::SomeInputFailed);
+    }
+    Ok(Outcome::Ok)
+}
+
+async fn progress(recorder: Arc<Recorder>, started: tokio::time::Instant) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut last = 0;
+    loop {
+        tick.tick().await;
+        let t = recorder.totals();
+        eprintln!(
+            "loadgen [{:>4.0}s] sent {:>9}  accepted {:>9}  failed {:>6}  {:>7} ev/s",
+            started.elapsed().as_secs_f64(),
+            t.sent,
+            t.accepted,
+            t.failed(),
+            t.accepted - last
+        );
+        last = t.accepted;
+    }
+}
+
+fn print_report(r: &Report) {
+    let t = &r.totals;
+    let rate = r.target_rate.map_or_else(|| "unlimited".to_owned(), |x| format!("{x:.0} events/s"));
+    println!("loadgen: {:.1} s against {}", r.elapsed_s, r.target);
+    println!("  load:        target {rate}, concurrency {}, batch {}", r.concurrency, r.batch);
+    println!(
+        "  events:      sent {}  accepted {}  failed {} ({:.2}%)",
+        t.sent,
+        t.accepted,
+        t.failed(),
+        r.error_rate * 100.0
+    );
+    println!(
+        "  throughput:  {:.0} events/s accepted ({} requests, {:.1} requests/s)",
+        r.accepted_per_s,
+        t.requests,
+        t.requests as f64 / r.elapsed_s
+    );
+    let p = |x: &Percentiles| {
+        format!("p50 {:.1} ms  p90 {:.1} ms  p99 {:.1} ms  max {:.1} ms", x.p50_ms, x.p90_ms, x.p99_ms, x.max_ms)
+    };
+    println!("  latency:     {}  (request sent to answered)", p(&r.latency));
+    println!("  from due:    {}  (scheduled send to answered)", p(&r.latency_from_schedule));
+    if t.failed_by_status.is_empty() {
+        println!("  errors:      none");
+    } else {
+        let list: Vec<String> = t
+            .failed_by_status
+            .iter()
+            .map(|(s, n)| if *s == 0 { format!("no response: {n}") } else { format!("{s}: {n}") })
+            .collect();
+        println!("  errors:      {}", list.join(", "));
+    }
+}

@@ -1,0 +1,55 @@
+//! `tidemark state PATIENT_ID`: the latest view of one patient from the state
+//! topic, printed exactly as `tidemark fold` prints it. For integrators it
+//! gives the `version` to send as `observed`; for operators it checks live
+//! state against the reference fold. Exit 1 when the patient has no view.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use tidemark_schemas::PatientView;
+
+use super::Outcome;
+use super::config::KafkaArgs;
+use crate::lookup::{self, Locate, Partitioner};
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// The patient id (the events' `patient_id`).
+    patient_id: String,
+    /// Read every partition instead of computing the patient's (for an
+    /// ingest configured with a partitioner this command does not compute).
+    #[arg(long)]
+    all_partitions: bool,
+    /// How long reading may stall before giving up.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+}
+
+pub fn run(args: StateArgs) -> anyhow::Result<Outcome> {
+    let locate = if args.all_partitions {
+        Locate::All
+    } else {
+        Locate::Partition(Partitioner::from_options(&args.kafka.kafka_options)?)
+    };
+    let topic = format!("{}{}", args.kafka.topic_prefix, tidemark_schemas::STATE_TOPIC);
+    let found = lookup::latest(
+        &args.kafka.brokers,
+        &args.kafka.kafka_options,
+        &topic,
+        &args.patient_id,
+        locate,
+        Duration::from_millis(args.timeout_ms),
+    )?;
+    let Some(bytes) = found.value else {
+        let read: Vec<String> = found.read.iter().map(|(p, end)| format!("{p} (offsets up to {end})")).collect();
+        eprintln!("no state view for patient {} in {topic}; read partition {}", args.patient_id, read.join(", "));
+        return Ok(Outcome::SomeInputFailed);
+    };
+    let view: PatientView = serde_json::from_slice(&bytes)
+        .with_context(|| format!("the state record of patient {} in {topic} is not a view", args.patient_id))?;
+    println!("{}", serde_json::to_string(&view).context("encoding the view")?);
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,241 @@
+//! The whole pipeline in one process: a Kafka (librdkafka's in-process mock
+//! cluster, or a real one), ingest on a loopback port, merger workers of one
+//! consumer group, and the archiver for one snapshot at the end. Each service
+//! runs through the same library entry point as its own subcommand.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use tidemark_archiver::crypto::{ArchiverSigningKey, DEFAULT_CHUNK_SIZE, RecipientPublicKey};
+use tidemark_archiver::snapshot::{Committed, ProfileSpec, SnapshotSpec};
+use tidemark_archiver::storage::Archive;
+use tidemark_archiver::table::{PartOptions, Profile};
+use tidemark_archiver::{ArchiverConfig, ArchiverMetrics};
+use tidemark_ingest::{IngestConfig, IngestMetrics};
+use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
+use tidemark_schemas::Catalog;
+use tidemark_schemas::verify::Verifier;
+use tidemark_testkit::MockBroker;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What to start.
+pub struct Options {
+    /// A real Kafka's bootstrap servers; `None` starts the embedded mock cluster.
+    pub brokers: Option<String>,
+    /// librdkafka options for every client.
+    pub kafka_options: Vec<(String, String)>,
+    /// Prefix of every topic.
+    pub topic_prefix: String,
+    /// Partitions of every topic.
+    pub partitions: i32,
+    /// Merger workers in the group.
+    pub mergers: usize,
+    /// The key registry file.
+    pub registry: PathBuf,
+}
+
+/// The running services.
+pub struct Pipeline {
+    /// Bootstrap servers of the Kafka in use.
+    pub bootstrap: String,
+    /// The topics.
+    pub topics: Topics,
+    /// Where ingest's HTTP API listens.
+    pub ingest: SocketAddr,
+    /// Each merger worker's metrics, to follow the fold.
+    pub mergers: Vec<MergerMetrics>,
+    /// Cancels every service.
+    pub shutdown: CancellationToken,
+    services: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    kafka_options: Vec<(String, String)>,
+    /// Kept alive while the services run; dropped last.
+    _broker: Option<MockBroker>,
+}
+
+impl Pipeline {
+    /// Starts Kafka (unless given), creates the topics on the mock, and starts
+    /// ingest and the mergers; their metrics go to `registry`.
+    ///
+    /// # Errors
+    /// If the broker, a topic or a service cannot start.
+    pub async fn start(opts: Options, registry: &mut Registry) -> anyhow::Result<Self> {
+        let topics = Topics::with_prefix(&opts.topic_prefix);
+        let (broker, bootstrap) = match &opts.brokers {
+            Some(b) => (None, b.clone()),
+            None => {
+                let broker = MockBroker::start().context("starting the embedded Kafka (librdkafka's mock cluster)")?;
+                // The mock has no admin API: the topics are made here, and the
+                // services find them as they would on a prepared cluster.
+                for topic in [&topics.edits, &topics.changelog, &topics.state, &topics.dlq] {
+                    broker.create_topic(topic, opts.partitions).await.context("creating the demo topics")?;
+                }
+                let bootstrap = broker.bootstrap().to_owned();
+                (Some(broker), bootstrap)
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let catalog = Catalog::builtin().clone();
+        let mut services = Vec::new();
+
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let addr_tx = Mutex::new(Some(addr_tx));
+        let ingest_cfg = IngestConfig {
+            brokers: bootstrap.clone(),
+            kafka_options: opts.kafka_options.clone(),
+            keys: opts.registry.clone(),
+            catalog: catalog.clone(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            topic_prefix: opts.topic_prefix.clone(),
+            partitions: opts.partitions,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_in_flight_requests: 256,
+            max_in_flight_bytes: 256 * 1024 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+            produce_timeout: Duration::from_secs(10),
+            startup_timeout: Duration::from_secs(15),
+            metrics: IngestMetrics::new(registry),
+            on_listening: Some(Arc::new(move |addr| {
+                if let Some(tx) = addr_tx.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                    let _ = tx.send(addr);
+                }
+            })),
+        };
+        let token = shutdown.clone();
+        let mut ingest_task =
+            tokio::spawn(async move { tidemark_ingest::run(ingest_cfg, token).await.map_err(|e| e.to_string()) });
+        let ingest = tokio::select! {
+            addr = addr_rx => addr.context("ingest stopped before listening")?,
+            ended = &mut ingest_task => anyhow::bail!("ingest did not start: {}", match ended {
+                Ok(Err(e)) => e,
+                Ok(Ok(())) => "it stopped".to_owned(),
+                Err(e) => e.to_string(),
+            }),
+        };
+        services.push(("ingest", ingest_task));
+
+        let verifier = Arc::new(Verifier::new(crate::cli::config::load_registry(&opts.registry)?));
+        let mut mergers = Vec::new();
+        for i in 0..opts.mergers {
+            let metrics =
+                MergerMetrics::register(registry.sub_registry_with_label(("worker".into(), i.to_string().into())));
+            let cfg = MergerConfig {
+                brokers: bootstrap.clone(),
+                kafka_options: opts.kafka_options.clone(),
+                group: format!("{}tidemark-demo-merger", opts.topic_prefix),
+                topics: topics.clone(),
+                partitions: opts.partitions,
+                max_batch_events: 2000,
+                max_batch_wait: Duration::from_millis(50),
+                lag_interval: Duration::from_secs(1),
+                restore_stall_timeout: Duration::from_secs(30),
+                startup_timeout: Duration::from_secs(15),
+                catalog: Arc::new(catalog.clone()),
+                verifier: Arc::clone(&verifier),
+                abort_before_commit_after_batches: None,
+            };
+            let token = shutdown.clone();
+            let m = metrics.clone();
+            services.push((
+                "merger",
+                tokio::spawn(async move { worker::run(cfg, m, token).await.map_err(|e| e.to_string()) }),
+            ));
+            mergers.push(metrics);
+        }
+        Ok(Self {
+            bootstrap,
+            topics,
+            ingest,
+            mergers,
+            shutdown,
+            services,
+            kafka_options: opts.kafka_options,
+            _broker: broker,
+        })
+    }
+
+    /// The first service that stopped on its own, with its error.
+    pub fn failed_service(&self) -> Option<&'static str> {
+        self.services.iter().find(|(_, h)| h.is_finished()).map(|(name, _)| *name)
+    }
+
+    /// Events folded by every merger so far.
+    pub fn folded(&self) -> u64 {
+        self.mergers.iter().map(|m| m.events_folded.get()).sum()
+    }
+
+    /// Register conflicts the mergers saw opened so far.
+    pub fn conflicts_created(&self) -> u64 {
+        self.mergers.iter().map(|m| m.conflicts_created.get()).sum()
+    }
+
+    /// librdkafka options of every client.
+    pub fn kafka_options(&self) -> &[(String, String)] {
+        &self.kafka_options
+    }
+
+    /// Takes one identified snapshot of the state topic into `archive`.
+    ///
+    /// # Errors
+    /// The snapshot's error.
+    pub async fn snapshot(
+        &self,
+        archive: Archive,
+        signer: ArchiverSigningKey,
+        recipient: RecipientPublicKey,
+        metrics: ArchiverMetrics,
+    ) -> anyhow::Result<Committed> {
+        let spec = SnapshotSpec {
+            topic: self.topics.state.clone(),
+            catalog: Catalog::builtin().clone(),
+            profiles: vec![ProfileSpec { profile: Profile::Identified, recipients: vec![recipient] }],
+            signer: Arc::new(signer),
+            rows_per_part: 250_000,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            part_options: PartOptions::default(),
+            stall_timeout: Duration::from_secs(30),
+            retain: 3,
+            abort_after_parts: None,
+        };
+        let committed: Arc<Mutex<Option<Committed>>> = Arc::default();
+        let slot = Arc::clone(&committed);
+        let cfg = ArchiverConfig {
+            brokers: self.bootstrap.clone(),
+            kafka_options: self.kafka_options.clone(),
+            archive,
+            spec: Arc::new(spec),
+            interval: Duration::from_secs(3600),
+            once: true,
+            metrics,
+            on_commit: Some(Arc::new(move |c, _| {
+                *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
+            })),
+        };
+        tidemark_archiver::run(cfg, self.shutdown.child_token()).await.context("taking the snapshot")?;
+        let taken = committed.lock().unwrap_or_else(PoisonError::into_inner).take();
+        taken.context("the archiver returned without committing a snapshot")
+    }
+
+    /// Stops every service (ingest drains, mergers commit) and reports the
+    /// first that had failed.
+    ///
+    /// # Errors
+    /// A service's error.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let mut first = None;
+        for (name, handle) in self.services {
+            let outcome = match handle.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => format!("{name} failed: {e}"),
+                Err(e) => format!("{name} panicked: {e}"),
+            };
+            first.get_or_insert(outcome);
+        }
+        first.map_or(Ok(()), |e| Err(anyhow::anyhow!(e)))
+    }
+}

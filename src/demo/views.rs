@@ -1,0 +1,51 @@
+//! Reading the live state topic back at the end of the demo: the latest view
+//! of every patient, as the archiver and `tidemark state` read it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tidemark_archiver::scan;
+use tidemark_schemas::PatientView;
+
+/// Every patient's latest view, and whether the broker had already dropped
+/// the start of any partition (the mock keeps 5 MiB or 100,000 records per
+/// partition; past that, early views would be missing).
+pub struct Views {
+    /// By patient id.
+    pub views: BTreeMap<String, PatientView>,
+    /// Partitions whose first offset is no longer 0.
+    pub truncated: Vec<i32>,
+}
+
+impl Views {
+    /// Events the views account for.
+    pub fn events(&self) -> u64 {
+        self.views.values().map(|v| v.event_count).sum()
+    }
+}
+
+/// Reads `topic` up to its current end.
+///
+/// # Errors
+/// If the broker cannot be read or a record is not a view.
+pub fn read(bootstrap: &str, options: &[(String, String)], topic: &str) -> anyhow::Result<Views> {
+    let timeout = Duration::from_secs(15);
+    let consumer = scan::consumer(bootstrap, options).context("connecting to read the state topic")?;
+    let cut = scan::capture_cut(&consumer, topic, timeout).context("reading the state topic's offsets")?;
+    let mut views = BTreeMap::new();
+    let mut truncated = Vec::new();
+    for (partition, low, end) in cut {
+        if low > 0 {
+            truncated.push(partition);
+        }
+        let latest = scan::read_partition(&consumer, topic, partition, low, end, timeout)
+            .with_context(|| format!("reading {topic}/{partition}"))?;
+        for (key, value) in latest {
+            let view: PatientView = serde_json::from_slice(&value)
+                .with_context(|| format!("a record of {topic}/{partition} is not a patient view"))?;
+            views.insert(String::from_utf8_lossy(&key).into_owned(), view);
+        }
+    }
+    Ok(Views { views, truncated })
+}

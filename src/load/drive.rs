@@ -1,0 +1,133 @@
+//! Drives synthetic clinicians against an ingest at a target rate.
+//!
+//! Key decision: the schedule is open-loop. Batch k is due at
+//! `start + k * batch / rate` whoever sends it, so a slow response delays only
+//! its own worker, and the latency measured from the due time shows the wait
+//! that a closed loop would hide (coordinated omission). Without a rate, every
+//! worker sends its next batch as soon as the previous one is answered.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{EventsClient, LineOutcome, Recorder};
+use crate::synth::{Clinic, Planned, SplitMix};
+
+/// How much load, for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Target events per second over all workers; `None`: as fast as answered.
+    pub rate: Option<f64>,
+    /// How long batches are started for.
+    pub duration: Duration,
+    /// Events per request.
+    pub batch: usize,
+}
+
+/// One concurrent sender: a clinician at a site.
+#[derive(Clone, Debug)]
+pub struct Worker {
+    /// Index of the site whose key signs.
+    pub site: usize,
+    /// The author written into the events.
+    pub author: String,
+}
+
+/// Called for every event the ingest acknowledged.
+pub type OnAccepted = Arc<dyn Fn(&Planned) + Send + Sync>;
+
+/// Everything one run needs.
+pub struct Load {
+    /// The population and its sites.
+    pub clinic: Arc<Clinic>,
+    /// Where events go.
+    pub client: EventsClient,
+    /// Rate, duration and batch size.
+    pub shape: Shape,
+    /// The senders (their number is the concurrency).
+    pub workers: Vec<Worker>,
+    /// Seed of the event mix.
+    pub seed: u64,
+    /// What was measured.
+    pub recorder: Arc<Recorder>,
+    /// Hook for acknowledged events (e.g. to keep them for a reference fold).
+    pub on_accepted: Option<OnAccepted>,
+}
+
+impl Load {
+    /// Runs until the duration is over (or `stop`) and every request started
+    /// was answered.
+    pub async fn run(self, stop: CancellationToken) {
+        let start = Instant::now();
+        let end = start + self.shape.duration;
+        let next = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, worker) in self.workers.into_iter().enumerate() {
+            let ctx = WorkerCtx {
+                clinic: Arc::clone(&self.clinic),
+                client: self.client.clone(),
+                shape: self.shape,
+                recorder: Arc::clone(&self.recorder),
+                on_accepted: self.on_accepted.clone(),
+                next: Arc::clone(&next),
+                rng: SplitMix::new(self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                worker,
+                start,
+                end,
+            };
+            tasks.spawn(ctx.run(stop.clone()));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+struct WorkerCtx {
+    clinic: Arc<Clinic>,
+    client: EventsClient,
+    shape: Shape,
+    recorder: Arc<Recorder>,
+    on_accepted: Option<OnAccepted>,
+    next: Arc<AtomicU64>,
+    rng: SplitMix,
+    worker: Worker,
+    start: Instant,
+    end: Instant,
+}
+
+impl WorkerCtx {
+    async fn run(mut self, stop: CancellationToken) {
+        loop {
+            let k = self.next.fetch_add(1, Ordering::Relaxed);
+            let due = match self.shape.rate {
+                Some(rate) => self.start + Duration::from_secs_f64(k as f64 * self.shape.batch as f64 / rate),
+                None => Instant::now(),
+            };
+            if due >= self.end || stop.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = stop.cancelled() => return,
+            }
+            let batch: Vec<Planned> = (0..self.shape.batch)
+                .map(|_| self.clinic.plan(self.worker.site, &self.worker.author, &mut self.rng))
+                .collect();
+            let lines: Vec<&str> = batch.iter().map(|p| p.envelope.as_str()).collect();
+            let sent = Instant::now();
+            let outcomes = self.client.post(&lines).await;
+            let done = Instant::now();
+            self.recorder.request(done - self.start, done - sent, done - due.min(sent), &outcomes);
+            for (planned, outcome) in batch.iter().zip(&outcomes) {
+                if *outcome == LineOutcome::Accepted {
+                    self.clinic.acknowledged(planned);
+                    if let Some(hook) = &self.on_accepted {
+                        hook(planned);
+                    }
+                }
+            }
+        }
+    }
+}

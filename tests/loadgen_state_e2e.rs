@@ -1,0 +1,159 @@
+//! `tidemark loadgen` against a running ingest, and `tidemark state` against
+//! the state topic a running merger writes, on the Tansu broker: loadgen
+//! reports throughput with zero errors, what it recorded as accepted folds
+//! (`tidemark fold`) to exactly what `tidemark state` reads live, and a
+//! loadgen whose events are all refused exits non-zero with the statuses.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::ingest::{Ingest, PARTITIONS};
+use common::{data, s, tidemark};
+use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
+
+/// A merger child process, killed on drop.
+struct Merger(Child);
+
+impl Drop for Merger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn merger(bootstrap: &str, prefix: &str) -> Merger {
+    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["merger", "--brokers", bootstrap, "--keys", s(&data("test-registry.toml"))])
+        .args(["--topic-prefix", prefix, "--group", &unique_group("loadgen"), "--partitions", &PARTITIONS.to_string()])
+        .args(["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
+        .env_remove("TIDEMARK_KEYS")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the merger starts");
+    Merger(child)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loadgen_reports_clean_throughput_and_state_reads_back_the_fold() {
+    let broker = TansuBroker::start().expect("tansu starts");
+    let prefix = format!("{}.", unique_topic("loadgen"));
+    broker.create_topic(&format!("{prefix}tidemark.edits.v1"), PARTITIONS).await.expect("edit topic");
+    let ingest = Ingest::spawn(broker.bootstrap(), &prefix, &[]);
+    let _merger = merger(broker.bootstrap(), &prefix);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let record = tmp.path().join("accepted.ndjson");
+    let key = data("test-signing.key");
+    let target = format!("http://{}", ingest.http);
+
+    let run = tidemark(
+        &[
+            "loadgen",
+            "--target",
+            &target,
+            "--key",
+            s(&key),
+            "--rate",
+            "300",
+            "--duration",
+            "3",
+            "--concurrency",
+            "4",
+            "--batch",
+            "20",
+            "--patients",
+            "60",
+            "--record",
+            s(&record),
+            "--json",
+        ],
+        b"",
+        &[],
+    );
+    run.code(0);
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("--json prints one JSON object");
+    let accepted = report["totals"]["accepted"].as_u64().expect("accepted");
+    assert!(accepted > 0 && report["accepted_per_s"].as_f64().expect("rate") > 0.0, "{run:?}");
+    assert_eq!(report["totals"]["sent"].as_u64(), Some(accepted), "zero errors: {run:?}");
+    assert_eq!(report["totals"]["failed_by_status"], serde_json::json!({}), "{run:?}");
+    assert!(report["latency"]["p99_ms"].as_f64().expect("p99") > 0.0, "{run:?}");
+    assert!(!report["timeline"].as_array().expect("timeline").is_empty(), "{run:?}");
+    assert!(run.stderr.contains("loadgen [   1s] sent"), "a progress line every second: {run:?}");
+
+    // The recorded envelopes are exactly the accepted ones; their fold is the reference.
+    let fold = tidemark(&["fold", "--keys", s(&data("test-registry.toml")), s(&record)], b"", &[]);
+    fold.code(0);
+    let want: BTreeMap<String, String> = fold
+        .stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a view");
+            (v["patient_id"].as_str().expect("id").to_owned(), l.to_owned())
+        })
+        .collect();
+    let events: u64 = fold
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("view")["event_count"].as_u64().expect("count"))
+        .sum();
+    assert_eq!(events, accepted, "the record file holds every accepted event once");
+
+    // `tidemark state` reads each patient's live view; once the merger has
+    // caught up it equals the fold's line, byte for byte.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (patient, line) in want.iter().take(8) {
+        loop {
+            let got =
+                tidemark(&["state", "--brokers", broker.bootstrap(), "--topic-prefix", &prefix, patient], b"", &[]);
+            if got.code == Some(0) && got.stdout.trim_end() == line {
+                break;
+            }
+            assert!(Instant::now() < deadline, "state of {patient} never equalled the fold:\nwant {line}\n{got:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    let all = tidemark(
+        &[
+            "state",
+            "--brokers",
+            broker.bootstrap(),
+            "--topic-prefix",
+            &prefix,
+            "--all-partitions",
+            want.keys().next().expect("a patient"),
+        ],
+        b"",
+        &[],
+    );
+    all.code(0).stdout_has(want.values().next().expect("a view"));
+    let missing =
+        tidemark(&["state", "--brokers", broker.bootstrap(), "--topic-prefix", &prefix, "pt-nobody"], b"", &[]);
+    missing.code(1).stderr_has("no state view for patient pt-nobody");
+
+    // A site whose key the registry does not list: every event is refused (401), loadgen exits 1.
+    let rogue =
+        tidemark(&["keys", "generate", "--kind", "signing", "--out", s(tmp.path()), "--name", "rogue"], b"", &[]);
+    rogue.code(0);
+    let refused = tidemark(
+        &[
+            "loadgen",
+            "--target",
+            &target,
+            "--key",
+            s(&tmp.path().join("rogue.key")),
+            "--rate",
+            "100",
+            "--duration",
+            "1",
+            "--batch",
+            "10",
+        ],
+        b"",
+        &[],
+    );
+    refused.code(1).stdout_has("errors:      401: ").stderr_has("is above --max-error-rate");
+}
