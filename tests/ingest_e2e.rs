@@ -113,6 +113,10 @@ async fn ingest_errors_have_exact_statuses() {
     };
     assert_eq!(requests("4xx"), Some(5.0), "{text}");
     assert_eq!(requests("2xx"), Some(1.0), "{text}");
+    // Series that never moved exist at 0, so their first increase is seen.
+    assert_eq!(requests("5xx"), Some(0.0), "{text}");
+    assert_eq!(rejected("bad_signature"), Some(0.0), "{text}");
+    assert_eq!(rejected("unavailable"), Some(0.0), "{text}");
     common::promtool_check(&text);
 }
 

@@ -55,6 +55,16 @@ impl IngestMetrics {
             in_flight: Gauge::default(),
             producer_replaced: Counter::default(),
         };
+        // Every series exists from the start at 0, so the first 5xx or
+        // rejection after a restart is an increase that rate() and alerts
+        // see, and dashboards show zeros rather than gaps.
+        for class in ["2xx", "4xx", "5xx"] {
+            let _created =
+                m.requests.get_or_create(&RequestLabels { route: crate::server::ROUTE_EVENTS, status_class: class });
+        }
+        for reason in tidemark_schemas::verify::REASONS.into_iter().chain(["unavailable"]) {
+            let _created = m.events_rejected.get_or_create(&ReasonLabels { reason });
+        }
         let r = registry.sub_registry_with_prefix("tidemark_ingest");
         r.register("requests", "HTTP requests by route and status class", m.requests.clone());
         r.register("events_accepted", "Events produced and acknowledged by Kafka", m.events_accepted.clone());

@@ -130,8 +130,8 @@ pub fn run(args: ArchiverArgs) -> anyhow::Result<Outcome> {
         tracing::info!(metrics = %addr, "metrics listening");
         println!("tidemark-archiver listening metrics={addr}");
         let cfg = ArchiverConfig {
+            kafka_options: args.kafka.options(),
             brokers: args.kafka.brokers,
-            kafka_options: args.kafka.kafka_options,
             archive,
             spec,
             interval: Duration::from_secs(args.interval_s),

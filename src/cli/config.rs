@@ -60,6 +60,27 @@ pub struct KafkaArgs {
     /// Prefix of every topic name (e.g. `staging.`).
     #[arg(long, env = "TIDEMARK_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
+    /// SASL user name (librdkafka's `sasl.username`); from the environment so
+    /// credentials never appear in a command line that `ps` shows.
+    #[arg(long, env = "TIDEMARK_KAFKA_SASL_USERNAME", hide_env_values = true, value_name = "USER")]
+    pub kafka_sasl_username: Option<String>,
+    /// SASL password (librdkafka's `sasl.password`); set it through the environment.
+    #[arg(long, env = "TIDEMARK_KAFKA_SASL_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub kafka_sasl_password: Option<String>,
+}
+
+impl KafkaArgs {
+    /// The librdkafka options: `--kafka-option`s, then the SASL credentials.
+    pub fn options(&self) -> Vec<(String, String)> {
+        let mut out = self.kafka_options.clone();
+        if let Some(user) = &self.kafka_sasl_username {
+            out.push(("sasl.username".to_owned(), user.clone()));
+        }
+        if let Some(password) = &self.kafka_sasl_password {
+            out.push(("sasl.password".to_owned(), password.clone()));
+        }
+        out
+    }
 }
 
 /// Parses `KEY=VALUE`.

@@ -70,8 +70,8 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
         let metrics = IngestMetrics::new(&mut registry);
         let (maddr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
         let cfg = IngestConfig {
+            kafka_options: args.kafka.options(),
             brokers: args.kafka.brokers,
-            kafka_options: args.kafka.kafka_options,
             keys: args.keys,
             catalog,
             listen: args.listen,

@@ -1,6 +1,6 @@
 //! `tidemark merger`: one worker of the merger consumer group, with its
-//! metrics endpoint. Runs until SIGTERM/SIGINT (drain, commit, exit 0) or a
-//! fatal error (logged, exit 3: the supervisor restarts it from the committed
+//! metrics endpoint (prints `tidemark-merger listening metrics=ADDR` once
+//! bound). Runs until SIGTERM/SIGINT (drain, commit, exit 0) or a fatal error (logged, exit 3: the supervisor restarts it from the committed
 //! offsets).
 
 use std::net::SocketAddr;
@@ -63,8 +63,8 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
     let verifier = Verifier::new(config::load_registry(&args.keys)?);
     let cfg = MergerConfig {
+        kafka_options: args.kafka.options(),
         brokers: args.kafka.brokers,
-        kafka_options: args.kafka.kafka_options,
         group: args.group,
         topics: Topics::with_prefix(&args.kafka.topic_prefix),
         partitions: args.partitions,
@@ -84,6 +84,7 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
         let metrics = MergerMetrics::register(&mut registry);
         let (addr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
         tracing::info!(metrics = %addr, "metrics listening");
+        println!("tidemark-merger listening metrics={addr}");
         let result = worker::run(cfg, metrics, shutdown.clone()).await;
         shutdown.cancel();
         let _ = server.await;

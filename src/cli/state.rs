@@ -29,15 +29,13 @@ pub struct StateArgs {
 }
 
 pub fn run(args: StateArgs) -> anyhow::Result<Outcome> {
-    let locate = if args.all_partitions {
-        Locate::All
-    } else {
-        Locate::Partition(Partitioner::from_options(&args.kafka.kafka_options)?)
-    };
+    let options = args.kafka.options();
+    let locate =
+        if args.all_partitions { Locate::All } else { Locate::Partition(Partitioner::from_options(&options)?) };
     let topic = format!("{}{}", args.kafka.topic_prefix, tidemark_schemas::STATE_TOPIC);
     let found = lookup::latest(
         &args.kafka.brokers,
-        &args.kafka.kafka_options,
+        &options,
         &topic,
         &args.patient_id,
         locate,

@@ -65,7 +65,11 @@ impl Load {
         let end = start + self.shape.duration;
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, worker) in self.workers.into_iter().enumerate() {
+        // Each worker's seed is a draw of one generator: seeds that differ by
+        // a multiple of SplitMix's increment would give shifted copies of one
+        // stream (two clinicians typing the same vitals).
+        let mut seeds = SplitMix::new(self.seed);
+        for worker in self.workers {
             let ctx = WorkerCtx {
                 clinic: Arc::clone(&self.clinic),
                 client: self.client.clone(),
@@ -73,7 +77,7 @@ impl Load {
                 recorder: Arc::clone(&self.recorder),
                 on_accepted: self.on_accepted.clone(),
                 next: Arc::clone(&next),
-                rng: SplitMix::new(self.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                rng: SplitMix::new(seeds.next_u64()),
                 worker,
                 start,
                 end,
