@@ -3,6 +3,7 @@
 //! deterministic), and those envelopes must keep verifying. If the envelope
 //! format changes on purpose, regenerate the golden file with
 //! `tidemark sign --key tests/data/test-signing.key tests/data/events.ndjson`
+//! (with the key copied to a file of mode 0600 first)
 //! and say so in the change: integrators' stored envelopes must still verify.
 
 use std::path::PathBuf;
@@ -23,7 +24,11 @@ fn run(args: &[&str]) -> (Option<i32>, Vec<u8>, String) {
 
 #[test]
 fn sign_reproduces_the_golden_envelopes() {
-    let key = data("test-signing.key");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // A checkout leaves the key readable by all, which `sign` refuses.
+    let key = tmp.path().join("test-signing.key");
+    std::fs::copy(data("test-signing.key"), &key).expect("copy the key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod 600");
     let events = data("events.ndjson");
     let args = ["sign", "--key", key.to_str().expect("utf-8 path"), events.to_str().expect("utf-8 path")];
     let (code, stdout, stderr) = run(&args);

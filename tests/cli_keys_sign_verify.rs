@@ -257,5 +257,9 @@ fn configuration_errors_exit_2() {
     tidemark(&["verify", "--keys", s(&keys.registry("both")), "--catalog", s(&missing)], b"", &[])
         .code(2)
         .stderr_has("reading catalog");
+    // A key readable by others is refused before it is parsed; a private but
+    // malformed one is refused for what it is.
+    tidemark(&["sign", "--key", s(&bad)], b"", &[]).code(2).stderr_has("readable by group or others");
+    fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod 600");
     tidemark(&["sign", "--key", s(&bad)], b"", &[]).code(2).stderr_has("loading key file");
 }

@@ -47,7 +47,7 @@ async fn loadgen_reports_clean_throughput_and_state_reads_back_the_fold() {
     let _merger = merger(broker.bootstrap(), &prefix);
     let tmp = tempfile::tempdir().expect("tempdir");
     let record = tmp.path().join("accepted.ndjson");
-    let key = data("test-signing.key");
+    let key = common::private_test_key(tmp.path());
     let target = format!("http://{}", ingest.http);
 
     let run = tidemark(

@@ -158,21 +158,33 @@ fn generate_dataset_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// Reads a secret key file, warning if others may read it.
+/// Reads a signing key file, refusing it when group or others may read it
+/// (checked on the open file, as the archiver's keys are).
 ///
 /// # Errors
-/// If the file cannot be read or is not a valid key file.
+/// If the file cannot be read, is readable by others, or is not a valid key file.
 pub fn load_signing_key(path: &Path) -> anyhow::Result<SigningKeyFile> {
-    let text =
-        Zeroizing::new(fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?);
+    use std::io::Read as _;
+    let mut file = fs::File::open(path).with_context(|| format!("reading key file {}", path.display()))?;
     #[cfg(unix)]
-    if let Ok(meta) = fs::metadata(path) {
+    {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = meta.permissions().mode() & 0o777;
+        let mode =
+            file.metadata().with_context(|| format!("reading key file {}", path.display()))?.permissions().mode();
         if mode & 0o077 != 0 {
-            eprintln!("warning: {} is readable by others (mode {mode:o}); run `chmod 600` on it", path.display());
+            bail!(
+                "key file {} is readable by group or others (mode {:03o}); run `chmod 600` on it, and consider the \
+                 key exposed if others could read it",
+                path.display(),
+                mode & 0o777
+            );
         }
     }
+    let mut text = Zeroizing::new(String::new());
+    file.by_ref()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading key file {}", path.display()))?;
     SigningKeyFile::from_toml_str(&text).with_context(|| format!("loading key file {}", path.display()))
 }
 

@@ -49,6 +49,10 @@ pub struct LoadgenArgs {
     /// Seed of the event mix.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Send a line again, up to this many times, when it failed with no
+    /// response, 429 or a 5xx (as an integration retries; events are idempotent).
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
     /// Exit 1 when failed events / sent events passes this.
     #[arg(long, default_value_t = 0.01)]
     max_error_rate: f64,
@@ -122,6 +126,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
         rate: (args.rate > 0.0).then_some(args.rate),
         duration: Duration::from_secs_f64(args.duration),
         batch: args.batch,
+        retries: args.retries,
     };
     let recorder = Arc::new(Recorder::default());
     let load = Load {
@@ -223,14 +228,13 @@ fn print_report(r: &Report) {
     };
     println!("  latency:     {}  (request sent to answered)", p(&r.latency));
     println!("  from due:    {}  (scheduled send to answered)", p(&r.latency_from_schedule));
-    if t.failed_by_status.is_empty() {
-        println!("  errors:      none");
-    } else {
-        let list: Vec<String> = t
-            .failed_by_status
-            .iter()
-            .map(|(s, n)| if *s == 0 { format!("no response: {n}") } else { format!("{s}: {n}") })
-            .collect();
-        println!("  errors:      {}", list.join(", "));
+    let by_status = |m: &std::collections::BTreeMap<u16, u64>| {
+        let list: Vec<String> =
+            m.iter().map(|(s, n)| if *s == 0 { format!("no response: {n}") } else { format!("{s}: {n}") }).collect();
+        if list.is_empty() { "none".to_owned() } else { list.join(", ") }
+    };
+    println!("  errors:      {}", by_status(&t.failed_by_status));
+    if !t.retried_by_status.is_empty() {
+        println!("  retried:     {}", by_status(&t.retried_by_status));
     }
 }

@@ -140,8 +140,9 @@ fn failed(what: &str, id: &str, e: &ReadError) -> Outcome {
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
-    let (archive, id, archiver) = open(&args.which).await?;
+    // Keys first: a bad key file is a configuration error whatever the archive holds.
     let key = args.key.as_deref().map(crypto::load_recipient_secret).transpose().context("loading --key")?;
+    let (archive, id, archiver) = open(&args.which).await?;
     let profile = profile_name(args.which.profile);
     match reader::verify(&archive, profile, &id, &archiver, key.as_ref()).await {
         Ok(v) => {
@@ -164,8 +165,8 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn decrypt(args: DecryptArgs) -> anyhow::Result<Outcome> {
-    let (archive, id, archiver) = open(&args.which).await?;
     let key = crypto::load_recipient_secret(&args.key).context("loading --key")?;
+    let (archive, id, archiver) = open(&args.which).await?;
     let profile = profile_name(args.which.profile);
     match reader::decrypt(&archive, profile, &id, &archiver, &key, &args.out).await {
         Ok(files) => {

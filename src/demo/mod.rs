@@ -160,7 +160,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Summary> {
     let load = Load {
         clinic,
         client: EventsClient::new(&format!("http://{}", pipeline.ingest), Duration::from_secs(30))?,
-        shape: Shape { rate: Some(opts.rate), duration: opts.duration, batch: opts.batch },
+        shape: Shape { rate: Some(opts.rate), duration: opts.duration, batch: opts.batch, retries: 0 },
         workers,
         seed: opts.seed,
         recorder: Arc::clone(&recorder),

@@ -25,6 +25,9 @@ pub struct Shape {
     pub duration: Duration,
     /// Events per request.
     pub batch: usize,
+    /// Times a line that failed with a retryable status (no response, 429,
+    /// 5xx) is sent again, as an EHR integration would; 0 never retries.
+    pub retries: u32,
 }
 
 /// One concurrent sender: a clinician at a site.
@@ -101,7 +104,49 @@ struct WorkerCtx {
     end: Instant,
 }
 
+/// Whether a line that failed with `status` may succeed when sent again.
+fn retryable(status: u16) -> bool {
+    status == 0 || status == 429 || status >= 500
+}
+
 impl WorkerCtx {
+    /// Sends a batch, and again its lines that failed with a retryable
+    /// status, up to `retries` times with a doubling pause (50 ms to 1 s).
+    /// Sending an event twice is harmless: the pipeline applies it once.
+    async fn send(&self, batch: &[Planned], due: Instant, stop: &CancellationToken) -> Vec<LineOutcome> {
+        let mut outcomes = vec![LineOutcome::Failed(0); batch.len()];
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut pause = Duration::from_millis(50);
+        for attempt in 0..=self.shape.retries {
+            let lines: Vec<&str> = pending.iter().map(|&i| batch[i].envelope.as_str()).collect();
+            let sent = Instant::now();
+            let answers = self.client.post(&lines).await;
+            let done = Instant::now();
+            for (&i, answer) in pending.iter().zip(answers) {
+                outcomes[i] = answer;
+            }
+            let again: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|&i| matches!(outcomes[i], LineOutcome::Failed(s) if retryable(s)))
+                .collect();
+            if again.is_empty() || attempt == self.shape.retries || stop.is_cancelled() {
+                self.recorder.request(done - self.start, done - sent, done - due.min(sent), &outcomes);
+                break;
+            }
+            let statuses: Vec<u16> =
+                again.iter().map(|&i| if let LineOutcome::Failed(s) = outcomes[i] { s } else { 0 }).collect();
+            self.recorder.retrying(done - sent, &statuses);
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = stop.cancelled() => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(1));
+            pending = again;
+        }
+        outcomes
+    }
+
     async fn run(mut self, stop: CancellationToken) {
         loop {
             let k = self.next.fetch_add(1, Ordering::Relaxed);
@@ -119,11 +164,7 @@ impl WorkerCtx {
             let batch: Vec<Planned> = (0..self.shape.batch)
                 .map(|_| self.clinic.plan(self.worker.site, &self.worker.author, &mut self.rng))
                 .collect();
-            let lines: Vec<&str> = batch.iter().map(|p| p.envelope.as_str()).collect();
-            let sent = Instant::now();
-            let outcomes = self.client.post(&lines).await;
-            let done = Instant::now();
-            self.recorder.request(done - self.start, done - sent, done - due.min(sent), &outcomes);
+            let outcomes = self.send(&batch, due, &stop).await;
             for (planned, outcome) in batch.iter().zip(&outcomes) {
                 if *outcome == LineOutcome::Accepted {
                     self.clinic.acknowledged(planned);

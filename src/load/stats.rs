@@ -63,6 +63,7 @@ struct Tally {
     accepted: u64,
     requests: u64,
     failed_by_status: BTreeMap<u16, u64>,
+    retried_by_status: BTreeMap<u16, u64>,
     service_us: Vec<u32>,
     scheduled_us: Vec<u32>,
     seconds: Vec<Second>,
@@ -81,9 +82,11 @@ pub struct Totals {
     pub sent: u64,
     /// Events Kafka acknowledged.
     pub accepted: u64,
-    /// Events that failed, by HTTP status (0: no response).
+    /// Events that failed (after any retries), by HTTP status (0: no response).
     pub failed_by_status: BTreeMap<u16, u64>,
-    /// Requests made.
+    /// Events sent again after a retryable failure, by the status that failed them.
+    pub retried_by_status: BTreeMap<u16, u64>,
+    /// Requests made, retries included.
     pub requests: u64,
 }
 
@@ -108,9 +111,10 @@ impl Recorder {
         self.tally.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Records one request: `at` since the start when it finished, how long it
-    /// took from sending (`service`) and from when it was scheduled
-    /// (`scheduled`, which adds any wait for a free worker), and its lines.
+    /// Records one request and settles its lines: `at` since the start when it
+    /// finished, how long it took from sending (`service`) and from when it was
+    /// scheduled (`scheduled`, which adds any wait for a free worker and any
+    /// earlier attempts), and how each line of the batch ended.
     pub fn request(&self, at: Duration, service: Duration, scheduled: Duration, lines: &[super::LineOutcome]) {
         let mut t = self.tally();
         let second = usize::try_from(at.as_secs()).unwrap_or(usize::MAX);
@@ -135,6 +139,17 @@ impl Recorder {
         s.service_us.push(micros(service));
     }
 
+    /// Records a request whose failed lines (`statuses`) will be sent again:
+    /// it counts as a request with its latency, and its lines are not settled yet.
+    pub fn retrying(&self, service: Duration, statuses: &[u16]) {
+        let mut t = self.tally();
+        t.requests += 1;
+        t.service_us.push(micros(service));
+        for status in statuses {
+            *t.retried_by_status.entry(*status).or_default() += 1;
+        }
+    }
+
     /// Totals so far.
     pub fn totals(&self) -> Totals {
         let t = self.tally();
@@ -142,6 +157,7 @@ impl Recorder {
             sent: t.sent,
             accepted: t.accepted,
             failed_by_status: t.failed_by_status.clone(),
+            retried_by_status: t.retried_by_status.clone(),
             requests: t.requests,
         }
     }

@@ -12,6 +12,16 @@ pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
+/// A copy of the test signing key in `dir`, mode 0600: a checkout leaves
+/// tests/data/test-signing.key readable by all, which the CLI refuses.
+pub fn private_test_key(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("test-signing.key");
+    std::fs::copy(data("test-signing.key"), &path).expect("copy the test key");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    path
+}
+
 /// What a run of the binary did, printed whole when an assertion fails.
 pub struct Run {
     /// The arguments it ran with.
@@ -78,6 +88,7 @@ pub fn s(p: &Path) -> &str {
 
 pub mod ingest;
 pub mod pipeline;
+pub mod service;
 
 /// A plain HTTP/1.1 GET on loopback; returns the body. Panics with what it saw.
 pub fn http_get(addr: &str, path: &str) -> String {
