@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use rdkafka::producer::FutureRecord;
 use serde::Serialize;
 use tidemark_schemas::verify::VerifyError;
 
+use crate::lines::{MAX_BATCH_LINES, split_lines};
 use crate::metrics::{ReasonLabels, RequestLabels};
 use crate::server::{AppState, RETRY_AFTER_S, ROUTE_EVENTS};
 
@@ -130,6 +131,13 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
         }
     };
     let lines = split_lines(&body, ndjson);
+    if lines.len() > MAX_BATCH_LINES {
+        return error_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the batch has more than {MAX_BATCH_LINES} lines; split it"),
+        );
+    }
     if lines.is_empty() {
         return error_json(StatusCode::BAD_REQUEST, "malformed", "the body holds no envelope".into());
     }
@@ -146,19 +154,6 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = s.source();
     }
     false
-}
-
-/// Lines with their 1-based numbers, skipping blank ones; the whole body is
-/// line 1 when it is a single JSON envelope.
-fn split_lines(body: &Bytes, ndjson: bool) -> Vec<(usize, &[u8])> {
-    if !ndjson {
-        return vec![(1, &body[..])];
-    }
-    body.split(|b| *b == b'\n')
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
-        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-        .collect()
 }
 
 fn now_ms() -> u64 {

@@ -15,11 +15,13 @@ use tidemark_schemas::Catalog;
 use tokio_util::sync::CancellationToken;
 
 mod events;
+mod lines;
 pub mod metrics;
 mod server;
 mod topics;
 mod watch;
 
+pub use lines::{MAX_BATCH_LINES, split_lines};
 pub use metrics::IngestMetrics;
 pub use server::ROUTES;
 

@@ -72,7 +72,7 @@ fn decode_unverified(catalog: &Catalog, bytes: &[u8]) -> Result<EditEvent, Rejec
     if env.payload().len() > max {
         return Err(reject("too_large", format!("payload is {} bytes, the limit is {max}", env.payload().len())));
     }
-    let event: EditEvent = serde_json::from_slice(env.payload())
+    let event = EditEvent::from_json(env.payload())
         .map_err(|e| reject("malformed_event", format!("payload is not an edit event: {e}")))?;
     catalog.validate(&event, REPLAY_NOW_MS).map_err(|e| reject("invalid_event", e.to_string()))?;
     Ok(event)

@@ -4,7 +4,11 @@
 //! Unknown fields are rejected rather than ignored: a signed event whose
 //! meaning depends on a field this version cannot see must not be half-applied.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::hlc::{Hlc, VersionVector};
@@ -34,6 +38,83 @@ pub struct EditEvent {
     pub observed: Option<VersionVector>,
     /// The field operations, applied in order.
     pub ops: Vec<Op>,
+}
+
+impl EditEvent {
+    /// Decodes an event from its exact (signed) JSON bytes. Every decoder of
+    /// signed payloads goes through here.
+    ///
+    /// Besides the shape, a key repeated in any JSON object is refused, even
+    /// inside a value or `observed` where serde would keep the last one: the
+    /// bytes are stored and replayed as signed, and a reader that keeps the
+    /// first key (many do) would see another note, another observed clock,
+    /// than Tidemark folded.
+    ///
+    /// # Errors
+    /// The JSON error, `duplicate key ...` for a repeated key.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice::<UniqueKeys>(bytes)?;
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Any JSON value in which no object names a key twice.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeys)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                let key = crate::dsse::shorten(&key);
+                return Err(de::Error::custom(format_args!("duplicate key `{key}` in an object")));
+            }
+            map.next_value::<UniqueKeys>()?;
+            seen.insert(key);
+        }
+        Ok(self)
+    }
 }
 
 /// A field operation. The `op` tag selects the variant on the wire.
@@ -150,6 +231,25 @@ mod tests {
         assert!(serde_json::from_str::<EditEvent>(&extra).is_err());
         let bad_op = SAMPLE.replacen("\"op\": \"set\"", "\"op\": \"delete\"", 1);
         assert!(serde_json::from_str::<EditEvent>(&bad_op).is_err());
+    }
+
+    /// Regression: a repeated key inside a value or `observed` was kept
+    /// last-wins, so readers keeping the first saw another event.
+    #[test]
+    fn repeated_keys_are_refused_at_any_depth() {
+        assert!(EditEvent::from_json(SAMPLE.as_bytes()).is_ok());
+        let cases = [
+            ("\"author\"", "\"author\": \"x\", \"author\"", "`author`"),
+            ("{\"text\": \"seen today\"}", "{\"text\": \"a\", \"text\": \"seen today\"}", "`text`"),
+            ("\"observed\": {", "\"observed\": {\"site-a-ehr\": {\"wall_ms\": 1, \"logical\": 0}, ", "`site-a-ehr`"),
+            ("\"logical\": 4}", "\"logical\": 4, \"logical\": 5}", "`logical`"),
+        ];
+        for (from, to, key) in cases {
+            let twice = SAMPLE.replacen(from, to, 1);
+            assert_ne!(twice, SAMPLE, "{from}");
+            let err = EditEvent::from_json(twice.as_bytes()).expect_err(key).to_string();
+            assert!(err.contains(&format!("duplicate key {key}")), "{err}");
+        }
     }
 
     #[test]

@@ -364,7 +364,7 @@ fn check_strict(p: &Prepared<'_>) -> Result<(), VerifyError> {
 }
 
 fn finish(p: Prepared<'_>) -> Result<VerifiedEvent, VerifyError> {
-    let event: EditEvent = serde_json::from_slice(p.envelope.payload()).map_err(VerifyError::MalformedEvent)?;
+    let event = EditEvent::from_json(p.envelope.payload()).map_err(VerifyError::MalformedEvent)?;
     for s in &p.signers {
         let key = s.key;
         if event.source != key.source() {

@@ -58,8 +58,7 @@ fn sign_line(key: &SigningKeyFile, line: &Line) -> Result<String, String> {
         Ok(bytes) => bytes,
         Err(len) => return Err(format!("too_large: line is {len} bytes, the limit is {}", lines::MAX_LINE_BYTES)),
     };
-    let event: EditEvent =
-        serde_json::from_slice(bytes).map_err(|e| format!("malformed_event: not a v1 edit event: {e}"))?;
+    let event = EditEvent::from_json(bytes).map_err(|e| format!("malformed_event: not a v1 edit event: {e}"))?;
     if event.source != key.source() {
         return Err(format!(
             "source_mismatch: event {} has source `{}` but key `{}` signs for source `{}`",

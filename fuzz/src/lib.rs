@@ -1,0 +1,92 @@
+//! Fixtures shared by the fuzz targets: the test key registry and signing key
+//! (`tests/data`, published test keys), the built-in catalog, the golden
+//! recipient key of the archiver, and a fixed clock.
+//!
+//! Key decision: every fixture is compiled in (`include_str!`) and built once,
+//! so an execution spends its time in the parser under test, and a crash
+//! reproduces from the artifact alone, without files or the wall clock.
+//!
+//! Second decision: the pure modules under test are compiled here from their
+//! source files (`#[path]`), not through their crates. The merger, archiver
+//! and ingest crates all link rdkafka (librdkafka, built from C by its
+//! `configure`, which did not get through under cargo-fuzz's flags) and the archiver also
+//! Parquet and the object-store clients; none of that is input parsing. Each
+//! included module is the exact file the service compiles, and names only
+//! `crate::` paths that resolve the same way here (`crate::crdt`,
+//! `crate::crypto`).
+
+#![allow(missing_docs, dead_code)]
+
+use std::sync::OnceLock;
+
+/// The merger's CRDT and its state codec (`merger/src/crdt`).
+#[path = "../../merger/src/crdt/mod.rs"]
+pub mod crdt;
+/// The archiver's part encryption (`archiver/src/crypto`).
+#[path = "../../archiver/src/crypto/mod.rs"]
+pub mod crypto;
+/// The merger's offline fold (`merger/src/fold.rs`).
+#[path = "../../merger/src/fold.rs"]
+pub mod fold;
+/// Ingest's NDJSON batch splitter (`ingest/src/lines.rs`).
+#[path = "../../ingest/src/lines.rs"]
+pub mod ingest_lines;
+
+use crypto::RecipientSecretKey;
+use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
+use tidemark_schemas::verify::{BatchMode, Verifier};
+use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, dsse};
+
+/// The receiver's clock in every target: 2027-01-15, after every seed's HLC,
+/// so the future-skew rule is exercised by mutated HLCs only.
+pub const NOW_MS: u64 = 1_800_000_000_000;
+
+/// The source the test key signs for (`tests/data/test-registry.toml`).
+pub const TEST_SOURCE: &str = "site-a-ehr";
+/// The patient-id prefix the test key is scoped to.
+pub const TEST_PREFIX: &str = "pt-";
+
+/// Everything a target needs, built once per process.
+pub struct Fixtures {
+    /// The built-in v1 catalog.
+    pub catalog: &'static Catalog,
+    /// A verifier of the test registry in the default (fast batch) mode.
+    pub fast: Verifier,
+    /// The same registry, every signature checked strictly one by one.
+    pub exact: Verifier,
+    /// The test signing key (source `site-a-ehr`, patients `pt-*`).
+    pub signer: SigningKeyFile,
+    /// The recipient key the golden part was sealed to.
+    pub recipient: RecipientSecretKey,
+}
+
+/// The fixtures.
+///
+/// # Panics
+/// If a compiled-in fixture does not parse: the tree is broken.
+pub fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        let registry = KeyRegistry::from_toml_str(include_str!("../../tests/data/test-registry.toml"))
+            .expect("the test registry parses");
+        let signer = SigningKeyFile::from_toml_str(include_str!("../../tests/data/test-signing.key"))
+            .expect("the test signing key parses");
+        let recipient =
+            RecipientSecretKey::from_text(include_str!("../../archiver/tests/data/golden-recipient.key.txt"))
+                .expect("the golden recipient key parses");
+        Fixtures {
+            catalog: Catalog::builtin(),
+            exact: Verifier::new(registry.clone()).with_batch_mode(BatchMode::Exact),
+            fast: Verifier::new(registry),
+            signer,
+            recipient,
+        }
+    })
+}
+
+impl Fixtures {
+    /// `payload` in a DSSE envelope signed by the test key, as JSON.
+    pub fn sign(&self, payload: &[u8]) -> String {
+        dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, payload, self.signer.signing_key(), self.signer.id()).to_json()
+    }
+}
