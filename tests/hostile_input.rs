@@ -368,8 +368,10 @@ fn a_100_mb_body_is_refused_without_being_buffered() {
     t.still_accepts();
     let (rss_before, hwm_before) = t.memory_kib();
 
-    // Declared: refused from Content-Length before a body byte is read.
-    let (status, raw, _) = stream_body(&t.ingest.http, Some(HUNDRED_MB), HUNDRED_MB);
+    // Declared: refused from Content-Length before a body byte is read. Only
+    // the head is sent: bytes still in flight when the server closes would
+    // make its kernel reset the connection, which may drop the answer.
+    let (status, raw, _) = stream_body(&t.ingest.http, Some(HUNDRED_MB), 0);
     assert_eq!(status, 413, "{raw}");
     assert!(raw.contains("\"reason\":\"too_large\""), "{raw}");
 

@@ -52,8 +52,8 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     telemetry::init_with_default(telemetry::LogFormat::Text, "warn");
-    if !(args.duration.is_finite() && args.duration > 0.0) {
-        anyhow::bail!("--duration must be a positive number of seconds, got {}", args.duration);
+    if !(0.001..=31_536_000.0).contains(&args.duration) {
+        anyhow::bail!("--duration must be 0.001 to 31,536,000 seconds (a year), got {}", args.duration);
     }
     let opts = DemoOptions {
         dir: args.dir,

@@ -84,11 +84,11 @@ struct Report {
 }
 
 fn check(args: &LoadgenArgs) -> anyhow::Result<()> {
-    if !(args.rate.is_finite() && args.rate >= 0.0) {
-        anyhow::bail!("--rate must be 0 (unlimited) or a positive number of events per second, got {}", args.rate);
+    if !(args.rate == 0.0 || (0.001..=10_000_000.0).contains(&args.rate)) {
+        anyhow::bail!("--rate must be 0 (unlimited) or 0.001 to 10,000,000 events per second, got {}", args.rate);
     }
-    if !(args.duration.is_finite() && args.duration > 0.0) {
-        anyhow::bail!("--duration must be a positive number of seconds, got {}", args.duration);
+    if !(0.001..=31_536_000.0).contains(&args.duration) {
+        anyhow::bail!("--duration must be 0.001 to 31,536,000 seconds (a year), got {}", args.duration);
     }
     if args.concurrency == 0 || args.batch == 0 || args.patients == 0 {
         anyhow::bail!("--concurrency, --batch and --patients must be at least 1");

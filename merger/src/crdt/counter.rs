@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn estimate_is_close_above_the_limit() {
-        for n in [100u64, 1_000, 10_000, 100_000] {
+        for n in [EXACT_LIMIT as u64 + 1, 2_000, 10_000, 100_000] {
             let mut c = EventCounter::default();
             for h in ids(n, n) {
                 c.insert(h);

@@ -63,14 +63,18 @@ impl ClientContext for MergerContext {
         let Some(topic) = statistics.topics.get(&self.topic) else { return };
         let mut lag = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
         lag.clear();
-        // Partition -1 is librdkafka's internal unassigned queue; a lag of -1 is unknown.
-        lag.extend(
-            topic
-                .partitions
-                .values()
-                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
-                .map(|p| (p.partition, p.consumer_lag)),
-        );
+        // Partition -1 is librdkafka's internal unassigned queue. Before the
+        // group's first commit librdkafka reports a lag of -1; the lag is then
+        // measured from the consumer's position (or the log start), so a group
+        // stuck on its first batch still shows its backlog.
+        for p in topic.partitions.values().filter(|p| p.partition >= 0 && p.hi_offset >= 0) {
+            let records = if p.consumer_lag >= 0 {
+                p.consumer_lag
+            } else {
+                (p.hi_offset - p.app_offset.max(p.lo_offset).max(0)).max(0)
+            };
+            lag.insert(p.partition, records);
+        }
     }
 }
 

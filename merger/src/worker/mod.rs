@@ -122,7 +122,13 @@ impl Worker<'_> {
             // Rebalances recorded inside recv() apply before its message.
             self.apply_rebalances(&mut batch)?;
             match received {
-                None if batch.is_empty() => deadline = tokio::time::Instant::now() + tick,
+                None if batch.is_empty() => {
+                    // Idle: the gauges still follow librdkafka's latest
+                    // statistics, so a caught-up partition reads 0 and a
+                    // stuck one keeps growing.
+                    self.record_lag();
+                    deadline = tokio::time::Instant::now() + tick;
+                }
                 None => break,
                 Some(Ok(m)) => {
                     if batch.is_empty() {
