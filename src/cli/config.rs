@@ -66,7 +66,26 @@ pub struct KafkaArgs {
     pub kafka_sasl_username: Option<String>,
     /// SASL password (librdkafka's `sasl.password`); set it through the environment.
     #[arg(long, env = "TIDEMARK_KAFKA_SASL_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
-    pub kafka_sasl_password: Option<String>,
+    pub kafka_sasl_password: Option<Secret>,
+}
+
+/// A secret flag value that prints as `<redacted>`, so no `Debug` of the
+/// arguments can show it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 impl KafkaArgs {
@@ -76,7 +95,7 @@ impl KafkaArgs {
         if let Some(user) = &self.kafka_sasl_username {
             out.push(("sasl.username".to_owned(), user.clone()));
         }
-        if let Some(password) = &self.kafka_sasl_password {
+        if let Some(Secret(password)) = &self.kafka_sasl_password {
             out.push(("sasl.password".to_owned(), password.clone()));
         }
         out
@@ -88,5 +107,41 @@ pub fn parse_kafka_option(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    #[test]
+    fn sasl_credentials_become_options_and_the_password_never_prints() {
+        let cmd = Cmd::try_parse_from([
+            "t",
+            "--brokers",
+            "k:9092",
+            "--kafka-option",
+            "sasl.mechanism=PLAIN",
+            "--kafka-sasl-username",
+            "svc",
+            "--kafka-sasl-password",
+            "hunter2-secret",
+        ])
+        .expect("parses");
+        let options = cmd.kafka.options();
+        assert!(options.contains(&("sasl.username".to_owned(), "svc".to_owned())));
+        assert!(options.contains(&("sasl.password".to_owned(), "hunter2-secret".to_owned())));
+        assert!(options.contains(&("sasl.mechanism".to_owned(), "PLAIN".to_owned())));
+        let printed = format!("{cmd:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 }
