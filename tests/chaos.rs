@@ -63,10 +63,6 @@ impl Rng {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// Restarts the broker, again after a pause when it does not come up (a
 /// restarted Tansu whose storage task panics again at once never answers
 /// metadata); gives up after five tries.
@@ -136,7 +132,7 @@ async fn chaos(plan: Plan) {
     tidemark(&["keys", "generate", "--kind", "recipient", "--out", s(dir), "--name", "reader"], b"", &[]).code(0);
     let registry = data("test-registry.toml");
     let archive = dir.join("archive");
-    let port = free_port();
+    let port = common::free_port();
     let common_args = |sub: &str| -> Vec<String> {
         [sub, "--brokers", &bootstrap, "--topic-prefix", &prefix, "--metrics-listen", "127.0.0.1:0"]
             .iter()
@@ -177,7 +173,7 @@ async fn chaos(plan: Plan) {
     ];
     for svc in &mut services {
         // Info level: rebalances and restores are in the logs a failure prints.
-        *svc = std::mem::replace(svc, Service::new("x", vec![], dir)).env("RUST_LOG", "info");
+        svc.set_env("RUST_LOG", "info");
         svc.start();
     }
 

@@ -45,6 +45,16 @@ impl Setup {
     }
 
     /// POSTs one JSON envelope (`application/json`).
+    /// Posts one envelope and requires it refused with `status`, its one
+    /// result naming `reason` and a message that contains `needle`.
+    fn refused(&self, body: &[u8], status: u16, reason: &str, needle: &str) {
+        let (got, answer) = self.post_json(body);
+        assert_eq!(got, status, "{answer}");
+        let (_, got_reason, message) = only_result(&answer);
+        assert_eq!(got_reason, reason, "{answer}");
+        assert!(message.contains(needle), "{message}");
+    }
+
     fn post_json(&self, body: &[u8]) -> (u16, Value) {
         let (status, _, body) = self.ingest.post("application/json", body);
         (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("a non-JSON answer ({e}): {body}")))
@@ -152,20 +162,17 @@ fn deeply_nested_json_is_refused_before_it_recurses_far() {
     let at = payload.windows(9).position(|w| w == b"\"value\":0").unwrap() + 8;
     let value = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000));
     payload.splice(at..at + 1, value.bytes());
-    let (status, body) = t.post_json(sign_bytes(&payload).as_bytes());
-    assert_eq!(status, 422, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "malformed_event", "{body}");
-    assert!(message.contains("recursion limit exceeded"), "{message}");
+    t.refused(sign_bytes(&payload).as_bytes(), 422, "malformed_event", "recursion limit exceeded");
 
     // Nesting the parser accepts (64 levels) is an invalid value: 422 naming the op.
     let shallow = json!([{"op": "set", "path": "vitals.heart_rate_bpm",
         "value": serde_json::from_str::<Value>(&format!("{}{}", "[".repeat(64), "]".repeat(64))).unwrap()}]);
-    let (status, body) = t.post_json(sign_event(&event(2, now_ms(), shallow)).as_bytes());
-    assert_eq!(status, 422, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "invalid_event");
-    assert!(message.contains("op 0 (`vitals.heart_rate_bpm`): wrong value type: expected int"), "{message}");
+    t.refused(
+        sign_event(&event(2, now_ms(), shallow)).as_bytes(),
+        422,
+        "invalid_event",
+        "op 0 (`vitals.heart_rate_bpm`): wrong value type: expected int",
+    );
     t.still_accepts();
     t.topic_holds_only_the_accepted();
 }
@@ -177,30 +184,23 @@ fn huge_arrays_are_bounded_before_they_cost_anything() {
     let sigs: Vec<Value> = (0..100_000).map(|i| json!({"keyid": format!("k{i}"), "sig": "AAAA"})).collect();
     let good: Value = serde_json::from_str(&workload(1, 1, 1)[0].envelope).unwrap();
     let many = json!({"payloadType": good["payloadType"], "payload": good["payload"], "signatures": sigs});
-    let (status, body) = t.post_json(many.to_string().as_bytes());
-    assert_eq!(status, 400, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "malformed");
-    assert!(message.contains("envelope has 100000 signatures, at most 8 are accepted"), "{message}");
+    t.refused(many.to_string().as_bytes(), 400, "malformed", "envelope has 100000 signatures, at most 8 are accepted");
     t.still_accepts();
 
     // 100,000 ops in a signed payload: over the 64 KiB payload limit, refused
     // before the signature is even checked.
     let ops: Vec<Value> = (0..100_000).map(|_| json!({"op": "clear", "path": "demographics.postal_code"})).collect();
-    let (status, body) = t.post_json(sign_event(&event(3, now_ms(), Value::Array(ops))).as_bytes());
-    assert_eq!(status, 413, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "too_large");
-    assert!(message.contains("the limit is 65536"), "{message}");
+    t.refused(sign_event(&event(3, now_ms(), Value::Array(ops))).as_bytes(), 413, "too_large", "the limit is 65536");
 
     // 65 ops fit the payload limit but not the catalog's 64.
     let ops: Vec<Value> =
         (0..65).map(|i| json!({"op": "add", "path": "allergies", "value": format!("rxnorm:{i}")})).collect();
-    let (status, body) = t.post_json(sign_event(&event(4, now_ms(), Value::Array(ops))).as_bytes());
-    assert_eq!(status, 422, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "invalid_event");
-    assert!(message.contains("65 ops, at most 64 allowed"), "{message}");
+    t.refused(
+        sign_event(&event(4, now_ms(), Value::Array(ops))).as_bytes(),
+        422,
+        "invalid_event",
+        "65 ops, at most 64 allowed",
+    );
     t.still_accepts();
     t.topic_holds_only_the_accepted();
 }
@@ -235,11 +235,12 @@ fn a_batch_of_many_tiny_lines_is_refused_before_its_answer_outgrows_the_body() {
 fn invalid_utf8_is_malformed_wherever_it_is() {
     let mut t = Setup::new("hostile-utf8", &[]);
     // In the envelope: a lone 0xff inside a JSON string.
-    let (status, body) = t.post_json(b"{\"payloadType\":\"\xff\",\"payload\":\"\",\"signatures\":[]}");
-    assert_eq!(status, 400, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "malformed");
-    assert!(message.contains("invalid unicode code point"), "{message}");
+    t.refused(
+        b"{\"payloadType\":\"\xff\",\"payload\":\"\",\"signatures\":[]}",
+        400,
+        "malformed",
+        "invalid unicode code point",
+    );
 
     // In a validly signed payload: an overlong encoding of '/' in the author.
     let mut bad = event(5, now_ms(), json!([{"op": "set", "path": "vitals.heart_rate_bpm", "value": 60}]))
@@ -247,11 +248,7 @@ fn invalid_utf8_is_malformed_wherever_it_is() {
         .into_bytes();
     let at = bad.windows(6).position(|w| w == b"clin-1").unwrap() + 5;
     bad.splice(at..at + 1, [0xc0, 0xaf]);
-    let (status, body) = t.post_json(sign_bytes(&bad).as_bytes());
-    assert_eq!(status, 422, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "malformed_event");
-    assert!(message.contains("invalid unicode code point"), "{message}");
+    t.refused(sign_bytes(&bad).as_bytes(), 422, "malformed_event", "invalid unicode code point");
 
     // In one line of a batch: that line is rejected by number, the others land.
     let good = workload(1, 1, 77)[0].envelope.clone();
@@ -277,21 +274,13 @@ fn duplicate_json_keys_are_refused_in_the_envelope_and_the_event() {
     // `payload` twice, the second one someone else's: never "last wins".
     let other: Value = serde_json::from_str(&workload(1, 1, 89)[0].envelope).unwrap();
     let twice = good.replacen("\"payload\":", &format!("\"payload\":{},\"payload\":", other["payload"]), 1);
-    let (status, body) = t.post_json(twice.as_bytes());
-    assert_eq!(status, 400, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "malformed");
-    assert!(message.contains("duplicate field `payload`"), "{message}");
+    t.refused(twice.as_bytes(), 400, "malformed", "duplicate field `payload`");
 
     // `patient_id` twice inside a validly signed event.
     let payload = B64.decode(envelope["payload"].as_str().unwrap()).unwrap();
     let text = String::from_utf8(payload).unwrap();
     let dup = text.replacen("\"patient_id\":", "\"patient_id\":\"pt-other\",\"patient_id\":", 1);
-    let (status, body) = t.post_json(sign_bytes(dup.as_bytes()).as_bytes());
-    assert_eq!(status, 422, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "malformed_event");
-    assert!(message.contains("duplicate key `patient_id`"), "{message}");
+    t.refused(sign_bytes(dup.as_bytes()).as_bytes(), 422, "malformed_event", "duplicate key `patient_id`");
 
     // Inside a value (a log entry's `text`) and inside `observed`: readers
     // that keep the first key would see another note than readers that keep
@@ -299,11 +288,7 @@ fn duplicate_json_keys_are_refused_in_the_envelope_and_the_event() {
     let wall = now_ms();
     let note = event(6, wall, json!([{"op": "append", "path": "notes", "value": {"text": "A"}}])).to_string();
     let note = note.replacen("{\"text\":\"A\"}", "{\"text\":\"A\",\"text\":\"B\"}", 1);
-    let (status, body) = t.post_json(sign_bytes(note.as_bytes()).as_bytes());
-    assert_eq!(status, 422, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "malformed_event");
-    assert!(message.contains("duplicate key `text`"), "{message}");
+    t.refused(sign_bytes(note.as_bytes()).as_bytes(), 422, "malformed_event", "duplicate key `text`");
 
     let mut seen = event(7, wall, json!([{"op": "set", "path": "vitals.heart_rate_bpm", "value": 61}]));
     seen["observed"] = json!({"site-a-ehr": {"wall_ms": wall - 10, "logical": 0}});
@@ -312,11 +297,7 @@ fn duplicate_json_keys_are_refused_in_the_envelope_and_the_event() {
         &format!("\"observed\":{{\"site-a-ehr\":{{\"wall_ms\":{},\"logical\":0}},", wall - 20),
         1,
     );
-    let (status, body) = t.post_json(sign_bytes(seen.as_bytes()).as_bytes());
-    assert_eq!(status, 422, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "malformed_event");
-    assert!(message.contains("duplicate key `site-a-ehr`"), "{message}");
+    t.refused(sign_bytes(seen.as_bytes()).as_bytes(), 422, "malformed_event", "duplicate key `site-a-ehr`");
     t.still_accepts();
     t.topic_holds_only_the_accepted();
 }
@@ -408,27 +389,21 @@ fn a_valid_signature_by_another_sources_key_is_refused() {
     let ops = json!([{"op": "set", "path": "vitals.heart_rate_bpm", "value": 70}]);
 
     // Site B's key, a correct signature, an event claiming site A's source.
-    let (status, body) = t.post_json(sign_b(&event(8, wall, ops.clone()), "test-site-b-ehr").as_bytes());
-    assert_eq!(status, 422, "{body}");
-    let (_, reason, message) = only_result(&body);
-    assert_eq!(reason, "source_mismatch");
-    assert!(
-        message.contains("source is `site-a-ehr` but key `test-site-b-ehr` signs for source `site-b-ehr`"),
-        "{message}"
+    t.refused(
+        sign_b(&event(8, wall, ops.clone()), "test-site-b-ehr").as_bytes(),
+        422,
+        "source_mismatch",
+        "source is `site-a-ehr` but key `test-site-b-ehr` signs for source `site-b-ehr`",
     );
 
     // Site B's key under site A's key id: the signature does not verify.
-    let (status, body) = t.post_json(sign_b(&event(9, wall, ops.clone()), "test-site-a-ehr").as_bytes());
-    assert_eq!(status, 401, "{body}");
-    assert_eq!(only_result(&body).1, "bad_signature");
+    t.refused(sign_b(&event(9, wall, ops.clone()), "test-site-a-ehr").as_bytes(), 401, "bad_signature", "");
 
     // Site A's valid envelope with site B's signature added: every registered
     // signature must verify and agree on the source.
     let mut both = dsse::Envelope::decode(workload(1, 1, 99)[0].envelope.as_bytes()).unwrap();
     both.add_ed25519_signature(&site_b, "test-site-b-ehr");
-    let (status, body) = t.post_json(both.to_json().as_bytes());
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(only_result(&body).1, "source_mismatch");
+    t.refused(both.to_json().as_bytes(), 422, "source_mismatch", "");
 
     // The control: site B's key for site B's own events is accepted.
     let mut own = event(10, wall, ops);
@@ -447,18 +422,17 @@ fn an_hlc_far_in_the_future_is_refused_and_the_skew_bound_is_exact() {
     let ops = json!([{"op": "set", "path": "vitals.heart_rate_bpm", "value": 65}]);
     let ten_years = 10 * 365 * 24 * 3600 * 1000;
     for (low, wall) in [(11, now_ms() + ten_years), (12, u64::MAX >> 16)] {
-        let (status, body) = t.post_json(sign_event(&event(low, wall, ops.clone())).as_bytes());
-        assert_eq!(status, 422, "{body}");
-        let (_, reason, message) = only_result(&body);
-        assert_eq!(reason, "invalid_event");
-        assert!(message.contains("ms ahead of the receiver's clock, at most 300000 ms allowed"), "{message}");
+        t.refused(
+            sign_event(&event(low, wall, ops.clone())).as_bytes(),
+            422,
+            "invalid_event",
+            "ms ahead of the receiver's clock, at most 300000 ms allowed",
+        );
     }
     // wall_ms past u64: not an event at all.
     let past_u64 = event(13, now_ms(), ops.clone()).to_string().replacen("\"wall_ms\":", "\"wall_ms\":1", 1);
     let past_u64 = past_u64.replacen("\"wall_ms\":1", "\"wall_ms\":99999999999999999999", 1);
-    let (status, body) = t.post_json(sign_bytes(past_u64.as_bytes()).as_bytes());
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(only_result(&body).1, "malformed_event");
+    t.refused(sign_bytes(past_u64.as_bytes()).as_bytes(), 422, "malformed_event", "");
     // Six minutes ahead is refused, four minutes ahead accepted.
     let (status, body) = t.post_json(sign_event(&event(14, now_ms() + 360_000, ops.clone())).as_bytes());
     assert_eq!(status, 422, "{body}");

@@ -7,35 +7,27 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::ingest::{Ingest, PARTITIONS};
+use common::service::Service;
 use common::{data, s, tidemark};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
-/// A merger child process, killed on drop.
-struct Merger(Child);
-
-impl Drop for Merger {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn merger(bootstrap: &str, prefix: &str) -> Merger {
-    let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["merger", "--brokers", bootstrap, "--keys", s(&data("test-registry.toml"))])
-        .args(["--topic-prefix", prefix, "--group", &unique_group("loadgen"), "--partitions", &PARTITIONS.to_string()])
-        .args(["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
-        .env_remove("TIDEMARK_KEYS")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the merger starts");
-    Merger(child)
+/// A merger of a fresh group on `prefix`'s topics, logging to `dir`.
+fn merger(bootstrap: &str, prefix: &str, dir: &Path) -> Service {
+    let partitions = PARTITIONS.to_string();
+    let registry = data("test-registry.toml");
+    let args = ["merger", "--brokers", bootstrap, "--keys", s(&registry), "--topic-prefix", prefix]
+        .into_iter()
+        .chain(["--group", &unique_group("loadgen"), "--partitions", &partitions])
+        .chain(["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
+        .map(str::to_owned)
+        .collect();
+    let mut merger = Service::new("merger", args, dir);
+    merger.start();
+    merger
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,8 +36,8 @@ async fn loadgen_reports_clean_throughput_and_state_reads_back_the_fold() {
     let prefix = format!("{}.", unique_topic("loadgen"));
     broker.create_topic(&format!("{prefix}tidemark.edits.v1"), PARTITIONS).await.expect("edit topic");
     let ingest = Ingest::spawn(broker.bootstrap(), &prefix, &[]);
-    let _merger = merger(broker.bootstrap(), &prefix);
     let tmp = tempfile::tempdir().expect("tempdir");
+    let merger = merger(broker.bootstrap(), &prefix, tmp.path());
     let record = tmp.path().join("accepted.ndjson");
     let key = common::private_test_key(tmp.path());
     let target = format!("http://{}", ingest.http);
@@ -112,7 +104,11 @@ async fn loadgen_reports_clean_throughput_and_state_reads_back_the_fold() {
             if got.code == Some(0) && got.stdout.trim_end() == line {
                 break;
             }
-            assert!(Instant::now() < deadline, "state of {patient} never equalled the fold:\nwant {line}\n{got:?}");
+            assert!(
+                Instant::now() < deadline,
+                "state of {patient} never equalled the fold:\nwant {line}\n{got:?}\nmerger:\n{}",
+                merger.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
     }

@@ -33,10 +33,6 @@ fn event(n: u64, ops: serde_json::Value) -> serde_json::Value {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn no_marker_reaches_a_log_or_a_metric() {
     let broker = TansuBroker::start().expect("tansu starts");
@@ -59,7 +55,7 @@ async fn no_marker_reaches_a_log_or_a_metric() {
         v.extend(extra.iter().map(|x| (*x).to_owned()));
         v
     };
-    let port = free_port();
+    let port = common::free_port();
     let listen = format!("127.0.0.1:{port}");
     let (archive, reader_pub) = (dir.join("archive"), dir.join("reader.pub"));
     let (archiver_key, dataset_key) = (dir.join("archiver.key"), dir.join("dataset.key"));
@@ -87,7 +83,7 @@ async fn no_marker_reaches_a_log_or_a_metric() {
         Service::new("archiver-deidentified", archiver("deidentified"), dir),
     ];
     for svc in &mut services {
-        *svc = std::mem::replace(svc, Service::new("x", vec![], dir)).env("RUST_LOG", "debug");
+        svc.set_env("RUST_LOG", "debug");
         svc.start();
     }
     let names: Vec<&str> = services.iter().map(|s| s.name).collect();

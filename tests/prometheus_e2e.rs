@@ -37,7 +37,7 @@ mod common;
 
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -127,10 +127,6 @@ fn prometheus_installed() -> bool {
     found
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-}
-
 /// A plain HTTP/1.0 GET (so the answer is never chunked); (status, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
@@ -168,67 +164,61 @@ fn has_data(answer: &Value) -> bool {
 /// `ignoring (...)` that may follow the operator.
 fn operands(expr: &str) -> Vec<String> {
     let bytes = expr.as_bytes();
-    let (mut depth, mut quote, mut start) = (0i32, None::<u8>, 0);
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = bytes[i];
+    let (mut start, mut resume) = (0, 0);
+    for i in top_level(expr) {
+        if i < resume || !(i == 0 || bytes[i - 1].is_ascii_whitespace() || bytes[i - 1] == b')') {
+            continue;
+        }
+        let op = ["and", "or", "unless"].into_iter().find(|op| {
+            expr[i..].starts_with(op) && bytes.get(i + op.len()).is_none_or(|n| n.is_ascii_whitespace() || *n == b'(')
+        });
+        if let Some(op) = op {
+            out.push(expr[start..i].trim().to_owned());
+            let after = i + op.len();
+            let rest = expr[after..].trim_start();
+            let skip = ["on", "ignoring"]
+                .iter()
+                .find(|m| rest.starts_with(*m) && rest[m.len()..].trim_start().starts_with('('))
+                .map(|_| {
+                    let close = rest.find(')').expect("modifier closes");
+                    expr.len() - rest.len() + close + 1
+                });
+            start = skip.unwrap_or(after);
+            resume = start;
+        }
+    }
+    out.push(expr[start..].trim().to_owned());
+    out
+}
+
+/// The positions of `expr`'s bytes at the top level: outside strings and
+/// parentheses, brackets and braces (the quote and bracket bytes themselves
+/// excluded).
+fn top_level(expr: &str) -> Vec<usize> {
+    let (mut depth, mut quote) = (0i32, None::<u8>);
+    let mut out = Vec::new();
+    for (i, &c) in expr.as_bytes().iter().enumerate() {
         match (quote, c) {
             (Some(q), _) if c == q => quote = None,
             (Some(_), _) => {}
             (None, b'"' | b'\'' | b'`') => quote = Some(c),
             (None, b'(' | b'[' | b'{') => depth += 1,
             (None, b')' | b']' | b'}') => depth -= 1,
-            (None, _) if depth == 0 && (i == 0 || bytes[i - 1].is_ascii_whitespace() || bytes[i - 1] == b')') => {
-                let op = ["and", "or", "unless"].into_iter().find(|op| {
-                    expr[i..].starts_with(op)
-                        && bytes.get(i + op.len()).is_none_or(|n| n.is_ascii_whitespace() || *n == b'(')
-                });
-                if let Some(op) = op {
-                    out.push(expr[start..i].trim().to_owned());
-                    i += op.len();
-                    let rest = expr[i..].trim_start();
-                    let skip = ["on", "ignoring"]
-                        .iter()
-                        .find(|m| rest.starts_with(*m) && rest[m.len()..].trim_start().starts_with('('))
-                        .map(|_| {
-                            let close = rest.find(')').expect("modifier closes");
-                            expr.len() - rest.len() + close + 1
-                        });
-                    start = skip.unwrap_or(i);
-                    i = start;
-                    continue;
-                }
-            }
+            (None, _) if depth == 0 => out.push(i),
             _ => {}
         }
-        i += 1;
     }
-    out.push(expr[start..].trim().to_owned());
     out
 }
 
 /// Drops a trailing top-level comparison with a number (`x > 0.05` -> `x`).
 fn without_threshold(expr: &str) -> String {
     let bytes = expr.as_bytes();
-    let (mut depth, mut quote) = (0i32, None::<u8>);
-    let mut last = None;
-    for (i, &c) in bytes.iter().enumerate() {
-        match (quote, c) {
-            (Some(q), _) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, b'"' | b'\'' | b'`') => quote = Some(c),
-            (None, b'(' | b'[' | b'{') => depth += 1,
-            (None, b')' | b']' | b'}') => depth -= 1,
-            // The start of a comparison operator (not the `=` of `>=`).
-            (None, b'>' | b'<' | b'=' | b'!')
-                if depth == 0 && (i == 0 || !matches!(bytes[i - 1], b'>' | b'<' | b'=' | b'!')) =>
-            {
-                last = Some(i);
-            }
-            _ => {}
-        }
-    }
+    // The start of the last top-level comparison operator (not the `=` of `>=`).
+    let last = top_level(expr).into_iter().rev().find(|&i| {
+        matches!(bytes[i], b'>' | b'<' | b'=' | b'!') && (i == 0 || !matches!(bytes[i - 1], b'>' | b'<' | b'=' | b'!'))
+    });
     if let Some(i) = last {
         let rhs = expr[i..].trim_start_matches(['>', '<', '=', '!']).trim();
         let rhs = rhs.strip_prefix("bool").unwrap_or(rhs).trim();
@@ -414,7 +404,7 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
     );
     let archiver_metrics = archiver.metrics_addr();
 
-    let prom_addr = format!("127.0.0.1:{}", free_port());
+    let prom_addr = format!("127.0.0.1:{}", common::free_port());
     let config = prometheus_config(
         dir.path(),
         &[

@@ -99,18 +99,14 @@ fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     let paths = prepare(args, [".key", ".pub", ".registry.toml"])?;
     let source = args.source.as_deref().unwrap_or(name);
 
-    let mut seed = Zeroizing::new([0u8; 32]);
-    rand::rngs::SysRng.try_fill_bytes(seed.as_mut()).context("reading randomness from the operating system")?;
-    let key_file =
-        SigningKeyFile::new(name, source, SigningKey::from_bytes(&seed)).context("checking the key's id and source")?;
+    let key_file = new_signing_key(name, source)?;
     let prefixes = (!args.patient_prefixes.is_empty()).then(|| args.patient_prefixes.clone());
     let entry = key_file.registry_entry(prefixes);
     // Refuse now what the registry would refuse later (e.g. an empty prefix).
     KeyRegistry::from_entries(vec![entry.clone()]).context("checking the registry entry")?;
 
     let [key_path, pub_path, registry_path] = &paths;
-    write_new(key_path, key_file.to_toml().as_bytes(), 0o600)?;
-    write_new(pub_path, format!("{}\n", entry.public_key).as_bytes(), 0o644)?;
+    write_signing_key(&key_file, key_path, pub_path)?;
     write_new(registry_path, entry.to_toml().as_bytes(), 0o644)?;
     println!("wrote {} (secret signing key, mode 0600: keep it private)", key_path.display());
     println!("wrote {} (public key)", pub_path.display());
@@ -118,23 +114,61 @@ fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
+/// A new Ed25519 signing key with id `name` for `source`, from the
+/// operating system's randomness.
+///
+/// # Errors
+/// If there is no randomness, or the id or source is refused.
+pub(crate) fn new_signing_key(name: &str, source: &str) -> anyhow::Result<SigningKeyFile> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rand::rngs::SysRng.try_fill_bytes(seed.as_mut()).context("reading randomness from the operating system")?;
+    SigningKeyFile::new(name, source, SigningKey::from_bytes(&seed)).context("checking the key's id and source")
+}
+
+/// Writes a signing key (mode 0600) and its public key, neither over an existing file.
+///
+/// # Errors
+/// If a file exists or cannot be written.
+pub(crate) fn write_signing_key(key: &SigningKeyFile, key_path: &Path, pub_path: &Path) -> anyhow::Result<()> {
+    write_new(key_path, key.to_toml().as_bytes(), 0o600)?;
+    write_new(pub_path, format!("{}\n", key.registry_entry(None).public_key).as_bytes(), 0o644)
+}
+
+/// Generates a recipient key pair and writes it (secret 0600, then public).
+///
+/// # Errors
+/// If there is no randomness or a file cannot be written.
+pub(crate) fn create_recipient_key(key_path: &Path, pub_path: &Path) -> anyhow::Result<RecipientSecretKey> {
+    let key = RecipientSecretKey::generate().context("generating a recipient key")?;
+    crypto::save_recipient_secret(key_path, &key)?;
+    crypto::save_recipient_public(pub_path, key.public_key())?;
+    Ok(key)
+}
+
+/// Generates an archiver key pair and writes it (secret 0600, then public).
+///
+/// # Errors
+/// If there is no randomness or a file cannot be written.
+pub(crate) fn create_archiver_key(key_path: &Path, pub_path: &Path) -> anyhow::Result<ArchiverSigningKey> {
+    let key = ArchiverSigningKey::generate().context("generating an archiver key")?;
+    crypto::save_archiver_secret(key_path, &key)?;
+    crypto::save_archiver_public(pub_path, &key.verifying_key())?;
+    Ok(key)
+}
+
 /// Writes a recipient or archiver key pair with the archiver's key-file functions,
 /// so the CLI and the archiver service read and write one format.
 fn generate_archive_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     let [key_path, pub_path] = prepare(args, [".key", ".pub"])?;
     let (id, secret_use, public_use) = if args.kind == KeyKind::Recipient {
-        let key = RecipientSecretKey::generate().context("generating a recipient key")?;
-        crypto::save_recipient_secret(&key_path, &key)?;
-        crypto::save_recipient_public(&pub_path, key.public_key())?;
+        let key = create_recipient_key(&key_path, &pub_path)?;
         (
             key.key_id(),
             "secret recipient key: it decrypts every snapshot encrypted to it",
             "list it among the archiver's recipients",
         )
     } else {
-        let key = ArchiverSigningKey::generate().context("generating an archiver key")?;
-        crypto::save_archiver_secret(&key_path, &key)?;
-        crypto::save_archiver_public(&pub_path, &key.verifying_key())?;
+        let key = create_archiver_key(&key_path, &pub_path)?;
         (
             key.key_id(),
             "secret archiver key: only the archiver service reads it",

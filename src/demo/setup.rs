@@ -6,14 +6,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use ed25519_dalek::SigningKey;
-use rand::TryRng as _;
 use tidemark_archiver::crypto::{self, ArchiverSigningKey, RecipientSecretKey};
 use tidemark_schemas::keys::{KeyEntry, KeyRegistry, SigningKeyFile};
-use zeroize::Zeroizing;
 
-use crate::cli::files::write_new;
-use crate::cli::keys::load_signing_key;
+use crate::cli::keys::{
+    create_archiver_key, create_recipient_key, load_signing_key, new_signing_key, write_signing_key,
+};
 
 /// The EHR sites whose clinicians edit, one signing key each.
 pub const SITES: [&str; 3] = ["site-a", "site-b", "site-c"];
@@ -79,19 +77,13 @@ pub fn prepare(root: &Path) -> anyhow::Result<(DemoDir, DemoKeys)> {
     let archiver = if archiver_key.exists() {
         crypto::load_archiver_secret(&archiver_key).context("loading the demo's archiver key")?
     } else {
-        let key = ArchiverSigningKey::generate().context("generating the archiver key")?;
-        crypto::save_archiver_secret(&archiver_key, &key)?;
-        crypto::save_archiver_public(&archiver_pub, &key.verifying_key())?;
-        key
+        create_archiver_key(&archiver_key, &archiver_pub)?
     };
     let (recipient_key, recipient_pub) = (dir.key("analytics", "key"), dir.key("analytics", "pub"));
     let recipient = if recipient_key.exists() {
         crypto::load_recipient_secret(&recipient_key).context("loading the demo's recipient key")?
     } else {
-        let key = RecipientSecretKey::generate().context("generating the recipient key")?;
-        crypto::save_recipient_secret(&recipient_key, &key)?;
-        crypto::save_recipient_public(&recipient_pub, key.public_key())?;
-        key
+        create_recipient_key(&recipient_key, &recipient_pub)?
     };
     Ok((dir, DemoKeys { sites, archiver, recipient }))
 }
@@ -102,12 +94,8 @@ fn site_key(dir: &DemoDir, name: &str) -> anyhow::Result<SigningKeyFile> {
     if path.exists() {
         return load_signing_key(&path);
     }
-    let mut seed = Zeroizing::new([0u8; 32]);
-    rand::rngs::SysRng.try_fill_bytes(seed.as_mut()).context("reading randomness from the operating system")?;
-    let key = SigningKeyFile::new(name, &format!("{name}-ehr"), SigningKey::from_bytes(&seed))
-        .context("building a site key")?;
-    write_new(&path, key.to_toml().as_bytes(), 0o600)?;
-    write_new(&dir.key(name, "pub"), format!("{}\n", key.registry_entry(None).public_key).as_bytes(), 0o644)?;
+    let key = new_signing_key(name, &format!("{name}-ehr"))?;
+    write_signing_key(&key, &path, &dir.key(name, "pub"))?;
     Ok(key)
 }
 

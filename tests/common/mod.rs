@@ -12,6 +12,12 @@ pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
+/// A loopback port that was free a moment ago, for a service that must keep
+/// its address across restarts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
 /// A copy of the test signing key in `dir`, mode 0600: a checkout leaves
 /// tests/data/test-signing.key readable by all, which the CLI refuses.
 pub fn private_test_key(dir: &Path) -> PathBuf {

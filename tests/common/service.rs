@@ -34,10 +34,9 @@ impl Service {
     }
 
     /// Sets an environment variable for the next starts.
-    pub fn env(mut self, key: &str, value: &str) -> Self {
+    pub fn set_env(&mut self, key: &str, value: &str) {
         self.envs.retain(|(k, _)| k != key);
         self.envs.push((key.to_owned(), value.to_owned()));
-        self
     }
 
     /// Starts the process (appending to its log).
