@@ -7,4 +7,5 @@
 
 pub mod automerge_peer;
 pub mod conflict;
+pub mod pipeline;
 pub mod workload;

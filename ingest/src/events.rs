@@ -156,7 +156,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -214,6 +214,9 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
     }
     state.metrics.produce_duration.observe(produce_started.elapsed().as_secs_f64());
     state.metrics.events_accepted.inc_by(accepted as u64);
+    if accepted > 0 {
+        state.last_ack_ms.fetch_max(self::now_ms(), Ordering::Relaxed);
+    }
     let results: Vec<LineResult> = results.into_iter().flatten().collect();
     let rejected = results.len() - accepted;
     let status = if unavailable {

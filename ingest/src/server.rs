@@ -1,6 +1,6 @@
 //! The HTTP service: start-up, shared state, routes, draining.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -36,6 +36,9 @@ pub(crate) struct AppState {
     pub(crate) requests: Semaphore,
     pub(crate) bytes: Semaphore,
     pub(crate) broker_ok: AtomicBool,
+    /// When Kafka last acknowledged a record (ms since the epoch; 0: never):
+    /// proof that the broker is reachable that no probe can beat.
+    pub(crate) last_ack_ms: AtomicU64,
     pub(crate) metrics: IngestMetrics,
 }
 
@@ -66,6 +69,7 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         requests: Semaphore::new(cfg.max_in_flight_requests),
         bytes: Semaphore::new(bytes_permits),
         broker_ok: AtomicBool::new(true),
+        last_ack_ms: AtomicU64::new(0),
         metrics: cfg.metrics.clone(),
         cfg: cfg.clone(),
     });

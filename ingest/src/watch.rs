@@ -12,7 +12,16 @@ use tokio_util::sync::CancellationToken;
 use crate::server::{AppState, load_registry, producer_config};
 use crate::topics;
 
-/// A cached broker check every 2 s, for `/readyz` and fast 503s. The
+/// Acknowledgements this recent count as a successful check.
+const RECENT_ACK_MS: u64 = 5_000;
+
+/// A cached broker check every 2 s, for `/readyz` and fast 503s. A check
+/// succeeds when a metadata request is answered within 2 s or when Kafka
+/// acknowledged a record in the last [`RECENT_ACK_MS`]: under heavy produce
+/// load a broker may answer metadata behind the produce requests queued on
+/// the same connection, and declaring it down then would turn load into
+/// errors (measured on Tansu: 72% of a saturating benchmark's events got
+/// 503s before this rule). The
 /// producer is replaced by a fresh one when it reports a fatal error (an
 /// idempotent producer whose sequence state the broker lost, after a broker
 /// restart, can never produce again) or after three failed checks in a row (a
@@ -22,7 +31,9 @@ pub(crate) async fn watch_broker(state: Arc<AppState>, stop: CancellationToken) 
     let mut failures = 0u32;
     loop {
         let producer = state.producer();
-        let ok = topics::partitions(&producer, &state.topic, Duration::from_secs(2)).await.is_ok();
+        let acked_recently =
+            || crate::events::now_ms().saturating_sub(state.last_ack_ms.load(Ordering::Relaxed)) < RECENT_ACK_MS;
+        let ok = topics::partitions(&producer, &state.topic, Duration::from_secs(2)).await.is_ok() || acked_recently();
         if ok != state.broker_ok.swap(ok, Ordering::Relaxed) {
             tracing::warn!(reachable = ok, "broker reachability changed");
         }

@@ -2,10 +2,15 @@
 //! running ingest. Progress every second on stderr; at the end, throughput,
 //! latency percentiles and errors by status on stdout (text, or `--json` for
 //! harnesses). Exit 1 when the error rate passes `--max-error-rate`.
+//!
+//! For benchmarks, `--write-events FILE --events N` signs the events
+//! beforehand (no ingest needed) and `--replay FILE` sends them: on a small
+//! machine the sender then spends no CPU on Ed25519 signing beside the
+//! pipeline it measures.
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,25 +20,38 @@ use serde::Serialize;
 
 use super::Outcome;
 use super::keys::load_signing_key;
-use crate::load::{EventsClient, Load, OnAccepted, Percentiles, Recorder, SecondSummary, Shape, Totals, Worker};
+use crate::load::{
+    EventsClient, Load, OnAccepted, Percentiles, Recorder, SecondSummary, Shape, Source, Totals, Worker,
+};
 use crate::service::shutdown;
-use crate::synth::{Clinic, ClinicConfig};
+use crate::synth::{Clinic, ClinicConfig, SplitMix};
 
 #[derive(Debug, Args)]
 pub struct LoadgenArgs {
     /// The ingest to load: its base URL (`http://HOST:PORT`) or its events endpoint.
-    #[arg(long, value_name = "URL")]
-    target: String,
+    #[arg(long, value_name = "URL", required_unless_present = "write_events")]
+    target: Option<String>,
     /// A signing key file (`tidemark keys generate --kind signing`), one per site (repeatable); the
     /// ingest's key registry must list them.
-    #[arg(long = "key", value_name = "FILE", required = true)]
+    #[arg(long = "key", value_name = "FILE", required_unless_present = "replay")]
     keys: Vec<PathBuf>,
+    /// Sign `--events` events into this file (NDJSON envelopes, as the
+    /// clinicians would send them) and exit, sending nothing.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "replay", "record"])]
+    write_events: Option<PathBuf>,
+    /// How many events `--write-events` signs.
+    #[arg(long, default_value_t = 100_000, requires = "write_events")]
+    events: usize,
+    /// Send the envelopes of this file (e.g. from `--write-events`) in order
+    /// instead of signing new ones; ends when they are all sent (or at `--duration`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["keys", "record"])]
+    replay: Option<PathBuf>,
     /// Target events per second over all senders; 0 sends as fast as the ingest answers.
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
-    /// Seconds to send for.
-    #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    /// Seconds to send for [default: 10, or until a `--replay` file is sent].
+    #[arg(long)]
+    duration: Option<f64>,
     /// Requests in flight at once (senders; sender i signs with key i mod the number of keys).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -83,12 +101,15 @@ struct Report {
     timeline: Vec<SecondSummary>,
 }
 
+/// The longest `--duration`, and how long a replay may run.
+const YEAR_S: f64 = 31_536_000.0;
+
 fn check(args: &LoadgenArgs) -> anyhow::Result<()> {
     if !(args.rate == 0.0 || (0.001..=10_000_000.0).contains(&args.rate)) {
         anyhow::bail!("--rate must be 0 (unlimited) or 0.001 to 10,000,000 events per second, got {}", args.rate);
     }
-    if !(0.001..=31_536_000.0).contains(&args.duration) {
-        anyhow::bail!("--duration must be 0.001 to 31,536,000 seconds (a year), got {}", args.duration);
+    if let Some(d) = args.duration.filter(|d| !(0.001..=YEAR_S).contains(d)) {
+        anyhow::bail!("--duration must be 0.001 to 31,536,000 seconds (a year), got {d}");
     }
     if args.concurrency == 0 || args.batch == 0 || args.patients == 0 {
         anyhow::bail!("--concurrency, --batch and --patients must be at least 1");
@@ -99,13 +120,61 @@ fn check(args: &LoadgenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
-    check(&args)?;
+/// The synthetic population of `args`.
+fn clinic(args: &LoadgenArgs) -> anyhow::Result<Clinic> {
     let keys = args.keys.iter().map(|p| load_signing_key(p)).collect::<anyhow::Result<Vec<_>>>()?;
-    let client = EventsClient::new(&args.target, Duration::from_millis(args.timeout_ms))?;
     let mut cfg = ClinicConfig::new(args.patients);
     cfg.patient_prefix.clone_from(&args.patient_prefix);
-    let clinic = Arc::new(Clinic::new(keys, cfg));
+    Ok(Clinic::new(keys, cfg))
+}
+
+/// `--write-events`: `--events` signed events, planned as if each was
+/// acknowledged at once (so stale and blind reads happen as in a live run).
+fn write_events(args: &LoadgenArgs, path: &Path) -> anyhow::Result<Outcome> {
+    if args.events == 0 {
+        anyhow::bail!("--events must be at least 1");
+    }
+    let clinic = clinic(args)?;
+    let authors: Vec<(usize, String)> =
+        (0..args.concurrency).map(|i| (i % clinic.site_count(), format!("loadgen-{i}"))).collect();
+    let mut rng = SplitMix::new(args.seed);
+    let mut out = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    for i in 0..args.events {
+        let (site, author) = &authors[i % authors.len()];
+        let planned = clinic.plan(*site, author, &mut rng);
+        clinic.acknowledged(&planned);
+        writeln!(out, "{}", planned.envelope).with_context(|| format!("writing {}", path.display()))?;
+    }
+    out.flush().with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("loadgen: wrote {} signed events for {} patients to {}", args.events, args.patients, path.display());
+    Ok(Outcome::Ok)
+}
+
+/// `--replay`: the file's non-empty lines.
+fn read_envelopes(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading --replay file {}", path.display()))?;
+    let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
+    if lines.is_empty() {
+        anyhow::bail!("--replay file {} holds no envelope", path.display());
+    }
+    Ok(lines)
+}
+
+pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
+    check(&args)?;
+    if let Some(path) = &args.write_events {
+        return write_events(&args, path);
+    }
+    let target = args.target.as_deref().context("--target is required")?;
+    let client = EventsClient::new(target, Duration::from_millis(args.timeout_ms))?;
+    let (source, default_duration) = match &args.replay {
+        Some(path) => (Source::Replay(Arc::new(read_envelopes(path)?)), YEAR_S),
+        None => (Source::Synthetic(Arc::new(clinic(&args)?)), 10.0),
+    };
+    let site_count = match &source {
+        Source::Synthetic(clinic) => clinic.site_count(),
+        Source::Replay(_) => 1,
+    };
     let record = match &args.record {
         Some(path) => Some(Arc::new(Mutex::new(BufWriter::new(
             File::create(path).with_context(|| format!("creating --record file {}", path.display()))?,
@@ -119,18 +188,17 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
             let _ = writeln!(f, "{}", p.envelope);
         }) as OnAccepted
     });
-    let workers = (0..args.concurrency)
-        .map(|i| Worker { site: i % clinic.site_count(), author: format!("loadgen-{i}") })
-        .collect();
+    let workers =
+        (0..args.concurrency).map(|i| Worker { site: i % site_count, author: format!("loadgen-{i}") }).collect();
     let shape = Shape {
         rate: (args.rate > 0.0).then_some(args.rate),
-        duration: Duration::from_secs_f64(args.duration),
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(default_duration)),
         batch: args.batch,
         retries: args.retries,
     };
     let recorder = Arc::new(Recorder::default());
     let load = Load {
-        clinic,
+        source,
         client: client.clone(),
         shape,
         workers,

@@ -21,7 +21,7 @@ use tidemark_archiver::storage::Archive;
 use tidemark_archiver::{ArchiverMetrics, reader};
 
 pub use self::summary::Summary;
-use crate::load::{EventsClient, Load, OnAccepted, Recorder, Shape, Worker};
+use crate::load::{EventsClient, Load, OnAccepted, Recorder, Shape, Source, Worker};
 use crate::service::metrics_server;
 use crate::synth::{Clinic, ClinicConfig, Planned};
 
@@ -158,7 +158,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Summary> {
         .collect();
     let recorder = Arc::new(Recorder::default());
     let load = Load {
-        clinic,
+        source: Source::Synthetic(clinic),
         client: EventsClient::new(&format!("http://{}", pipeline.ingest), Duration::from_secs(30))?,
         shape: Shape { rate: Some(opts.rate), duration: opts.duration, batch: opts.batch, retries: 0 },
         workers,

@@ -42,10 +42,21 @@ pub struct Worker {
 /// Called for every event the ingest acknowledged.
 pub type OnAccepted = Arc<dyn Fn(&Planned) + Send + Sync>;
 
+/// Where the events come from.
+#[derive(Clone)]
+pub enum Source {
+    /// Planned and signed while sending, by this population's clinicians.
+    Synthetic(Arc<Clinic>),
+    /// Envelopes signed beforehand (`tidemark loadgen --write-events`), sent
+    /// in order, a batch after the other, until they run out: the sender
+    /// spends no CPU on signing, which a benchmark on a small machine needs.
+    Replay(Arc<Vec<String>>),
+}
+
 /// Everything one run needs.
 pub struct Load {
-    /// The population and its sites.
-    pub clinic: Arc<Clinic>,
+    /// The events sent.
+    pub source: Source,
     /// Where events go.
     pub client: EventsClient,
     /// Rate, duration and batch size.
@@ -56,7 +67,7 @@ pub struct Load {
     pub seed: u64,
     /// What was measured.
     pub recorder: Arc<Recorder>,
-    /// Hook for acknowledged events (e.g. to keep them for a reference fold).
+    /// Hook for acknowledged synthetic events (e.g. to keep them for a reference fold).
     pub on_accepted: Option<OnAccepted>,
 }
 
@@ -74,7 +85,7 @@ impl Load {
         let mut seeds = SplitMix::new(self.seed);
         for worker in self.workers {
             let ctx = WorkerCtx {
-                clinic: Arc::clone(&self.clinic),
+                source: self.source.clone(),
                 client: self.client.clone(),
                 shape: self.shape,
                 recorder: Arc::clone(&self.recorder),
@@ -92,7 +103,7 @@ impl Load {
 }
 
 struct WorkerCtx {
-    clinic: Arc<Clinic>,
+    source: Source,
     client: EventsClient,
     shape: Shape,
     recorder: Arc<Recorder>,
@@ -113,12 +124,12 @@ impl WorkerCtx {
     /// Sends a batch, and again its lines that failed with a retryable
     /// status, up to `retries` times with a doubling pause (50 ms to 1 s).
     /// Sending an event twice is harmless: the pipeline applies it once.
-    async fn send(&self, batch: &[Planned], due: Instant, stop: &CancellationToken) -> Vec<LineOutcome> {
+    async fn send(&self, batch: &[&str], due: Instant, stop: &CancellationToken) -> Vec<LineOutcome> {
         let mut outcomes = vec![LineOutcome::Failed(0); batch.len()];
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         let mut pause = Duration::from_millis(50);
         for attempt in 0..=self.shape.retries {
-            let lines: Vec<&str> = pending.iter().map(|&i| batch[i].envelope.as_str()).collect();
+            let lines: Vec<&str> = pending.iter().map(|&i| batch[i]).collect();
             let sent = Instant::now();
             let answers = self.client.post(&lines).await;
             let done = Instant::now();
@@ -161,16 +172,27 @@ impl WorkerCtx {
                 () = tokio::time::sleep_until(due) => {}
                 () = stop.cancelled() => return,
             }
-            let batch: Vec<Planned> = (0..self.shape.batch)
-                .map(|_| self.clinic.plan(self.worker.site, &self.worker.author, &mut self.rng))
-                .collect();
-            let outcomes = self.send(&batch, due, &stop).await;
-            for (planned, outcome) in batch.iter().zip(&outcomes) {
-                if *outcome == LineOutcome::Accepted {
-                    self.clinic.acknowledged(planned);
-                    if let Some(hook) = &self.on_accepted {
-                        hook(planned);
+            match self.source.clone() {
+                Source::Synthetic(clinic) => {
+                    let batch: Vec<Planned> = (0..self.shape.batch)
+                        .map(|_| clinic.plan(self.worker.site, &self.worker.author, &mut self.rng))
+                        .collect();
+                    let lines: Vec<&str> = batch.iter().map(|p| p.envelope.as_str()).collect();
+                    let outcomes = self.send(&lines, due, &stop).await;
+                    for (planned, outcome) in batch.iter().zip(&outcomes) {
+                        if *outcome == LineOutcome::Accepted {
+                            clinic.acknowledged(planned);
+                            if let Some(hook) = &self.on_accepted {
+                                hook(planned);
+                            }
+                        }
                     }
+                }
+                Source::Replay(envelopes) => {
+                    let from = usize::try_from(k).unwrap_or(usize::MAX).saturating_mul(self.shape.batch);
+                    let Some(rest) = envelopes.get(from..).filter(|r| !r.is_empty()) else { return };
+                    let lines: Vec<&str> = rest.iter().take(self.shape.batch).map(String::as_str).collect();
+                    self.send(&lines, due, &stop).await;
                 }
             }
         }

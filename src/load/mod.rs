@@ -6,5 +6,5 @@ mod drive;
 mod stats;
 
 pub use client::{EventsClient, LineOutcome};
-pub use drive::{Load, OnAccepted, Shape, Worker};
+pub use drive::{Load, OnAccepted, Shape, Source, Worker};
 pub use stats::{Percentiles, Recorder, SecondSummary, Totals};

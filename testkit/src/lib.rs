@@ -30,4 +30,4 @@ pub use admin::{DEFAULT_TOPIC_TIMEOUT, create_topic};
 pub use error::Error;
 pub use mock::{Cluster as MockCluster, MockBroker};
 pub use names::{unique_group, unique_topic};
-pub use tansu::{READY_TIMEOUT, TANSU_VERSION, TansuBroker, tansu_binary};
+pub use tansu::{READY_TIMEOUT, Storage as TansuStorage, TANSU_VERSION, TansuBroker, tansu_binary};

@@ -47,12 +47,34 @@ const LOG_TAIL_LINES: usize = 40;
 #[derive(Debug)]
 pub struct TansuBroker {
     binary: PathBuf,
+    storage: Storage,
     port: u16,
     bootstrap: String,
     log_path: PathBuf,
     child: Option<Child>,
     // Removed after Drop has killed the process that writes into it.
     data_dir: TempDir,
+}
+
+/// Where Tansu keeps records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// sqlite in the broker's temp dir: survives [`TansuBroker::restart`];
+    /// every produce is a database transaction.
+    Sqlite,
+    /// Tansu's in-memory object store: lost on restart, and no database
+    /// transaction per request, closer to how Kafka appends to its log in the
+    /// page cache. For benchmarks of what runs on top of the broker.
+    Memory,
+}
+
+impl Storage {
+    fn url(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite://tansu.db",
+            Self::Memory => "memory://tansu/",
+        }
+    }
 }
 
 impl TansuBroker {
@@ -69,13 +91,21 @@ impl TansuBroker {
     /// log tail, [`Error::Exited`] if the broker exits on every one of a few
     /// ports or [`Error::NotReady`] if it never answers.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(Storage::Sqlite)
+    }
+
+    /// Starts a broker as [`TansuBroker::start`] does, on `storage`.
+    ///
+    /// # Errors
+    /// As [`TansuBroker::start`].
+    pub fn start_with(storage: Storage) -> Result<Self, Error> {
         let binary = tansu_binary()?;
         let data_dir = tempfile::Builder::new()
             .prefix("tidemark-tansu-")
             .tempdir()
             .map_err(|source| Error::Io { what: "creating a temp dir for Tansu's data".to_owned(), source })?;
         let log_path = data_dir.path().join("tansu.log");
-        let mut broker = Self { binary, port: 0, bootstrap: String::new(), log_path, child: None, data_dir };
+        let mut broker = Self { binary, storage, port: 0, bootstrap: String::new(), log_path, child: None, data_dir };
         let mut attempt = 1;
         loop {
             broker.port = free_port()?;
@@ -92,6 +122,11 @@ impl TansuBroker {
     /// The `bootstrap.servers` value for clients, `127.0.0.1:PORT`.
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The broker process's id while it runs (to sample its CPU and memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The directory holding the sqlite database and the log.
@@ -169,7 +204,7 @@ impl TansuBroker {
             .current_dir(self.data_dir.path())
             .args(["broker", "--cluster-id", "tidemark-test"])
             .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", self.storage.url()])
             .env_remove("SCHEMA_REGISTRY")
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("DATA_LAKE")
