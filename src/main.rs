@@ -18,6 +18,12 @@ mod lookup;
 mod service;
 mod synth;
 
+/// mimalloc instead of glibc's malloc: the services allocate and free many
+/// small JSON values per event, and glibc's allocator took 10-12% of the
+/// merger's and ingest's CPU in `perf` profiles under load (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

@@ -94,16 +94,18 @@ pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> anyhow::Result
 }
 
 /// Reads every record of `topic`'s `partitions` from the start to the end
-/// they have now.
+/// they have now, with `fetch.wait.max.ms` at `fetch_wait_ms` (as the mergers
+/// in the same run).
 ///
 /// # Errors
 /// If the consumer fails, or the records do not all arrive within five minutes.
-pub fn consume(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<Throughput> {
+pub fn consume(brokers: &str, topic: &str, partitions: i32, fetch_wait_ms: u32) -> anyhow::Result<Throughput> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "tidemark-bench-bound")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
         .create()
         .context("creating the bound consumer")?;
     let mut tpl = TopicPartitionList::new();

@@ -62,8 +62,9 @@ pub fn section(r: &Results, date: &str, plot_path: &str) -> String {
         s,
         "Workload: {} signed events for {} patients (signed beforehand by `tidemark loadgen --write-events`, \
          replayed by `tidemark loadgen --replay` with {} requests of {} events in flight), then {} more at {} events/s \
-         (open loop, requests of {} events). Tansu 0.6.0 ({} storage) on the same machine, {} partitions, {} merger process(es), all release \
-         builds; the load generator and the harness share the same two cores.\n",
+         (open loop, requests of {} events). Tansu 0.6.0 ({} storage) on the same machine, {} partitions, {} merger process(es) and the bound \
+         consumer with `fetch.wait.max.ms={}`, all release builds; the load generator and the harness share the \
+         same two cores.\n",
         grouped(c.events as f64),
         grouped(c.patients as f64),
         c.concurrency,
@@ -73,7 +74,8 @@ pub fn section(r: &Results, date: &str, plot_path: &str) -> String {
         c.latency_batch,
         c.storage,
         c.partitions,
-        c.mergers
+        c.mergers,
+        c.fetch_wait_ms
     );
     s += "| Figure | Tidemark | Bound, same run | Ratio | Target (DESIGN.md §9) |\n|---|---|---|---|---|\n";
     let mut row = |a: &str, b: String, c: String, d: String, e: String| {

@@ -46,6 +46,8 @@ pub struct Config {
     pub latency_batch: usize,
     /// Tansu's storage engine: `memory` or `sqlite`.
     pub storage: String,
+    /// `fetch.wait.max.ms` of the mergers and the bound consumer.
+    pub fetch_wait_ms: u32,
 }
 
 /// One load phase as loadgen and the counters saw it.
@@ -172,7 +174,7 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     drop(records);
     let ticks = procs::ticks_per_second();
     let before = procs::sample(std::process::id(), ticks).context("reading own CPU")?;
-    let bound_consume = bound::consume(&brokers, BOUND, cfg.partitions)?;
+    let bound_consume = bound::consume(&brokers, BOUND, cfg.partitions, cfg.fetch_wait_ms)?;
     let after = procs::sample(std::process::id(), ticks).context("reading own CPU")?;
     let bound_consume_cpu_us = (after.cpu_s - before.cpu_s) / bound_consume.records as f64 * 1e6;
     say(&format!("bound: produce {:.0}/s, consume {:.0}/s", bound_produce.per_s(), bound_consume.per_s()));
@@ -377,6 +379,6 @@ fn snapshot(cfg: &Config, keys: &Keys, brokers: &str, sampler: &Sampler, logs: &
     v.extend(args(["--key", &arg(&keys.file("analytics.key")), "latest"]));
     run(&cfg.tidemark, &v)?;
     let verify_seconds = start.elapsed().as_secs_f64();
-    let state_read_bound = bound::consume(brokers, STATE, cfg.partitions)?;
+    let state_read_bound = bound::consume(brokers, STATE, cfg.partitions, cfg.fetch_wait_ms)?;
     Ok(Snapshot { seconds, rows, parts, bytes, verify_seconds, state_read_bound })
 }
