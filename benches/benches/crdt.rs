@@ -10,10 +10,11 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use automerge::{Automerge, Change};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use tidemark_benches::report::{Mode, grouped, mean, median, met, percentile, row, timings};
 use tidemark_benches::workload::{self, Mix};
 use tidemark_benches::{automerge_peer, conflict};
 use tidemark_merger::crdt::PatientDoc;
@@ -93,23 +94,6 @@ fn criterion_benches(c: &mut Criterion, events: &[EditEvent], stream: &[(&str, C
     g.finish();
 }
 
-/// `runs` timings of `run` in seconds, fastest first; `setup` and dropping
-/// the output are not timed.
-fn timings<I, O>(runs: usize, mut setup: impl FnMut() -> I, mut run: impl FnMut(I) -> O) -> Vec<f64> {
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let input = setup();
-            let t = Instant::now();
-            let out = black_box(run(black_box(input)));
-            let elapsed = t.elapsed();
-            drop(out);
-            elapsed.as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t
-}
-
 /// Seconds per apply: `n` copies of `doc`, each given a copy of `edit`
 /// (which `apply` may take). Copies are made and freed outside the timing.
 fn per_apply<D: Clone, E: Clone>(
@@ -132,35 +116,6 @@ fn per_apply<D: Clone, E: Clone>(
     t[0] / n as f64
 }
 
-fn percentile(sorted: &[usize], p: f64) -> usize {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn mean(v: &[usize]) -> f64 {
-    v.iter().sum::<usize>() as f64 / v.len().max(1) as f64
-}
-
-/// `1234567.8` as `1,234,568`.
-fn grouped(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-fn row(what: &str, ours: String, theirs: String, ratio: String, target: &str) {
-    println!("{what:<40} {ours:>13} {theirs:>13} {ratio:>16}   {target}");
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok { "met" } else { "NOT MET" }
-}
-
 fn side_by_side(events: &[EditEvent], stream: &[(&str, Change)], runs: usize) {
     let mix = Mix::of(events);
     let (ops, n_events) = (mix.ops as f64, mix.events as f64);
@@ -169,7 +124,6 @@ fn side_by_side(events: &[EditEvent], stream: &[(&str, Change)], runs: usize) {
     let am_runs = runs.min(3);
     let theirs_runs = timings(am_runs, || stream.to_vec(), automerge_peer::apply_remote);
     let (ours, theirs) = (ours_runs[0], theirs_runs[0]);
-    let median = |t: &[f64]| t[t.len() / 2];
 
     let (t, a) = (conflict::tidemark(), conflict::automerge());
     let n = if runs > 1 { 20_000 } else { 100 };
@@ -264,15 +218,8 @@ fn side_by_side(events: &[EditEvent], stream: &[(&str, Change)], runs: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    // `cargo bench` passes --bench; `cargo test --benches` does not: run once, small.
-    let full = has("--bench") && !has("--test");
-    let patients = match std::env::var("TIDEMARK_BENCH_PATIENTS") {
-        Ok(v) => v.parse().expect("TIDEMARK_BENCH_PATIENTS must be a number of patients"),
-        Err(_) => 10_000,
-    };
-    let patients = if full { patients } else { patients.min(200) };
+    let mode = Mode::from_args();
+    let patients = mode.size("TIDEMARK_BENCH_PATIENTS", 10_000, 200);
     let events = workload::generate(patients, SEED);
     println!("workload: {}", Mix::of(&events));
     let stream = automerge_peer::author_changes(&events);
@@ -280,10 +227,8 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     criterion_benches(&mut c, &events, &stream);
     c.final_summary();
-    if !has("--list") {
-        side_by_side(&events, &stream, if full { 7 } else { 1 });
-        if !full {
-            println!("(a smoke run of the code paths, as under `cargo test --benches`: these are not measurements)");
-        }
+    if !mode.list {
+        side_by_side(&events, &stream, mode.pick(7, 1));
+        mode.footer();
     }
 }

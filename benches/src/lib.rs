@@ -5,7 +5,13 @@
 //! the real catalog, so a benchmark measures edits the pipeline would accept,
 //! two runs measure the same thing, and the peer is fed the very same edits.
 
+pub mod age_peer;
 pub mod automerge_peer;
 pub mod conflict;
+pub mod crypto_bounds;
+pub mod folded;
+pub mod parquet_bound;
 pub mod pipeline;
+pub mod report;
+pub mod signed;
 pub mod workload;

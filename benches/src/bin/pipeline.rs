@@ -29,10 +29,10 @@ struct Args {
     #[arg(long, default_value_t = 100_000)]
     patients: usize,
     /// Events sent at --latency-rate afterwards.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 200_000)]
     latency_events: usize,
     /// Events/s of that phase.
-    #[arg(long, default_value_t = 5_000.0)]
+    #[arg(long, default_value_t = 10_000.0)]
     latency_rate: f64,
     /// Partitions of every topic.
     #[arg(long, default_value_t = 8)]

@@ -78,14 +78,11 @@ pub fn draw(fig: &Figure<'_>, path: &Path) -> anyhow::Result<()> {
         .flat_map(|s| s.points.iter().map(|p| p.0))
         .chain(fig.spans.iter().map(|s| s.to_s))
         .fold(1.0, f64::max);
-    let max_rate = fig
-        .throughput
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
-        .chain(fig.bound.map(|b| b.1))
-        .fold(1.0, f64::max)
-        * 1.1;
-
+    let series_max = fig.throughput.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(1.0, f64::max);
+    // A bound far above the series would squash them to the axis: it is then
+    // named in the legend instead of drawn.
+    let bound_on_scale = fig.bound.filter(|b| b.1 <= series_max * 2.0);
+    let max_rate = bound_on_scale.map_or(series_max, |b| b.1.max(series_max)) * 1.1;
     let mut chart = ChartBuilder::on(&top)
         .caption(fig.title, ("sans-serif", 22))
         .margin(12)
@@ -103,8 +100,12 @@ pub fn draw(fig: &Figure<'_>, path: &Path) -> anyhow::Result<()> {
     shade(&mut chart, fig.spans, max_rate)?;
     if let Some((label, rate)) = fig.bound {
         let grey = RGBColor(90, 90, 90);
+        let (points, label) = match bound_on_scale {
+            Some(_) => (vec![(0.0, rate), (end, rate)], label.to_owned()),
+            None => (Vec::new(), format!("{label} (above the scale)")),
+        };
         chart
-            .draw_series(DashedLineSeries::new([(0.0, rate), (end, rate)], 8, 6, grey.stroke_width(2)))
+            .draw_series(DashedLineSeries::new(points, 8, 6, grey.stroke_width(2)))
             .context("drawing the bound")?
             .label(label)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], grey.stroke_width(2)));
