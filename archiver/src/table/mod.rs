@@ -35,7 +35,7 @@ use zeroize::Zeroize;
 pub use build::to_batch;
 pub use error::{TableError, ViewProblem};
 pub use schema::{TABLE_FORMAT_VERSION, TableLayout};
-pub use write::{PartOptions, PartSummary, PartWriter, sort_views};
+pub use write::{PartOptions, PartSummary, PartWriter, sort_views, writer_properties};
 
 /// Which snapshot profile a table is built for (DESIGN §6).
 ///

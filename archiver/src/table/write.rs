@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::Schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
@@ -72,6 +73,28 @@ pub struct PartWriter<W: Write + Send> {
     last_key: Option<String>,
 }
 
+/// The Parquet writer properties of a part of `schema`: zstd at
+/// `options.zstd_level`, the row-group limits, page statistics, the patient
+/// key as the sorting column, and the schema's metadata as key-value metadata.
+/// Public so the benchmarks' bound writes with exactly these.
+///
+/// # Errors
+/// [`TableError::BadOptions`] for an invalid zstd level.
+pub fn writer_properties(schema: &Schema, options: &PartOptions) -> Result<WriterProperties, TableError> {
+    let zstd = ZstdLevel::try_new(options.zstd_level).map_err(|_| TableError::BadOptions("zstd_level"))?;
+    let mut kv: Vec<KeyValue> = schema.metadata().iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
+    kv.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(zstd))
+        .set_max_row_group_row_count(Some(options.max_row_group_rows))
+        .set_max_row_group_bytes(Some(options.max_row_group_bytes))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![SortingColumn { column_idx: 0, descending: false, nulls_first: false }]))
+        .set_key_value_metadata(Some(kv))
+        .set_created_by(format!("tidemark-archiver {}", env!("CARGO_PKG_VERSION")))
+        .build())
+}
+
 impl<W: Write + Send> PartWriter<W> {
     /// Starts a part on `sink`: zstd, page statistics, `patient_id` declared
     /// as the sort column, the schema metadata also as Parquet key-value
@@ -90,20 +113,8 @@ impl<W: Write + Send> PartWriter<W> {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(TableError::BadOptions(name));
         }
-        let zstd = ZstdLevel::try_new(options.zstd_level).map_err(|_| TableError::BadOptions("zstd_level"))?;
         let schema = layout.schema();
-        let mut kv: Vec<KeyValue> =
-            schema.metadata().iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
-        kv.sort_by(|a, b| a.key.cmp(&b.key));
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(zstd))
-            .set_max_row_group_row_count(Some(options.max_row_group_rows))
-            .set_max_row_group_bytes(Some(options.max_row_group_bytes))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_sorting_columns(Some(vec![SortingColumn { column_idx: 0, descending: false, nulls_first: false }]))
-            .set_key_value_metadata(Some(kv))
-            .set_created_by(format!("tidemark-archiver {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let props = writer_properties(&schema, &options)?;
         let writer = ArrowWriter::try_new(CountingWriter { inner: sink, bytes: 0 }, schema, Some(props))?;
         Ok(Self { layout, writer, options, rows: 0, last_key: None })
     }

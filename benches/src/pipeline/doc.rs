@@ -8,6 +8,7 @@ use anyhow::Context as _;
 
 use super::plot::{self, Figure, Series, Span};
 use super::run::Results;
+use crate::report::grouped;
 
 /// Markers around the generated section of docs/benchmarks.md.
 pub const BEGIN: &str = "<!-- pipeline:begin: written by scripts/bench-pipeline, do not edit by hand -->";
@@ -27,19 +28,6 @@ pub fn machine() -> String {
         .and_then(|m| m.lines().find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse().ok()))
         .unwrap_or(0);
     format!("{model}, {cores} cores, {:.0} GiB", mem_kib as f64 / 1024.0 / 1024.0)
-}
-
-/// `1234567.8` as `1,234,568`.
-pub fn grouped(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 fn met(ok: bool) -> &'static str {

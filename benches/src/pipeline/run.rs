@@ -326,7 +326,7 @@ fn load(
         from_s,
         to_s,
         accepted,
-        failed: report["totals"]["sent"].as_u64().unwrap_or(0) - accepted,
+        failed: report["totals"]["sent"].as_u64().unwrap_or(0).saturating_sub(accepted),
         accepted_per_s: num(&report["accepted_per_s"]),
         ack_p50_ms: num(&report["latency"]["p50_ms"]),
         ack_p99_ms: num(&report["latency"]["p99_ms"]),
