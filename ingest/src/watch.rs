@@ -31,9 +31,8 @@ pub(crate) async fn watch_broker(state: Arc<AppState>, stop: CancellationToken) 
     let mut failures = 0u32;
     loop {
         let producer = state.producer();
-        let acked_recently =
-            || crate::events::now_ms().saturating_sub(state.last_ack_ms.load(Ordering::Relaxed)) < RECENT_ACK_MS;
-        let ok = topics::partitions(&producer, &state.topic, Duration::from_secs(2)).await.is_ok() || acked_recently();
+        let probe_ok = topics::partitions(&producer, &state.topic, Duration::from_secs(2)).await.is_ok();
+        let ok = reachable(probe_ok, crate::events::now_ms(), state.last_ack_ms.load(Ordering::Relaxed));
         if ok != state.broker_ok.swap(ok, Ordering::Relaxed) {
             tracing::warn!(reachable = ok, "broker reachability changed");
         }
@@ -51,6 +50,13 @@ pub(crate) async fn watch_broker(state: Arc<AppState>, stop: CancellationToken) 
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
+}
+
+/// Whether the broker counts as reachable: the probe answered, or a record
+/// was acknowledged (at `last_ack_ms`; 0 for never) less than
+/// [`RECENT_ACK_MS`] before `now_ms`.
+fn reachable(probe_ok: bool, now_ms: u64, last_ack_ms: u64) -> bool {
+    probe_ok || (last_ack_ms > 0 && now_ms.saturating_sub(last_ack_ms) < RECENT_ACK_MS)
 }
 
 fn replace_producer(state: &AppState) {
@@ -92,5 +98,21 @@ pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken
             }
             Err(e) => tracing::error!(error = %e, "key registry reload failed; keeping the previous one"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_acknowledgements_outvote_a_slow_probe_and_then_expire() {
+        let now = 1_800_000_000_000;
+        assert!(reachable(true, now, 0), "an answered probe is enough");
+        assert!(!reachable(false, now, 0), "no probe and never an acknowledgement");
+        assert!(reachable(false, now, now - 100), "acknowledged 100 ms ago");
+        assert!(reachable(false, now, now - RECENT_ACK_MS + 1));
+        assert!(!reachable(false, now, now - RECENT_ACK_MS), "too old to count");
+        assert!(reachable(false, now, now + 50), "a clock step back does not flip it");
     }
 }
