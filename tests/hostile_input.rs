@@ -280,7 +280,7 @@ fn duplicate_json_keys_are_refused_in_the_envelope_and_the_event() {
     let payload = B64.decode(envelope["payload"].as_str().unwrap()).unwrap();
     let text = String::from_utf8(payload).unwrap();
     let dup = text.replacen("\"patient_id\":", "\"patient_id\":\"pt-other\",\"patient_id\":", 1);
-    t.refused(sign_bytes(dup.as_bytes()).as_bytes(), 422, "malformed_event", "duplicate key `patient_id`");
+    t.refused(sign_bytes(dup.as_bytes()).as_bytes(), 422, "malformed_event", "duplicate field `patient_id`");
 
     // Inside a value (a log entry's `text`) and inside `observed`: readers
     // that keep the first key would see another note than readers that keep

@@ -4,11 +4,7 @@
 //! Unknown fields are rejected rather than ignored: a signed event whose
 //! meaning depends on a field this version cannot see must not be half-applied.
 
-use std::collections::BTreeSet;
-use std::fmt;
-
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::hlc::{Hlc, VersionVector};
@@ -34,7 +30,7 @@ pub struct EditEvent {
     pub hlc: Hlc,
     /// The version vector the author saw (the view's `version`). `None` makes
     /// every write in this event *blind*: it covers all older writes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::event_de::observed")]
     pub observed: Option<VersionVector>,
     /// The field operations, applied in order.
     pub ops: Vec<Op>,
@@ -51,74 +47,17 @@ impl EditEvent {
     /// than Tidemark folded.
     ///
     /// # Errors
-    /// The JSON error, `duplicate key ...` for a repeated key.
+    /// The JSON error; `duplicate field ...` for a repeated field of the
+    /// event, its clocks or an op, `duplicate key ...` for a repeated key
+    /// inside a value or `observed` (see [`crate::event_de`]).
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice::<UniqueKeys>(bytes)?;
         serde_json::from_slice(bytes)
     }
 }
 
-/// Any JSON value in which no object names a key twice.
-struct UniqueKeys;
-
-impl<'de> Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(UniqueKeys)
-    }
-}
-
-impl<'de> Visitor<'de> for UniqueKeys {
-    type Value = UniqueKeys;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_unit<E>(self) -> Result<Self, E> {
-        Ok(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<UniqueKeys>()?.is_some() {}
-        Ok(self)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        let mut seen = BTreeSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
-                let key = crate::dsse::shorten(&key);
-                return Err(de::Error::custom(format_args!("duplicate key `{key}` in an object")));
-            }
-            map.next_value::<UniqueKeys>()?;
-            seen.insert(key);
-        }
-        Ok(self)
-    }
-}
-
 /// A field operation. The `op` tag selects the variant on the wire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// `Deserialize` is written out in [`crate::event_de`]: one pass, no repeated keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Op {
     /// Write a register's value.
@@ -203,6 +142,7 @@ pub struct OpId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const SAMPLE: &str = r#"{"event_id": "019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e", "patient_id": "pt-000123",
         "source": "site-a-ehr", "author": "clin-42", "hlc": {"wall_ms": 1763794800123, "logical": 4},
@@ -239,16 +179,118 @@ mod tests {
     fn repeated_keys_are_refused_at_any_depth() {
         assert!(EditEvent::from_json(SAMPLE.as_bytes()).is_ok());
         let cases = [
-            ("\"author\"", "\"author\": \"x\", \"author\"", "`author`"),
-            ("{\"text\": \"seen today\"}", "{\"text\": \"a\", \"text\": \"seen today\"}", "`text`"),
-            ("\"observed\": {", "\"observed\": {\"site-a-ehr\": {\"wall_ms\": 1, \"logical\": 0}, ", "`site-a-ehr`"),
-            ("\"logical\": 4}", "\"logical\": 4, \"logical\": 5}", "`logical`"),
+            ("\"author\"", "\"author\": \"x\", \"author\"", "duplicate field `author`"),
+            ("{\"text\": \"seen today\"}", "{\"text\": \"a\", \"text\": \"seen today\"}", "duplicate key `text`"),
+            (
+                "{\"text\": \"seen today\"}",
+                "{\"text\": \"seen today\", \"x\": [{\"k\": 1, \"k\": 2}]}",
+                "duplicate key `k`",
+            ),
+            (
+                "\"observed\": {",
+                "\"observed\": {\"site-a-ehr\": {\"wall_ms\": 1, \"logical\": 0}, ",
+                "duplicate key `site-a-ehr`",
+            ),
+            ("\"logical\": 4}", "\"logical\": 4, \"logical\": 5}", "duplicate field `logical`"),
+            ("\"op\": \"set\"", "\"op\": \"add\", \"op\": \"set\"", "duplicate field `op`"),
+            ("\"value\": 72", "\"value\": 71, \"value\": 72", "duplicate field `value`"),
+            ("\"path\": \"notes\"", "\"path\": \"notes\", \"path\": \"notes\"", "duplicate field `path`"),
         ];
-        for (from, to, key) in cases {
+        for (from, to, message) in cases {
             let twice = SAMPLE.replacen(from, to, 1);
             assert_ne!(twice, SAMPLE, "{from}");
-            let err = EditEvent::from_json(twice.as_bytes()).expect_err(key).to_string();
-            assert!(err.contains(&format!("duplicate key {key}")), "{err}");
+            let err = EditEvent::from_json(twice.as_bytes()).expect_err(message).to_string();
+            assert!(err.contains(message), "{err}");
+        }
+    }
+
+    /// The hand-written op decoder keeps the derive's errors.
+    #[test]
+    fn op_errors_name_what_is_wrong() {
+        let cases = [
+            ("\"op\": \"set\"", "\"op\": \"delete\"", "unknown variant `delete`"),
+            ("\"op\": \"set\", ", "", "missing field `op`"),
+            ("\"op\": \"set\", \"path\": \"vitals.heart_rate_bpm\", ", "\"op\": \"set\", ", "missing field `path`"),
+            (", \"value\": 72", "", "missing field `value`"),
+            (
+                "\"path\": \"demographics.postal_code\"",
+                "\"path\": \"demographics.postal_code\", \"value\": 1",
+                "unknown field `value`",
+            ),
+            ("\"value\": 72", "\"value\": 72, \"why\": 1", "unknown field `why`"),
+            ("\"op\": \"set\"", "\"op\": 3", "invalid type"),
+        ];
+        for (from, to, message) in cases {
+            let changed = SAMPLE.replacen(from, to, 1);
+            assert_ne!(changed, SAMPLE, "{from}");
+            let err = EditEvent::from_json(changed.as_bytes()).expect_err(message).to_string();
+            assert!(err.contains(message), "{message}: {err}");
+        }
+        let reordered = SAMPLE.replacen(
+            "{\"op\": \"set\", \"path\": \"vitals.heart_rate_bpm\", \"value\": 72}",
+            "{\"value\": 72, \"path\": \"vitals.heart_rate_bpm\", \"op\": \"set\"}",
+            1,
+        );
+        assert_ne!(reordered, SAMPLE);
+        assert_eq!(
+            EditEvent::from_json(reordered.as_bytes()).expect("key order is free"),
+            EditEvent::from_json(SAMPLE.as_bytes()).expect("sample")
+        );
+        let null_observed = SAMPLE.replacen(
+            "\"observed\": {\"site-a-ehr\": {\"wall_ms\": 1763794700000, \"logical\": 0}}",
+            "\"observed\": null",
+            1,
+        );
+        assert!(EditEvent::from_json(null_observed.as_bytes()).expect("null observed").observed.is_none());
+    }
+
+    fn arb_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (-1e9f64..1e9).prop_map(serde_json::Value::from),
+            "[a-z\\u{e9}\"\\\\]{0,6}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("[a-z]{1,3}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any value round-trips through the one-pass decoder as serde_json
+        /// reads it, and naming any of its object keys twice is refused.
+        #[test]
+        fn values_round_trip_and_repeats_are_refused(value in arb_value(), pick in any::<prop::sample::Index>()) {
+            let mut event: EditEvent = serde_json::from_str(SAMPLE).expect("sample");
+            event.ops[4] = Op::Append { path: "notes".into(), value: value.clone() };
+            let bytes = serde_json::to_vec(&event).expect("serialises");
+            prop_assert_eq!(&EditEvent::from_json(&bytes).expect("round trip"), &event);
+            prop_assert_eq!(&serde_json::from_slice::<serde_json::Value>(&bytes).expect("json")["ops"][4]["value"], &value);
+
+            // Repeat one key of one object inside the value.
+            let text = String::from_utf8(bytes).expect("utf-8");
+            let value_at = text.find("\"op\":\"append\"").expect("the append op");
+            let keys: Vec<usize> = text[value_at..].match_indices("\":").map(|(i, _)| value_at + i).collect();
+            let inner: Vec<usize> = keys.into_iter().filter(|&end| {
+                let start = text[..end].rfind('"').expect("key start");
+                let key = &text[start + 1..end];
+                !matches!(key, "op" | "path" | "value") && text[..start].ends_with(['{', ','])
+            }).collect();
+            if !inner.is_empty() {
+                let end = inner[pick.index(inner.len())];
+                let start = text[..end].rfind('"').expect("key start");
+                let key = &text[start..end + 2];
+                let twice = format!("{}{key}null,{}", &text[..start], &text[start..]);
+                let err = EditEvent::from_json(twice.as_bytes()).expect_err("a repeated key").to_string();
+                prop_assert!(err.contains("duplicate key"), "{}", err);
+            }
         }
     }
 

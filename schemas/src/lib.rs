@@ -5,15 +5,18 @@
 //! test links the same definitions, and the pure logic here (validation,
 //! DSSE, key checks) is tested without a broker or a network.
 
+pub mod batch_ed25519;
 pub mod catalog;
 pub mod dsse;
 pub mod event;
+mod event_de;
 pub mod hlc;
 pub mod keys;
 pub mod temporal;
 pub mod validate;
 pub mod verify;
 pub mod view;
+mod view_de;
 
 /// The edit topic's name (behind any `--topic-prefix`): signed envelopes keyed by patient.
 pub const EDITS_TOPIC: &str = "tidemark.edits.v1";

@@ -10,10 +10,13 @@
 //! separate ([`Catalog::validate`]); [`Verifier::verify_and_validate`] does both.
 //!
 //! Key decision: batch and strict verification. [`Verifier::verify_batch`]
-//! hands all signatures of a batch to `ed25519_dalek::verify_batch` and falls
-//! back to per-signature `verify_strict` only when the batch fails. Dalek's
-//! batch equation (3.0.0, cofactorless, random 128-bit weights `z` derived
-//! from the batch's contents) accepts more than `verify_strict`, which also
+//! checks all signatures of a batch as one equation ([`crate::batch_ed25519`]:
+//! dalek's batch equation with the terms of each key merged, which is what
+//! makes it faster than `ed25519_dalek::verify_batch` on batches from a few
+//! integrations) and falls back to per-signature `verify_strict` only when
+//! the batch fails. The batch equation (cofactorless, 128-bit weights `z`
+//! derived from the batch's contents, the same as dalek's 3.0.0) accepts
+//! more than `verify_strict`, which also
 //! rejects a small-order `R` or key, a non-canonical `R` encoding (it compares
 //! bytes), and any `R` not exactly `[s]B - [k]A`. We close the gaps that can
 //! be closed cheaply:
@@ -27,7 +30,7 @@
 //!
 //! One gap remains in [`BatchMode::Fast`]: an `R` with a torsion component
 //! (`R = [r]B + T`, `T` of order 2, 4 or 8, `s = r + k·a`). `verify_strict`
-//! rejects it; dalek's batch accepts it when `ord(T)` divides that item's
+//! rejects it; the batch accepts it when `ord(T)` divides that item's
 //! weight `z`, i.e. with probability 1/2 to 1/8, depending on the rest of the
 //! batch. Only the holder of a registered secret key can make such a
 //! signature (it needs the key's scalar), so it is no forgery, but it would let
@@ -42,7 +45,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::Signature;
+
+use crate::batch_ed25519;
 
 use crate::catalog::Catalog;
 use crate::dsse::{DsseError, Envelope, shorten};
@@ -66,7 +71,7 @@ pub const REASONS: [&str; 9] = [
 /// How [`Verifier::verify_batch`] checks signatures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BatchMode {
-    /// `ed25519_dalek::verify_batch` after strictness pre-checks, with a
+    /// One batch equation ([`crate::batch_ed25519`]) after strictness pre-checks, with a
     /// per-item strict fallback when the batch fails. Agrees with
     /// [`Verifier::verify`] except for the mixed-order `R` gap described in
     /// the module docs (only a key holder can exploit it).
@@ -308,18 +313,18 @@ impl Verifier {
             }
         }
         let batch_ok = {
-            let count = prepared.iter().flatten().map(|p| p.signers.len()).sum();
-            let mut messages: Vec<&[u8]> = Vec::with_capacity(count);
-            let mut signatures: Vec<Signature> = Vec::with_capacity(count);
-            let mut keys: Vec<VerifyingKey> = Vec::with_capacity(count);
-            for p in prepared.iter().flatten() {
-                for s in &p.signers {
-                    messages.push(p.envelope.pae());
-                    signatures.push(s.sig);
-                    keys.push(*s.key.verifying_key());
-                }
-            }
-            count == 0 || ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+            let items: Vec<batch_ed25519::Item<'_>> = prepared
+                .iter()
+                .flatten()
+                .flat_map(|p| {
+                    p.signers.iter().map(|s| batch_ed25519::Item {
+                        key: s.key.verifying_key(),
+                        message: p.envelope.pae(),
+                        signature: &s.sig,
+                    })
+                })
+                .collect();
+            batch_ed25519::verify(&items)
         };
         prepared
             .into_iter()
@@ -480,7 +485,7 @@ mod tests {
     use curve25519_dalek::constants::EIGHT_TORSION;
     use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
     use curve25519_dalek::scalar::Scalar;
-    use ed25519_dalek::SigningKey;
+    use ed25519_dalek::{SigningKey, VerifyingKey};
     use proptest::prelude::*;
     use sha2::{Digest as _, Sha512};
 
@@ -691,9 +696,10 @@ mod tests {
         (envelope_json(payload.as_bytes(), &[("a", &sig.to_bytes())]), sig)
     }
 
-    fn dalek_batch_accepts(payload: &str, sig: &Signature) -> bool {
+    fn batch_accepts(payload: &str, sig: &Signature) -> bool {
         let message = pae(EDIT_EVENT_PAYLOAD_TYPE, payload.as_bytes());
-        ed25519_dalek::verify_batch(&[&message], &[*sig], &[key_a().verifying_key()]).is_ok()
+        let key = key_a().verifying_key();
+        batch_ed25519::verify(&[batch_ed25519::Item { key: &key, message: &message, signature: sig }])
     }
 
     #[test]
@@ -743,9 +749,9 @@ mod tests {
         }
     }
 
-    /// dalek's batch accepts a signature whose `R` is the identity (small
-    /// order), in canonical and non-canonical encodings; `verify_strict`
-    /// rejects them, and so do both of our batch modes.
+    /// The batch equation (ours and dalek's) accepts a signature whose `R` is
+    /// the identity (small order), in canonical and non-canonical encodings;
+    /// `verify_strict` rejects them, and so do both of our batch modes.
     #[test]
     fn batch_rejects_small_order_and_non_canonical_r_like_strict() {
         let mut identity_encodings = vec![SMALL_ORDER_ENCODINGS[0]];
@@ -759,7 +765,7 @@ mod tests {
         let payload = good_event();
         for r_bytes in identity_encodings {
             let (json, sig) = crafted_envelope(&payload, r_bytes, Scalar::ZERO);
-            assert!(dalek_batch_accepts(&payload, &sig), "dalek's batch should accept R = {r_bytes:02x?}");
+            assert!(batch_accepts(&payload, &sig), "the batch equation should accept R = {r_bytes:02x?}");
             let message = pae(EDIT_EVENT_PAYLOAD_TYPE, payload.as_bytes());
             assert!(key_a().verifying_key().verify_strict(&message, &sig).is_err());
             let good = signed(&payload, &key_a(), "a");
@@ -772,7 +778,7 @@ mod tests {
 
     /// The gap the module docs describe: `R = [r]B + T` with `T` of order 8.
     /// We search for a payload whose (deterministic) batch weight is a
-    /// multiple of 8, so dalek's batch accepts it; strict and
+    /// multiple of 8, so the batch equation accepts it; strict and
     /// [`BatchMode::Exact`] reject it, [`BatchMode::Fast`] accepts it. If a
     /// change closes the gap, update this test and the module docs.
     #[test]
@@ -785,7 +791,7 @@ mod tests {
         for attempt in 0..400 {
             let payload = event("site-a-ehr", &format!("pt-{attempt}"), "allergies");
             let (json, sig) = crafted_envelope(&payload, r_bytes, r);
-            if !dalek_batch_accepts(&payload, &sig) {
+            if !batch_accepts(&payload, &sig) {
                 continue;
             }
             let [single, fast, exact] = all_paths(&v, &[json.as_bytes()]);
@@ -794,7 +800,7 @@ mod tests {
             assert!(fast[0].starts_with("ok"), "the documented gap closed? {fast:?}");
             return;
         }
-        panic!("no payload in 400 made dalek's batch accept a mixed-order R (expected about 1 in 8)");
+        panic!("no payload in 400 made the batch accept a mixed-order R (expected about 1 in 8)");
     }
 
     // ---- properties ----------------------------------------------------------------------

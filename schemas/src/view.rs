@@ -36,8 +36,10 @@ pub struct PatientView {
     pub open_conflicts: u32,
 }
 
-/// A field's view; the shape follows the field's kind.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A field's view; the shape follows the field's kind. Written as the
+/// variant's fields alone; `Deserialize` tells the shapes apart by their keys
+/// (see `view_de.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum FieldView {
     /// A register: the greatest live write, and the other live writes.
@@ -129,6 +131,97 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The decoder `FieldView` had: serde's untagged derive, kept to check
+    /// that the keyed decoder reads every shape as it did.
+    #[derive(Debug, Deserialize)]
+    #[serde(untagged)]
+    enum Untagged {
+        Register { value: serde_json::Value, author: String, source: String, hlc: Hlc, conflicts: Vec<ConflictView> },
+        Set { values: Vec<String> },
+        Log { entries: Vec<LogEntryView> },
+    }
+
+    impl From<Untagged> for FieldView {
+        fn from(u: Untagged) -> Self {
+            match u {
+                Untagged::Register { value, author, source, hlc, conflicts } => {
+                    FieldView::Register { value, author, source, hlc, conflicts }
+                }
+                Untagged::Set { values } => FieldView::Set { values },
+                Untagged::Log { entries } => FieldView::Log { entries },
+            }
+        }
+    }
+
+    fn arb_hlc() -> impl Strategy<Value = Hlc> {
+        (0u64..1 << 45, 0u32..4).prop_map(|(w, l)| Hlc::new(w, l))
+    }
+
+    fn arb_field() -> impl Strategy<Value = FieldView> {
+        let scalar = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<i32>().prop_map(serde_json::Value::from),
+            "[a-z ]{0,8}".prop_map(serde_json::Value::from),
+        ];
+        let conflict = (scalar.clone(), "[a-z]{1,4}", "[a-z]{1,4}", arb_hlc(), any::<u128>()).prop_map(
+            |(value, author, source, hlc, id)| ConflictView {
+                value,
+                author,
+                source,
+                hlc,
+                event_id: Uuid::from_u128(id),
+            },
+        );
+        let entry = (any::<u128>(), 0u32..64, "[a-z]{1,4}", arb_hlc(), "[a-z \"\\\\]{0,12}", any::<bool>()).prop_map(
+            |(id, op, author, hlc, text, amends)| {
+                let id = OpId { event_id: Uuid::from_u128(id), op };
+                LogEntryView { id, author: author.clone(), source: author, hlc, text, amends: amends.then_some(id) }
+            },
+        );
+        prop_oneof![
+            (scalar, "[a-z]{1,4}", "[a-z]{1,4}", arb_hlc(), prop::collection::vec(conflict, 0..3)).prop_map(
+                |(value, author, source, hlc, conflicts)| FieldView::Register { value, author, source, hlc, conflicts }
+            ),
+            prop::collection::vec("[a-z:0-9]{1,8}", 0..4).prop_map(|values| FieldView::Set { values }),
+            prop::collection::vec(entry, 0..3).prop_map(|entries| FieldView::Log { entries }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Every view round-trips, and the keyed decoder reads it (also with
+        /// a key dropped or an unknown key added) as the untagged derive did.
+        #[test]
+        fn keyed_decoder_reads_what_untagged_read(field in arb_field(), drop in any::<prop::sample::Index>(), extra in any::<bool>()) {
+            let json = serde_json::to_value(&field).expect("serialises");
+            let back: FieldView = serde_json::from_value(json.clone()).expect("round trip");
+            prop_assert_eq!(&back, &field);
+            let mut changed = json.as_object().expect("an object").clone();
+            let keys: Vec<String> = changed.keys().cloned().collect();
+            changed.remove(&keys[drop.index(keys.len())]);
+            if extra {
+                changed.insert("unknown".into(), serde_json::json!({"a": [1]}));
+            }
+            let text = serde_json::to_string(&changed).expect("serialises");
+            let ours = serde_json::from_str::<FieldView>(&text).map_err(|e| e.to_string());
+            let reference = serde_json::from_str::<Untagged>(&text).map(FieldView::from).map_err(|e| e.to_string());
+            prop_assert_eq!(ours.is_ok(), reference.is_ok(), "{} -> {:?} vs {:?}", text, ours, reference);
+            if let (Ok(a), Ok(b)) = (ours, reference) {
+                prop_assert_eq!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn a_shapeless_field_view_says_what_it_needs() {
+        let err = serde_json::from_str::<FieldView>(r#"{"author":"c"}"#).expect_err("no shape").to_string();
+        assert!(err.contains("`values` (a set)"), "{err}");
+        let err = serde_json::from_str::<FieldView>(r#"{"values":[],"values":[]}"#).expect_err("twice").to_string();
+        assert!(err.contains("duplicate field `values`"), "{err}");
+    }
 
     #[test]
     fn formats_known_instants() {
