@@ -60,6 +60,12 @@ struct Args {
     /// 20 ms); Kafka answers as soon as `fetch.min.bytes` is there.
     #[arg(long, default_value_t = 20)]
     fetch_wait_ms: u32,
+    /// Patients of the snapshot at scale (DESIGN.md's target is for 1M):
+    /// the run's latest views copied under new patient ids into a state
+    /// topic of their own, one record per patient, as a compacted topic
+    /// holds them (Tansu does not compact). 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    snapshot_patients: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         latency_batch: a.latency_batch,
         storage: a.storage,
         fetch_wait_ms: a.fetch_wait_ms,
+        snapshot_patients: a.snapshot_patients,
     };
     let results = run::run_all(cfg)?;
     let date = std::process::Command::new("date")

@@ -16,3 +16,4 @@ pub mod run;
 pub mod sampler;
 pub mod scrape;
 pub mod services;
+pub mod snapshot;

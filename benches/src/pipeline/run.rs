@@ -16,6 +16,7 @@ use super::bound::{self, Record, Throughput};
 use super::procs;
 use super::sampler::{Sampler, Tick};
 use super::services::{Keys, Running, arg, args, run};
+use super::snapshot::{Snapshot, scale_snapshot, snapshot};
 
 /// What to run.
 #[derive(Clone, Debug, Serialize)]
@@ -48,6 +49,9 @@ pub struct Config {
     pub storage: String,
     /// `fetch.wait.max.ms` of the mergers and the bound consumer.
     pub fetch_wait_ms: u32,
+    /// Patients of the snapshot at scale (0: none): the run's views copied
+    /// under new patient ids into a state topic of their own.
+    pub snapshot_patients: usize,
 }
 
 /// One load phase as loadgen and the counters saw it.
@@ -76,23 +80,6 @@ pub struct Phase {
     pub latency_timeline: Vec<(f64, f64, f64)>,
 }
 
-/// The snapshot taken at the end.
-#[derive(Clone, Debug, Serialize)]
-pub struct Snapshot {
-    /// Archiver start to committed manifest, seconds.
-    pub seconds: f64,
-    /// Rows (patients).
-    pub rows: u64,
-    /// Encrypted parts.
-    pub parts: u64,
-    /// Bytes written (parts and manifest).
-    pub bytes: u64,
-    /// `tidemark snapshot verify --key` (signature, hashes, every chunk decrypted), seconds.
-    pub verify_seconds: f64,
-    /// The broker's bound: reading the whole state topic raw, as the archiver must.
-    pub state_read_bound: Throughput,
-}
-
 /// Everything measured.
 #[derive(Clone, Debug, Serialize)]
 pub struct Results {
@@ -104,6 +91,8 @@ pub struct Results {
     pub bound_consume: Throughput,
     /// CPU of the raw consumer per record, microseconds.
     pub bound_consume_cpu_us: f64,
+    /// Raw producer's acknowledgement latency at the fixed-rate phase's rate and batch.
+    pub bound_latency: bound::Latency,
     /// Full speed.
     pub throughput: Phase,
     /// At `latency_rate`.
@@ -116,20 +105,22 @@ pub struct Results {
     pub broker_cpu_us: f64,
     /// Peak resident set per process, bytes.
     pub peak_rss: BTreeMap<String, u64>,
-    /// The snapshot.
+    /// The snapshot of the run's patients.
     pub snapshot: Snapshot,
+    /// The snapshot of `config.snapshot_patients` patients, if asked for.
+    pub scale_snapshot: Option<Snapshot>,
     /// The counters over the run, for the plot.
     #[serde(skip)]
     pub ticks: Vec<Tick>,
 }
 
 const EDITS: &str = tidemark_schemas::EDITS_TOPIC;
-const STATE: &str = tidemark_schemas::STATE_TOPIC;
+pub(super) const STATE: &str = tidemark_schemas::STATE_TOPIC;
 const BOUND: &str = "bench.bound.v1";
 /// How long the mergers get to catch up after a phase.
 const FOLD_LIMIT: Duration = Duration::from_secs(1800);
 
-fn say(msg: &str) {
+pub(super) fn say(msg: &str) {
     eprintln!("bench: {msg}");
 }
 
@@ -169,12 +160,13 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     }
 
     say("the broker's bound: raw produce and consume of the same records");
-    let records = records(&full)?;
-    let bound_produce = bound::produce(&brokers, BOUND, &records)?;
-    drop(records);
+    let full_records = records(&full)?;
+    let bound_produce = bound::produce(&brokers, BOUND, &full_records)?;
+    drop(full_records);
     let ticks = procs::ticks_per_second();
     let before = procs::sample(std::process::id(), ticks).context("reading own CPU")?;
-    let bound_consume = bound::consume(&brokers, BOUND, cfg.partitions, cfg.fetch_wait_ms)?;
+    let bound_consume =
+        bound::consume(&brokers, BOUND, cfg.partitions, cfg.fetch_wait_ms, Some(bound_produce.records))?;
     let after = procs::sample(std::process::id(), ticks).context("reading own CPU")?;
     let bound_consume_cpu_us = (after.cpu_s - before.cpu_s) / bound_consume.records as f64 * 1e6;
     say(&format!("bound: produce {:.0}/s, consume {:.0}/s", bound_produce.per_s(), bound_consume.per_s()));
@@ -220,12 +212,24 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     let (merger_cpu_us, ingest_cpu_us, broker_cpu_us) =
         (merger_cpu / events * 1e6, cpu("ingest") / events * 1e6, cpu("tansu") / events * 1e6);
 
+    say(&format!(
+        "the broker's latency bound: raw produce at {} records/s, {} at a time",
+        cfg.latency_rate, cfg.latency_batch
+    ));
+    let bound_latency = bound::paced_latency(&brokers, BOUND, &records(&paced)?, cfg.latency_rate, cfg.latency_batch)?;
+    say(&format!("bound: ack p50 {:.1} ms, p99 {:.1} ms", bound_latency.p50_ms, bound_latency.p99_ms));
+
     say(&format!("fixed rate: {} events at {} events/s", cfg.latency_events, cfg.latency_rate));
     let mut latency = load(&cfg, &sampler, &target, &paced, Some(cfg.latency_rate), t0, &logs)?;
     folded(&sampler, &ingest, &mut latency)?;
 
     say("snapshot");
-    let snapshot = snapshot(&cfg, &keys, &brokers, &sampler, &logs)?;
+    // The latest view of every patient, read to the topic's real end: how
+    // many patients a snapshot should hold, and the scale snapshot's rows.
+    let views = bound::latest_per_key(&brokers, STATE, cfg.partitions, cfg.fetch_wait_ms)?;
+    let mut snapshot = snapshot(&cfg, &keys, &brokers, &sampler, &logs, "archiver", None)?;
+    snapshot.patients_in_topic = views.len() as u64;
+    let scale_snapshot = scale_snapshot(&cfg, &keys, &sampler, &logs, &rt, views)?;
     let ticks = sampler.ticks();
     let mut peak_rss = BTreeMap::new();
     for tick in &ticks {
@@ -242,6 +246,7 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
         bound_produce,
         bound_consume,
         bound_consume_cpu_us,
+        bound_latency,
         throughput,
         latency,
         merger_cpu_us,
@@ -249,15 +254,16 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
         broker_cpu_us,
         peak_rss,
         snapshot,
+        scale_snapshot,
         ticks,
     })
 }
 
 /// Copies the broker's log next to the services' when the run ends, before
 /// the broker's temporary directory goes.
-struct KeepLog {
-    from: PathBuf,
-    to: PathBuf,
+pub(super) struct KeepLog {
+    pub(super) from: PathBuf,
+    pub(super) to: PathBuf,
 }
 
 impl Drop for KeepLog {
@@ -348,38 +354,4 @@ fn folded(sampler: &Sampler, ingest: &Running, phase: &mut Phase) -> anyhow::Res
     phase.folded_after_s = tick.t_s - phase.from_s;
     say(&format!("folded {} events {:.1} s after the phase began", tick.folded, phase.folded_after_s));
     Ok(tick)
-}
-
-/// `tidemark archiver --once`, then `tidemark snapshot verify` with the recipient key.
-fn snapshot(cfg: &Config, keys: &Keys, brokers: &str, sampler: &Sampler, logs: &Path) -> anyhow::Result<Snapshot> {
-    let out = cfg.work.join("archive");
-    let mut a =
-        args(["archiver", "--once", "--brokers", brokers, "--out", &arg(&out), "--metrics-listen", "127.0.0.1:0"]);
-    a.extend(args([
-        "--recipient",
-        &arg(&keys.file("analytics.pub")),
-        "--archiver-key",
-        &arg(&keys.file("archiver.key")),
-    ]));
-    let start = Instant::now();
-    let mut archiver = Running::start(&cfg.tidemark, "archiver", &a, logs)?;
-    sampler.watch("archiver", archiver.pid());
-    let line = archiver.next_line()?;
-    let seconds = start.elapsed().as_secs_f64();
-    archiver.wait()?;
-    let field = |k: &str| -> anyhow::Result<u64> {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("no {k}= in the archiver's line `{}`", line.trim()))
-    };
-    let (rows, parts, bytes) = (field("rows")?, field("parts")?, field("bytes")?);
-    let start = Instant::now();
-    let mut v =
-        args(["snapshot", "verify", "--archive", &arg(&out), "--archiver-pub", &arg(&keys.file("archiver.pub"))]);
-    v.extend(args(["--key", &arg(&keys.file("analytics.key")), "latest"]));
-    run(&cfg.tidemark, &v)?;
-    let verify_seconds = start.elapsed().as_secs_f64();
-    let state_read_bound = bound::consume(brokers, STATE, cfg.partitions, cfg.fetch_wait_ms)?;
-    Ok(Snapshot { seconds, rows, parts, bytes, verify_seconds, state_read_bound })
 }
