@@ -16,7 +16,8 @@
 //! `2n + 1`, and the dropped terms are the ones with full 253-bit scalars
 //! (`z_i` are 128-bit). This is ed25519-zebra's batch verifier's technique;
 //! `ed25519_dalek::verify_batch` does not group. Everything else is what
-//! dalek's batch does, so the accepted set is the same:
+//! dalek's batch does, so for torsion-free keys (the only ones the registry
+//! takes; see [`verify`]) the accepted set is the same:
 //!
 //! * cofactorless equation, 128-bit weights `z_i`;
 //! * `s` must be canonical (`s < ℓ`) and `R` must decompress, or the batch fails;
@@ -55,6 +56,12 @@ pub struct Item<'a> {
 /// for an empty batch. This is not `verify_strict`: see the module docs and
 /// [`crate::verify`] for what the batch accepts beyond it, and the
 /// pre-checks and fallback that close the gaps.
+///
+/// Precondition: every key is torsion-free (the key registry refuses
+/// small-order and mixed-order keys). Merging reduces `Σ z_i·k_i` mod ℓ
+/// before multiplying by `A`, and for an `A` with a torsion component
+/// `[c mod ℓ]A ≠ [c]A`, so with such a key this equation and dalek's
+/// per-signature one can disagree.
 pub fn verify(items: &[Item<'_>]) -> bool {
     if items.is_empty() {
         return true;

@@ -244,6 +244,52 @@ mod tests {
         assert!(EditEvent::from_json(null_observed.as_bytes()).expect("null observed").observed.is_none());
     }
 
+    /// Regression (review): serde's internally tagged derive also read an op
+    /// as an array, tag first; events signed that way were accepted, so the
+    /// one-pass decoder reads them too, with the same length rules.
+    #[test]
+    fn ops_in_array_form_still_decode() {
+        let object = EditEvent::from_json(SAMPLE.as_bytes()).expect("sample");
+        let arrays = SAMPLE
+            .replacen(
+                "{\"op\": \"set\", \"path\": \"vitals.heart_rate_bpm\", \"value\": 72}",
+                "[\"set\", \"vitals.heart_rate_bpm\", 72]",
+                1,
+            )
+            .replacen(
+                "{\"op\": \"clear\", \"path\": \"demographics.postal_code\"}",
+                "[\"clear\", \"demographics.postal_code\"]",
+                1,
+            )
+            .replacen(
+                "{\"op\": \"append\", \"path\": \"notes\", \"value\": {\"text\": \"seen today\"}}",
+                "[\"append\", \"notes\", {\"text\": \"seen today\"}]",
+                1,
+            );
+        assert_eq!(arrays.matches('[').count(), SAMPLE.matches('[').count() + 3, "{arrays}");
+        assert_eq!(EditEvent::from_json(arrays.as_bytes()).expect("array-form ops"), object);
+        for (from, to, message) in [
+            (
+                "[\"clear\", \"demographics.postal_code\"]",
+                "[\"clear\", \"demographics.postal_code\", 1]",
+                "invalid length 3",
+            ),
+            ("[\"set\", \"vitals.heart_rate_bpm\", 72]", "[\"set\", \"vitals.heart_rate_bpm\"]", "invalid length 2"),
+            ("[\"set\", \"vitals.heart_rate_bpm\", 72]", "[\"set\"]", "invalid length 1"),
+            ("[\"set\", \"vitals.heart_rate_bpm\", 72]", "[]", "missing field `op`"),
+            (
+                "[\"append\", \"notes\", {\"text\": \"seen today\"}]",
+                "[\"append\", \"notes\", {\"text\": \"a\", \"text\": \"b\"}]",
+                "duplicate key `text`",
+            ),
+        ] {
+            let changed = arrays.replacen(from, to, 1);
+            assert_ne!(changed, arrays, "{from}");
+            let err = EditEvent::from_json(changed.as_bytes()).expect_err(message).to_string();
+            assert!(err.contains(message), "{message}: {err}");
+        }
+    }
+
     fn arb_value() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),

@@ -147,9 +147,12 @@ const OP_FIELDS: &[&str] = &["op", "path", "value"];
 /// Reads `{"op": ..., "path": ..., "value": ...}` in any key order, with the
 /// errors serde's internally tagged derive gives (`missing field`, `unknown
 /// field`, `unknown variant`), plus `duplicate field` for any of the three.
+/// Also reads the array form that derive accepted, `["set", path, value]` /
+/// `["clear", path]`: events signed that way were accepted before, and a
+/// replay of the edit topic must fold them as it did.
 impl<'de> Deserialize<'de> for Op {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(OpVisitor)
+        d.deserialize_any(OpVisitor)
     }
 }
 
@@ -217,6 +220,21 @@ impl<'de> Visitor<'de> for OpVisitor {
         f.write_str("an op: {\"op\", \"path\"[, \"value\"]}")
     }
 
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Op, A::Error> {
+        let name = seq.next_element::<OpName>()?.ok_or_else(|| de::Error::missing_field("op"))?.0;
+        let path: String = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+        let (op, len) = if OP_NAMES[name] == "clear" {
+            (Op::Clear { path }, 2)
+        } else {
+            let UniqueValue(value) = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
+            (op_of(name, path, value), 3)
+        };
+        if seq.next_element::<de::IgnoredAny>()?.is_some() {
+            return Err(de::Error::invalid_length(len + 1, &self));
+        }
+        Ok(op)
+    }
+
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Op, A::Error> {
         let mut name: Option<usize> = None;
         let mut path: Option<String> = None;
@@ -240,11 +258,16 @@ impl<'de> Visitor<'de> for OpVisitor {
             };
         }
         let value = value.ok_or_else(|| de::Error::missing_field("value"))?;
-        Ok(match OP_NAMES[name] {
-            "set" => Op::Set { path, value },
-            "add" => Op::Add { path, value },
-            "remove" => Op::Remove { path, value },
-            _ => Op::Append { path, value },
-        })
+        Ok(op_of(name, path, value))
+    }
+}
+
+/// The op named `OP_NAMES[name]` (not `clear`) with its path and value.
+fn op_of(name: usize, path: String, value: Value) -> Op {
+    match OP_NAMES[name] {
+        "set" => Op::Set { path, value },
+        "add" => Op::Add { path, value },
+        "remove" => Op::Remove { path, value },
+        _ => Op::Append { path, value },
     }
 }

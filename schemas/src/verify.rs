@@ -31,11 +31,14 @@
 //! One gap remains in [`BatchMode::Fast`]: an `R` with a torsion component
 //! (`R = [r]B + T`, `T` of order 2, 4 or 8, `s = r + k·a`). `verify_strict`
 //! rejects it; the batch accepts it when `ord(T)` divides that item's
-//! weight `z`, i.e. with probability 1/2 to 1/8, depending on the rest of the
-//! batch. Only the holder of a registered secret key can make such a
-//! signature (it needs the key's scalar), so it is no forgery, but it would let
-//! a malicious integrator make one event verify in one batch and not in
-//! another. Closing it needs a subgroup check of each `R` (a full scalar
+//! weight `z`. The weights are derived from the batch's contents (as
+//! dalek's), so for a batch its sender controls, such as an ingest request,
+//! the key holder can search offline for contents whose weight is a multiple
+//! of 8 and have it accepted every time; in a merger batch mixed with other
+//! events it then passes with probability 1/2 to 1/8. Only the holder of a
+//! registered secret key can make such a signature (it needs the key's
+//! scalar), so it is no forgery, but it lets a malicious integrator make one
+//! event verify in one batch and not in another. Closing it needs a subgroup check of each `R` (a full scalar
 //! multiplication), which costs more than `verify_strict` itself; so
 //! [`BatchMode::Exact`] simply verifies each item strictly. The default is
 //! [`BatchMode::Fast`]; the test `fast_mode_known_gap_mixed_order_r` pins the
