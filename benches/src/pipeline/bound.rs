@@ -56,21 +56,27 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// Produces `records` to `topic` as fast as the broker acknowledges them.
-///
-/// # Errors
-/// If the producer cannot be made, a record is refused, or any delivery fails.
-pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> anyhow::Result<Throughput> {
-    let producer: BaseProducer<Deliveries> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+/// Ingest's producer settings (`acks=all`, idempotence, `linger.ms=2`, the
+/// `consistent_random` partitioner, no compression), for both bounds.
+fn producer_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
         .set("partitioner", "consistent_random")
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("max.in.flight.requests.per.connection", "5")
         .set("linger.ms", "2")
-        .set("message.timeout.ms", "120000")
-        .create_with_context(Deliveries::default())
-        .context("creating the bound producer")?;
+        .set("message.timeout.ms", "120000");
+    c
+}
+
+/// Produces `records` to `topic` as fast as the broker acknowledges them.
+///
+/// # Errors
+/// If the producer cannot be made, a record is refused, or any delivery fails.
+pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> anyhow::Result<Throughput> {
+    let producer: BaseProducer<Deliveries> =
+        producer_config(brokers).create_with_context(Deliveries::default()).context("creating the bound producer")?;
     let start = Instant::now();
     for (key, value) in records {
         loop {
@@ -252,16 +258,8 @@ pub fn paced_latency(
     batch: usize,
 ) -> anyhow::Result<Latency> {
     anyhow::ensure!(rate > 0.0 && batch > 0, "a paced run needs a positive rate and batch");
-    let producer: BaseProducer<Paced> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("partitioner", "consistent_random")
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("max.in.flight.requests.per.connection", "5")
-        .set("linger.ms", "2")
-        .set("message.timeout.ms", "120000")
-        .create_with_context(Paced::default())
-        .context("creating the paced bound producer")?;
+    let producer: BaseProducer<Paced> =
+        producer_config(brokers).create_with_context(Paced::default()).context("creating the paced bound producer")?;
     // Slots 0..n are the timed batches; slot n is a warm-up record, sent and
     // acknowledged before the clock starts, as ingest's long-lived producer
     // has its metadata, producer id and connection already.
