@@ -173,6 +173,15 @@ mod tests {
         assert!(serde_json::from_str::<EditEvent>(&bad_op).is_err());
     }
 
+    /// Replaces the first `from` in `base` by `to` (which must change it) and
+    /// checks that the decoder refuses the result with an error naming `message`.
+    fn assert_refused_after(base: &str, from: &str, to: &str, message: &str) {
+        let changed = base.replacen(from, to, 1);
+        assert_ne!(changed, base, "{from}");
+        let err = EditEvent::from_json(changed.as_bytes()).expect_err(message).to_string();
+        assert!(err.contains(message), "{message}: {err}");
+    }
+
     /// Regression: a repeated key inside a value or `observed` was kept
     /// last-wins, so readers keeping the first saw another event.
     #[test]
@@ -197,10 +206,7 @@ mod tests {
             ("\"path\": \"notes\"", "\"path\": \"notes\", \"path\": \"notes\"", "duplicate field `path`"),
         ];
         for (from, to, message) in cases {
-            let twice = SAMPLE.replacen(from, to, 1);
-            assert_ne!(twice, SAMPLE, "{from}");
-            let err = EditEvent::from_json(twice.as_bytes()).expect_err(message).to_string();
-            assert!(err.contains(message), "{err}");
+            assert_refused_after(SAMPLE, from, to, message);
         }
     }
 
@@ -221,10 +227,7 @@ mod tests {
             ("\"op\": \"set\"", "\"op\": 3", "invalid type"),
         ];
         for (from, to, message) in cases {
-            let changed = SAMPLE.replacen(from, to, 1);
-            assert_ne!(changed, SAMPLE, "{from}");
-            let err = EditEvent::from_json(changed.as_bytes()).expect_err(message).to_string();
-            assert!(err.contains(message), "{message}: {err}");
+            assert_refused_after(SAMPLE, from, to, message);
         }
         let reordered = SAMPLE.replacen(
             "{\"op\": \"set\", \"path\": \"vitals.heart_rate_bpm\", \"value\": 72}",
@@ -283,10 +286,7 @@ mod tests {
                 "duplicate key `text`",
             ),
         ] {
-            let changed = arrays.replacen(from, to, 1);
-            assert_ne!(changed, arrays, "{from}");
-            let err = EditEvent::from_json(changed.as_bytes()).expect_err(message).to_string();
-            assert!(err.contains(message), "{message}: {err}");
+            assert_refused_after(&arrays, from, to, message);
         }
     }
 

@@ -140,8 +140,10 @@ impl<'de> Visitor<'de> for UniqueVvVisitor {
     }
 }
 
-/// The op names, in the order serde's derive would list the variants.
+/// The op names, in the order serde's derive would list the variants, and
+/// the kind each names.
 const OP_NAMES: &[&str] = &["set", "clear", "add", "remove", "append"];
+const OP_KINDS: [OpKind; 5] = [OpKind::Set, OpKind::Clear, OpKind::Add, OpKind::Remove, OpKind::Append];
 const OP_FIELDS: &[&str] = &["op", "path", "value"];
 
 /// Reads `{"op": ..., "path": ..., "value": ...}` in any key order, with the
@@ -188,24 +190,31 @@ impl<'de> Deserialize<'de> for OpKey {
     }
 }
 
-/// The op's name, read without allocating.
-struct OpName(usize);
+/// The op's kind, read from its name without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpKind {
+    Set,
+    Clear,
+    Add,
+    Remove,
+    Append,
+}
 
-impl<'de> Deserialize<'de> for OpName {
+impl<'de> Deserialize<'de> for OpKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct NameVisitor;
         impl Visitor<'_> for NameVisitor {
-            type Value = OpName;
+            type Value = OpKind;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an op name")
             }
 
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<OpName, E> {
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OpKind, E> {
                 OP_NAMES
                     .iter()
                     .position(|n| *n == v)
-                    .map(OpName)
+                    .map(|i| OP_KINDS[i])
                     .ok_or_else(|| E::unknown_variant(&shorten(v), OP_NAMES))
             }
         }
@@ -221,13 +230,13 @@ impl<'de> Visitor<'de> for OpVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Op, A::Error> {
-        let name = seq.next_element::<OpName>()?.ok_or_else(|| de::Error::missing_field("op"))?.0;
+        let kind: OpKind = seq.next_element()?.ok_or_else(|| de::Error::missing_field("op"))?;
         let path: String = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
-        let (op, len) = if OP_NAMES[name] == "clear" {
+        let (op, len) = if kind == OpKind::Clear {
             (Op::Clear { path }, 2)
         } else {
             let UniqueValue(value) = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
-            (op_of(name, path, value), 3)
+            (op_of(kind, path, value), 3)
         };
         if seq.next_element::<de::IgnoredAny>()?.is_some() {
             return Err(de::Error::invalid_length(len + 1, &self));
@@ -236,38 +245,40 @@ impl<'de> Visitor<'de> for OpVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Op, A::Error> {
-        let mut name: Option<usize> = None;
+        let mut kind: Option<OpKind> = None;
         let mut path: Option<String> = None;
         let mut value: Option<Value> = None;
         while let Some(key) = map.next_key::<OpKey>()? {
             match key {
-                OpKey::Op if name.is_some() => return Err(de::Error::duplicate_field("op")),
-                OpKey::Op => name = Some(map.next_value::<OpName>()?.0),
+                OpKey::Op if kind.is_some() => return Err(de::Error::duplicate_field("op")),
+                OpKey::Op => kind = Some(map.next_value()?),
                 OpKey::Path if path.is_some() => return Err(de::Error::duplicate_field("path")),
                 OpKey::Path => path = Some(map.next_value()?),
                 OpKey::Value if value.is_some() => return Err(de::Error::duplicate_field("value")),
                 OpKey::Value => value = Some(map.next_value::<UniqueValue>()?.0),
             }
         }
-        let name = name.ok_or_else(|| de::Error::missing_field("op"))?;
+        let kind = kind.ok_or_else(|| de::Error::missing_field("op"))?;
         let path = path.ok_or_else(|| de::Error::missing_field("path"))?;
-        if OP_NAMES[name] == "clear" {
+        if kind == OpKind::Clear {
             return match value {
                 Some(_) => Err(de::Error::unknown_field("value", &OP_FIELDS[..2])),
                 None => Ok(Op::Clear { path }),
             };
         }
         let value = value.ok_or_else(|| de::Error::missing_field("value"))?;
-        Ok(op_of(name, path, value))
+        Ok(op_of(kind, path, value))
     }
 }
 
-/// The op named `OP_NAMES[name]` (not `clear`) with its path and value.
-fn op_of(name: usize, path: String, value: Value) -> Op {
-    match OP_NAMES[name] {
-        "set" => Op::Set { path, value },
-        "add" => Op::Add { path, value },
-        "remove" => Op::Remove { path, value },
-        _ => Op::Append { path, value },
+/// The op of `kind` with its path and value. Both callers handle `clear`
+/// first, since it takes no value (and refuse one).
+fn op_of(kind: OpKind, path: String, value: Value) -> Op {
+    match kind {
+        OpKind::Set => Op::Set { path, value },
+        OpKind::Clear => Op::Clear { path },
+        OpKind::Add => Op::Add { path, value },
+        OpKind::Remove => Op::Remove { path, value },
+        OpKind::Append => Op::Append { path, value },
     }
 }

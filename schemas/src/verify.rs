@@ -51,7 +51,6 @@ use std::sync::Arc;
 use ed25519_dalek::Signature;
 
 use crate::batch_ed25519;
-
 use crate::catalog::Catalog;
 use crate::dsse::{DsseError, Envelope, shorten};
 use crate::event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent};

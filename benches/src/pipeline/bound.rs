@@ -326,6 +326,9 @@ pub fn paced_latency(
         );
     }
     ms.sort_by(f64::total_cmp);
+    // Nearest rank, rank = ceil(q·n): loadgen's definition (src/load/stats.rs),
+    // so this p99 and ingest's are the same statistic. `report::percentile`
+    // rounds (n-1)·q instead.
     let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
     Ok(Latency {
         records: records.len() as u64,

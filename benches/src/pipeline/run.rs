@@ -227,8 +227,7 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     // The latest view of every patient, read to the topic's real end: how
     // many patients a snapshot should hold, and the scale snapshot's rows.
     let views = bound::latest_per_key(&brokers, STATE, cfg.partitions, cfg.fetch_wait_ms)?;
-    let mut snapshot = snapshot(&cfg, &keys, &brokers, &sampler, &logs, "archiver", None)?;
-    snapshot.patients_in_topic = views.len() as u64;
+    let snapshot = snapshot(&cfg, &keys, &brokers, &sampler, &logs, "archiver", views.len() as u64, None)?;
     let scale_snapshot = scale_snapshot(&cfg, &keys, &sampler, &logs, &rt, views)?;
     let ticks = sampler.ticks();
     let mut peak_rss = BTreeMap::new();

@@ -80,8 +80,8 @@ pub(super) fn scale_snapshot(
     rt.block_on(broker.create_topic(STATE, cfg.partitions)).context("creating the scale state topic")?;
     let produced = bound::produce(&brokers, STATE, &records)?;
     drop(records);
-    let mut snap = snapshot(cfg, keys, &brokers, sampler, logs, "archiver-scale", Some(produced.records))?;
-    snap.patients_in_topic = produced.records;
+    let snap =
+        snapshot(cfg, keys, &brokers, sampler, logs, "archiver-scale", produced.records, Some(produced.records))?;
     anyhow::ensure!(
         snap.rows == produced.records,
         "the snapshot at scale has {} rows for {} patients",
@@ -91,9 +91,11 @@ pub(super) fn scale_snapshot(
     Ok(Some(snap))
 }
 
-/// `tidemark archiver --once` on the state topic at `brokers`, then
-/// `tidemark snapshot verify` with the recipient key; the bound reads the
-/// topic raw (`expected` records, or until idle).
+/// `tidemark archiver --once` on the state topic at `brokers`, which holds
+/// `patients_in_topic` patients, then `tidemark snapshot verify` with the
+/// recipient key; the bound reads the topic raw (`expected` records, or
+/// until idle).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn snapshot(
     cfg: &Config,
     keys: &Keys,
@@ -101,6 +103,7 @@ pub(super) fn snapshot(
     sampler: &Sampler,
     logs: &Path,
     name: &str,
+    patients_in_topic: u64,
     expected: Option<u64>,
 ) -> anyhow::Result<Snapshot> {
     let out = cfg.work.join(name);
@@ -132,5 +135,5 @@ pub(super) fn snapshot(
     run(&cfg.tidemark, &v)?;
     let verify_seconds = start.elapsed().as_secs_f64();
     let state_read_bound = bound::consume(brokers, STATE, cfg.partitions, cfg.fetch_wait_ms, expected)?;
-    Ok(Snapshot { seconds, rows, parts, bytes, verify_seconds, state_read_bound, patients_in_topic: 0 })
+    Ok(Snapshot { seconds, rows, parts, bytes, verify_seconds, state_read_bound, patients_in_topic })
 }
