@@ -69,8 +69,17 @@ impl IngestConfig {
     }
 
     pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
+        self.client_config_with(&[])
+    }
+
+    /// As [`Self::client_config`], with `tunables` set before the
+    /// pass-through options so that an operator's `--kafka-option` wins.
+    pub(crate) fn client_config_with(&self, tunables: &[(&str, &str)]) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in tunables {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.kafka_options {
             c.set(k, v);
         }

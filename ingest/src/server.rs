@@ -127,18 +127,20 @@ impl AppState {
     }
 }
 
+/// The producer's settings. The partitioner (pinned so that a patient's
+/// partition can be computed from its id by `tidemark state`, whatever
+/// librdkafka's default becomes), batching and in-flight requests are
+/// defaults an operator's `--kafka-option` overrides; acks, idempotence and
+/// the produce timeout (`--produce-timeout`) are not: an acknowledgement to a
+/// client must mean the event is durable, written once.
 pub(crate) fn producer_config(cfg: &IngestConfig) -> rdkafka::ClientConfig {
-    let mut pc = cfg.client_config();
-    // Pinned so that a patient's partition can be computed from its id
-    // (`tidemark state`) whatever librdkafka's default becomes; an operator's
-    // own `partitioner` option wins.
-    if !cfg.kafka_options.iter().any(|(k, _)| k == "partitioner") {
-        pc.set("partitioner", "consistent_random");
-    }
+    let mut pc = cfg.client_config_with(&[
+        ("partitioner", "consistent_random"),
+        ("max.in.flight.requests.per.connection", "5"),
+        ("linger.ms", "2"),
+    ]);
     pc.set("acks", "all")
         .set("enable.idempotence", "true")
-        .set("max.in.flight.requests.per.connection", "5")
-        .set("linger.ms", "2")
         .set("message.timeout.ms", cfg.produce_timeout.as_millis().to_string());
     pc
 }
@@ -155,5 +157,55 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         (StatusCode::OK, "ready").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, RETRY_AFTER_S)], "broker unreachable").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tidemark_schemas::Catalog;
+
+    use super::producer_config;
+    use crate::{IngestConfig, IngestMetrics};
+
+    fn config(options: &[(&str, &str)]) -> IngestConfig {
+        IngestConfig {
+            brokers: "127.0.0.1:9".into(),
+            kafka_options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            keys: "keys.toml".into(),
+            catalog: Catalog::builtin().clone(),
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            topic_prefix: String::new(),
+            partitions: 1,
+            max_body_bytes: 1,
+            max_in_flight_requests: 1,
+            max_in_flight_bytes: 1,
+            shutdown_grace: Duration::from_secs(1),
+            produce_timeout: Duration::from_secs(7),
+            startup_timeout: Duration::from_secs(1),
+            metrics: IngestMetrics::new(&mut prometheus_client::registry::Registry::default()),
+            on_listening: None,
+        }
+    }
+
+    #[test]
+    fn producer_defaults_hold_without_options() {
+        let c = producer_config(&config(&[]));
+        assert_eq!(c.get("partitioner"), Some("consistent_random"));
+        assert_eq!(c.get("linger.ms"), Some("2"));
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("message.timeout.ms"), Some("7000"));
+    }
+
+    #[test]
+    fn an_operator_option_overrides_a_tunable_but_not_durability() {
+        let opts = [("linger.ms", "0"), ("partitioner", "murmur2_random"), ("acks", "1"), ("message.timeout.ms", "1")];
+        let c = producer_config(&config(&opts));
+        assert_eq!(c.get("linger.ms"), Some("0"));
+        assert_eq!(c.get("partitioner"), Some("murmur2_random"));
+        assert_eq!(c.get("acks"), Some("all"), "an acknowledgement to a client means durable");
+        assert_eq!(c.get("message.timeout.ms"), Some("7000"), "--produce-timeout is the flag for it");
     }
 }

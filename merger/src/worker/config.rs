@@ -67,8 +67,19 @@ pub struct MergerConfig {
 impl MergerConfig {
     /// A librdkafka config with the brokers and the pass-through options.
     pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
+        self.client_config_with(&[])
+    }
+
+    /// As [`Self::client_config`], with `tunables` set before the
+    /// pass-through options so that an operator's `--kafka-option` wins over
+    /// them. Settings correctness depends on (acks, idempotence, manual
+    /// commits) are set by the caller afterwards, so no option can weaken them.
+    pub(crate) fn client_config_with(&self, tunables: &[(&str, &str)]) -> rdkafka::ClientConfig {
         let mut c = rdkafka::ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in tunables {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.kafka_options {
             c.set(k, v);
         }
