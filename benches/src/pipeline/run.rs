@@ -95,7 +95,10 @@ pub struct Results {
     pub bound_latency: bound::Latency,
     /// Full speed.
     pub throughput: Phase,
-    /// At `latency_rate`.
+    /// At `latency_rate`, the mergers paused: ingest and the broker alone on
+    /// the machine, as when the mergers run on other nodes.
+    pub latency_alone: Phase,
+    /// At `latency_rate`, the mergers folding beside ingest on the same cores.
     pub latency: Phase,
     /// Merger CPU per folded event over the full-speed phase, microseconds (all mergers).
     pub merger_cpu_us: f64,
@@ -137,9 +140,12 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let keys = Keys::generate(t, &cfg.work.join("keys"))?;
 
-    say(&format!("signing {} + {} events for {} patients", cfg.events, cfg.latency_events, cfg.patients));
+    say(&format!("signing {} + 2 x {} events for {} patients", cfg.events, cfg.latency_events, cfg.patients));
     let (full, paced) = (cfg.work.join("events.ndjson"), cfg.work.join("events-paced.ndjson"));
-    for (file, n, seed) in [(&full, cfg.events, "1"), (&paced, cfg.latency_events, "2")] {
+    let alone = cfg.work.join("events-alone.ndjson");
+    for (file, n, seed) in
+        [(&full, cfg.events, "1"), (&paced, cfg.latency_events, "2"), (&alone, cfg.latency_events, "3")]
+    {
         let mut a = args(["loadgen", "--write-events", &arg(file), "--events", &n.to_string()]);
         a.extend(args(["--patients", &cfg.patients.to_string(), "--seed", seed]));
         a.extend(keys.site_args());
@@ -201,7 +207,7 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     let start_tick = sampler
         .wait_for(Duration::from_secs(10), |t| t.procs.contains_key("ingest"))
         .context("the sampler read nothing in 10 s")?;
-    let throughput = load(&cfg, &sampler, &target, &full, None, t0, &logs)?;
+    let throughput = load(&cfg, &sampler, &target, &full, None, "loadgen-full", t0, &logs)?;
     let mut throughput = throughput;
     let done = folded(&sampler, &ingest, &mut throughput)?;
     let cpu = |name: &str| {
@@ -219,8 +225,19 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     let bound_latency = bound::paced_latency(&brokers, BOUND, &records(&paced)?, cfg.latency_rate, cfg.latency_batch)?;
     say(&format!("bound: ack p50 {:.1} ms, p99 {:.1} ms", bound_latency.p50_ms, bound_latency.p99_ms));
 
-    say(&format!("fixed rate: {} events at {} events/s", cfg.latency_events, cfg.latency_rate));
-    let mut latency = load(&cfg, &sampler, &target, &paced, Some(cfg.latency_rate), t0, &logs)?;
+    // Ingest's latency with the machine to itself and the broker, then with
+    // the mergers folding on the same two cores: the difference is what
+    // co-location costs, which a deployment with the mergers on other nodes
+    // does not pay. A stopped merger uses no CPU; its backlog folds after.
+    let rate = Some(cfg.latency_rate);
+    say(&format!("fixed rate, mergers paused: {} events at {} events/s", cfg.latency_events, cfg.latency_rate));
+    let paused = Paused::stop(&mergers)?;
+    let latency_alone = load(&cfg, &sampler, &target, &alone, rate, "loadgen-alone", t0, &logs);
+    drop(paused);
+    let mut latency_alone = latency_alone?;
+    folded(&sampler, &ingest, &mut latency_alone)?;
+    say(&format!("fixed rate, mergers folding: {} events at {} events/s", cfg.latency_events, cfg.latency_rate));
+    let mut latency = load(&cfg, &sampler, &target, &paced, rate, "loadgen-paced", t0, &logs)?;
     folded(&sampler, &ingest, &mut latency)?;
 
     say("snapshot");
@@ -247,6 +264,7 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
         bound_consume_cpu_us,
         bound_latency,
         throughput,
+        latency_alone,
         latency,
         merger_cpu_us,
         ingest_cpu_us,
@@ -285,16 +303,17 @@ fn records(file: &Path) -> anyhow::Result<Vec<Record>> {
 }
 
 /// `tidemark loadgen --replay FILE` against `target`; its report as a [`Phase`].
+#[allow(clippy::too_many_arguments)]
 fn load(
     cfg: &Config,
     sampler: &Sampler,
     target: &str,
     file: &Path,
     rate: Option<f64>,
+    name: &str,
     t0: Instant,
     logs: &Path,
 ) -> anyhow::Result<Phase> {
-    let name = if rate.is_some() { "loadgen-paced" } else { "loadgen-full" };
     let log = logs.join(format!("{name}.log"));
     let mut a = args(["loadgen", "--replay", &arg(file), "--target", target, "--json", "--max-error-rate", "0"]);
     let batch = if rate.is_some() { cfg.latency_batch } else { cfg.batch };
@@ -340,6 +359,38 @@ fn load(
         folded_after_s: f64::NAN,
         latency_timeline: timeline,
     })
+}
+
+/// The mergers stopped with SIGSTOP until dropped (SIGCONT). A stopped
+/// process is also what a merger on another node looks like to this
+/// machine's CPU; its consumer-group session outlives a phase of seconds.
+struct Paused(Vec<u32>);
+
+impl Paused {
+    fn stop(mergers: &[Running]) -> anyhow::Result<Self> {
+        let mut paused = Self(Vec::new());
+        for m in mergers {
+            signal("-STOP", m.pid())?;
+            paused.0.push(m.pid());
+        }
+        Ok(paused)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if let Err(e) = signal("-CONT", pid) {
+                say(&format!("resuming merger {pid} failed: {e:#}"));
+            }
+        }
+    }
+}
+
+fn signal(sig: &str, pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("kill").args([sig, &pid.to_string()]).status().context("running kill")?;
+    anyhow::ensure!(status.success(), "kill {sig} {pid} failed: {status}");
+    Ok(())
 }
 
 /// Waits until the mergers folded every event ingest accepted; sets
