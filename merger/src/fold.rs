@@ -85,10 +85,9 @@ fn decode_unverified(catalog: &Catalog, bytes: &[u8]) -> Result<EditEvent, Rejec
 /// # Errors
 /// A [`Rejection`] with reason `apply` when the CRDT refuses the event.
 pub fn apply_event(docs: &mut impl DocStore, event: &EditEvent) -> Result<i64, Rejection> {
-    let doc = docs.doc_mut(&event.patient_id);
-    let before = i64::from(doc.open_conflicts());
-    doc.apply(event).map_err(|e| Rejection { reason: "apply", detail: e.to_string() })?;
-    Ok(i64::from(doc.open_conflicts()) - before)
+    docs.doc_mut(&event.patient_id)
+        .apply_counting(event)
+        .map_err(|e| Rejection { reason: "apply", detail: e.to_string() })
 }
 
 /// Where documents live: a map keyed by patient id.

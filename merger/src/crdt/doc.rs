@@ -154,6 +154,17 @@ impl PatientDoc {
     /// [`ApplyError`] when the event is for another patient or an op
     /// contradicts a field's kind or shape.
     pub fn apply(&mut self, ev: &EditEvent) -> Result<(), ApplyError> {
+        self.apply_counting(ev).map(|_| ())
+    }
+
+    /// As [`Self::apply`], and returns how many conflicts the event opened
+    /// (negative when it resolved more than it opened): the change of
+    /// [`Self::open_conflicts`], counted over the registers the event wrote
+    /// instead of over every field twice.
+    ///
+    /// # Errors
+    /// As [`Self::apply`].
+    pub fn apply_counting(&mut self, ev: &EditEvent) -> Result<i64, ApplyError> {
         if ev.patient_id != self.patient_id {
             return Err(ApplyError::WrongPatient { event_id: ev.event_id });
         }
@@ -161,6 +172,7 @@ impl PatientDoc {
         let source = self.names.get(&ev.source);
         let author = self.names.get(&ev.author);
         let observed = ev.observed.as_ref();
+        let mut opened = 0i64;
         for (i, op) in ev.ops.iter().enumerate() {
             let id = WriteId {
                 hlc: ev.hlc,
@@ -170,11 +182,12 @@ impl PatientDoc {
             };
             let field = self.field_mut(op);
             match (field, op) {
-                (FieldState::Register(r), Op::Set { value, .. }) => {
-                    r.apply(RegWrite { id, author: author.clone(), value: value.clone() }, observed);
-                }
-                (FieldState::Register(r), Op::Clear { .. }) => {
-                    r.apply(RegWrite { id, author: author.clone(), value: Value::Null }, observed);
+                (FieldState::Register(r), Op::Set { .. } | Op::Clear { .. }) => {
+                    let value = if let Op::Set { value, .. } = op { value.clone() } else { Value::Null };
+                    // Per op, so two ops of one event on one register add up right.
+                    let was = i64::from(r.in_conflict());
+                    r.apply(RegWrite { id, author: author.clone(), value }, observed);
+                    opened += i64::from(r.in_conflict()) - was;
                 }
                 (FieldState::Set(s), Op::Add { value, .. }) => s.add(value.as_str().unwrap_or_default(), id),
                 (FieldState::Set(s), Op::Remove { value, .. }) => {
@@ -191,7 +204,7 @@ impl PatientDoc {
         vv_observe(&mut self.version, &ev.source, ev.hlc);
         self.counter.insert(event_hash(&ev.event_id));
         self.updated_ms = self.updated_ms.max(ev.hlc.wall_ms);
-        Ok(())
+        Ok(opened)
     }
 
     fn check_ops(&self, ev: &EditEvent) -> Result<(), ApplyError> {
