@@ -231,7 +231,7 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     // does not pay. A stopped merger uses no CPU; its backlog folds after.
     let rate = Some(cfg.latency_rate);
     say(&format!("fixed rate, mergers paused: {} events at {} events/s", cfg.latency_events, cfg.latency_rate));
-    let paused = Paused::stop(&mergers)?;
+    let paused = Paused::stop(&mergers, &sampler)?;
     let latency_alone = load(&cfg, &sampler, &target, &alone, rate, "loadgen-alone", t0, &logs);
     drop(paused);
     let mut latency_alone = latency_alone?;
@@ -364,26 +364,31 @@ fn load(
 /// The mergers stopped with SIGSTOP until dropped (SIGCONT). A stopped
 /// process is also what a merger on another node looks like to this
 /// machine's CPU; its consumer-group session outlives a phase of seconds.
-struct Paused(Vec<u32>);
+struct Paused<'a> {
+    pids: Vec<u32>,
+    sampler: &'a Sampler,
+}
 
-impl Paused {
-    fn stop(mergers: &[Running]) -> anyhow::Result<Self> {
-        let mut paused = Self(Vec::new());
+impl<'a> Paused<'a> {
+    fn stop(mergers: &[Running], sampler: &'a Sampler) -> anyhow::Result<Self> {
+        sampler.mergers_paused(true);
+        let mut paused = Self { pids: Vec::new(), sampler };
         for m in mergers {
             signal("-STOP", m.pid())?;
-            paused.0.push(m.pid());
+            paused.pids.push(m.pid());
         }
         Ok(paused)
     }
 }
 
-impl Drop for Paused {
+impl Drop for Paused<'_> {
     fn drop(&mut self) {
-        for &pid in &self.0 {
+        for &pid in &self.pids {
             if let Err(e) = signal("-CONT", pid) {
                 say(&format!("resuming merger {pid} failed: {e:#}"));
             }
         }
+        self.sampler.mergers_paused(false);
     }
 }
 

@@ -27,6 +27,9 @@ pub struct Tick {
 struct Shared {
     ticks: Vec<Tick>,
     watched: Vec<(String, u32)>,
+    /// The mergers are stopped (SIGSTOP): a scrape would wait out its
+    /// timeout on each and stretch the period, so they are not scraped.
+    mergers_paused: bool,
 }
 
 /// The running sampler.
@@ -49,7 +52,10 @@ impl Sampler {
             let ticks_per_s = procs::ticks_per_second();
             let (mut accepted, mut folded) = (0.0, 0.0);
             while !s.load(Ordering::Relaxed) {
-                let watched = sh.lock().unwrap_or_else(PoisonError::into_inner).watched.clone();
+                let (watched, mergers_paused) = {
+                    let shared = sh.lock().unwrap_or_else(PoisonError::into_inner);
+                    (shared.watched.clone(), shared.mergers_paused)
+                };
                 let procs = watched
                     .iter()
                     .filter_map(|(name, pid)| Some((name.clone(), procs::sample(*pid, ticks_per_s)?)))
@@ -59,8 +65,8 @@ impl Sampler {
                     accepted = scrape::sum(&text, "tidemark_ingest_events_accepted_total");
                 }
                 let mut sum = 0.0;
-                let mut all = true;
-                for m in &mergers {
+                let mut all = !mergers_paused;
+                for m in mergers.iter().filter(|_| !mergers_paused) {
                     match scrape::metrics(m) {
                         Ok(text) => {
                             sum += scrape::sum(&text, "tidemark_merger_events_folded_total")
@@ -87,6 +93,12 @@ impl Sampler {
     /// Samples process `pid` as `name` from now on.
     pub fn watch(&self, name: &str, pid: u32) {
         self.shared().watched.push((name.to_owned(), pid));
+    }
+
+    /// Whether the mergers are stopped; while they are, their counters keep
+    /// their last values.
+    pub fn mergers_paused(&self, paused: bool) {
+        self.shared().mergers_paused = paused;
     }
 
     /// Every reading so far.
