@@ -15,3 +15,10 @@ pub mod pipeline;
 pub mod report;
 pub mod signed;
 pub mod workload;
+
+/// Every bench binary links this crate, so every bench allocates with
+/// mimalloc, as the `tidemark` binary does: a stage's figure is what the
+/// service spends on it, and peers in the same process (Automerge, arrow-rs,
+/// dalek) get the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
