@@ -232,9 +232,8 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     let rate = Some(cfg.latency_rate);
     say(&format!("fixed rate, mergers paused: {} events at {} events/s", cfg.latency_events, cfg.latency_rate));
     let paused = Paused::stop(&mergers, &sampler)?;
-    let latency_alone = load(&cfg, &sampler, &target, &alone, rate, "loadgen-alone", t0, &logs);
+    let mut latency_alone = load(&cfg, &sampler, &target, &alone, rate, "loadgen-alone", t0, &logs)?;
     drop(paused);
-    let mut latency_alone = latency_alone?;
     folded(&sampler, &ingest, &mut latency_alone)?;
     say(&format!("fixed rate, mergers folding: {} events at {} events/s", cfg.latency_events, cfg.latency_rate));
     let mut latency = load(&cfg, &sampler, &target, &paced, rate, "loadgen-paced", t0, &logs)?;

@@ -64,19 +64,8 @@ impl Sampler {
                 if let Ok(text) = scrape::metrics(&ingest) {
                     accepted = scrape::sum(&text, "tidemark_ingest_events_accepted_total");
                 }
-                let mut sum = 0.0;
-                let mut all = !mergers_paused;
-                for m in mergers.iter().filter(|_| !mergers_paused) {
-                    match scrape::metrics(m) {
-                        Ok(text) => {
-                            sum += scrape::sum(&text, "tidemark_merger_events_folded_total")
-                                + scrape::sum(&text, "tidemark_merger_events_dead_lettered_total");
-                        }
-                        Err(_) => all = false,
-                    }
-                }
-                if all {
-                    folded = sum;
+                if !mergers_paused && let Some(total) = folded_total(&mergers) {
+                    folded = total;
                 }
                 let tick = Tick { t_s: t0.elapsed().as_secs_f64(), accepted, folded, procs };
                 sh.lock().unwrap_or_else(PoisonError::into_inner).ticks.push(tick);
@@ -121,6 +110,21 @@ impl Sampler {
         }
         None
     }
+}
+
+/// The mergers' folded and dead-lettered counters, summed; `None` when one
+/// did not answer (a partial sum would look like a drop in the rate).
+fn folded_total(mergers: &[String]) -> Option<f64> {
+    mergers
+        .iter()
+        .map(|m| {
+            let text = scrape::metrics(m).ok()?;
+            Some(
+                scrape::sum(&text, "tidemark_merger_events_folded_total")
+                    + scrape::sum(&text, "tidemark_merger_events_dead_lettered_total"),
+            )
+        })
+        .sum()
 }
 
 impl Drop for Sampler {

@@ -330,9 +330,7 @@ proptest! {
         if repeat_op {
             // Validation refuses two writes of one register in an event; the
             // count must still add up if one got through.
-            let mut e = ev(200, "b", 31, Some(&[][..]), vec![set_hr(1), set_hr(2)]);
-            e.hlc = Hlc::new(31, 0);
-            stream.push(e);
+            stream.push(ev(200, "b", 31, Some(&[][..]), vec![set_hr(1), set_hr(2)]));
         }
         let mut d = PatientDoc::new(PATIENT);
         for e in &stream {
