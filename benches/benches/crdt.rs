@@ -23,9 +23,13 @@ use tidemark_schemas::EditEvent;
 
 const SEED: u64 = 42;
 
+/// Documents by patient, in the map the merger keeps its own in (and the
+/// Automerge peer its replicas).
+type Docs<'a> = HashMap<&'a str, PatientDoc, foldhash::quality::RandomState>;
+
 /// The CRDT alone: every event applied to its patient's document.
-fn fold(events: &[EditEvent]) -> HashMap<&str, PatientDoc> {
-    let mut docs: HashMap<&str, PatientDoc> = HashMap::new();
+fn fold(events: &[EditEvent]) -> Docs<'_> {
+    let mut docs = Docs::default();
     for e in events {
         docs.entry(&e.patient_id)
             .or_insert_with(|| PatientDoc::new(&e.patient_id))
@@ -37,8 +41,8 @@ fn fold(events: &[EditEvent]) -> HashMap<&str, PatientDoc> {
 
 /// What the merger runs per event: `fold::apply_event` on its document map,
 /// which also counts the conflicts each event opens or resolves.
-fn fold_merger(events: &[EditEvent]) -> HashMap<String, PatientDoc> {
-    let mut docs = HashMap::new();
+fn fold_merger(events: &[EditEvent]) -> tidemark_merger::worker::Docs {
+    let mut docs = tidemark_merger::worker::Docs::default();
     for e in events {
         apply_event(&mut docs, e).expect("generated events apply");
     }

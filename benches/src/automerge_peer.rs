@@ -84,10 +84,13 @@ fn scalar(v: &Value) -> ScalarValue {
     }
 }
 
+/// Documents by patient, in the map the merger keeps its own in.
+pub type Replicas<'a> = HashMap<&'a str, Automerge, foldhash::quality::RandomState>;
+
 /// Applies the changes one by one, as remote changes, to one fresh document
 /// per patient.
-pub fn apply_remote(stream: Vec<(&str, Change)>) -> HashMap<&str, Automerge> {
-    let mut docs: HashMap<&str, Automerge> = HashMap::new();
+pub fn apply_remote(stream: Vec<(&str, Change)>) -> Replicas<'_> {
+    let mut docs = Replicas::default();
     for (patient, change) in stream {
         docs.entry(patient).or_default().apply_changes([change]).expect("a remote change applies");
     }

@@ -105,7 +105,7 @@ impl DocStore for BTreeMap<String, PatientDoc> {
     }
 }
 
-impl DocStore for std::collections::HashMap<String, PatientDoc> {
+impl<S: std::hash::BuildHasher> DocStore for std::collections::HashMap<String, PatientDoc, S> {
     fn doc_mut(&mut self, patient_id: &str) -> &mut PatientDoc {
         if !self.contains_key(patient_id) {
             self.insert(patient_id.to_owned(), PatientDoc::new(patient_id));

@@ -178,11 +178,11 @@ pub fn section(r: &Results, date: &str, plot_path: &str) -> String {
         } else {
             "1M patients < 30 s: fewer patients than the target".to_owned()
         };
-        let [a, b, c, d, e] = snapshot_row(
-            scale,
-            ", one record each (the run's views under new ids, on a second Tansu with sqlite storage)",
-            target,
+        let what = format!(
+            ", one record each in {} partitions (the run's views under new ids, on a second Tansu with sqlite storage)",
+            scale.partitions
         );
+        let [a, b, c, d, e] = snapshot_row(scale, &what, target);
         row(&a, b, c, d, e);
         row("Snapshot verify of those", format!("{:.2} s", scale.verify_seconds), "-".into(), "-".into(), "-".into());
     }

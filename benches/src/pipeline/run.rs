@@ -16,7 +16,7 @@ use super::bound::{self, Record, Throughput};
 use super::procs;
 use super::sampler::{Sampler, Tick};
 use super::services::{Keys, Running, arg, args, run};
-use super::snapshot::{Snapshot, scale_snapshot, snapshot};
+use super::snapshot::{Snapshot, StateTopic, scale_snapshot, snapshot};
 
 /// What to run.
 #[derive(Clone, Debug, Serialize)]
@@ -52,6 +52,8 @@ pub struct Config {
     /// Patients of the snapshot at scale (0: none): the run's views copied
     /// under new patient ids into a state topic of their own.
     pub snapshot_patients: usize,
+    /// Partitions of that state topic.
+    pub snapshot_partitions: i32,
 }
 
 /// One load phase as loadgen and the counters saw it.
@@ -243,7 +245,9 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     // The latest view of every patient, read to the topic's real end: how
     // many patients a snapshot should hold, and the scale snapshot's rows.
     let views = bound::latest_per_key(&brokers, STATE, cfg.partitions, cfg.fetch_wait_ms)?;
-    let snapshot = snapshot(&cfg, &keys, &brokers, &sampler, &logs, "archiver", views.len() as u64, None)?;
+    let state =
+        StateTopic { brokers: &brokers, partitions: cfg.partitions, patients: views.len() as u64, expected: None };
+    let snapshot = snapshot(&cfg, &keys, &sampler, &logs, "archiver", &state)?;
     let scale_snapshot = scale_snapshot(&cfg, &keys, &sampler, &logs, &rt, views)?;
     let ticks = sampler.ticks();
     let mut peak_rss = BTreeMap::new();

@@ -31,6 +31,20 @@ pub struct Snapshot {
     pub state_read_bound: Throughput,
     /// Distinct patients the state topic holds, read to its real end.
     pub patients_in_topic: u64,
+    /// Partitions of the state topic.
+    pub partitions: i32,
+}
+
+/// The state topic a snapshot reads.
+pub struct StateTopic<'a> {
+    /// Its broker.
+    pub brokers: &'a str,
+    /// Its partitions.
+    pub partitions: i32,
+    /// The distinct patients it holds.
+    pub patients: u64,
+    /// The records the bound reads (all of them when known; else until idle).
+    pub expected: Option<u64>,
 }
 
 /// The snapshot target is for 1M patients, and Tansu does not compact: the
@@ -77,11 +91,13 @@ pub(super) fn scale_snapshot(
         sampler.watch("tansu-sqlite", pid);
     }
     let brokers = broker.bootstrap().to_owned();
-    rt.block_on(broker.create_topic(STATE, cfg.partitions)).context("creating the scale state topic")?;
+    let partitions = cfg.snapshot_partitions;
+    rt.block_on(broker.create_topic(STATE, partitions)).context("creating the scale state topic")?;
     let produced = bound::produce(&brokers, STATE, &records)?;
     drop(records);
-    let snap =
-        snapshot(cfg, keys, &brokers, sampler, logs, "archiver-scale", produced.records, Some(produced.records))?;
+    let n = Some(produced.records);
+    let state = StateTopic { brokers: &brokers, partitions, patients: produced.records, expected: n };
+    let snap = snapshot(cfg, keys, sampler, logs, "archiver-scale", &state)?;
     anyhow::ensure!(
         snap.rows == produced.records,
         "the snapshot at scale has {} rows for {} patients",
@@ -91,21 +107,17 @@ pub(super) fn scale_snapshot(
     Ok(Some(snap))
 }
 
-/// `tidemark archiver --once` on the state topic at `brokers`, which holds
-/// `patients_in_topic` patients, then `tidemark snapshot verify` with the
-/// recipient key; the bound reads the topic raw (`expected` records, or
-/// until idle).
-#[allow(clippy::too_many_arguments)]
+/// `tidemark archiver --once` on `state`, then `tidemark snapshot verify`
+/// with the recipient key; the bound reads the topic raw.
 pub(super) fn snapshot(
     cfg: &Config,
     keys: &Keys,
-    brokers: &str,
     sampler: &Sampler,
     logs: &Path,
     name: &str,
-    patients_in_topic: u64,
-    expected: Option<u64>,
+    state: &StateTopic<'_>,
 ) -> anyhow::Result<Snapshot> {
+    let brokers = state.brokers;
     let out = cfg.work.join(name);
     let mut a =
         args(["archiver", "--once", "--brokers", brokers, "--out", &arg(&out), "--metrics-listen", "127.0.0.1:0"]);
@@ -134,6 +146,7 @@ pub(super) fn snapshot(
     v.extend(args(["--key", &arg(&keys.file("analytics.key")), "latest"]));
     run(&cfg.tidemark, &v)?;
     let verify_seconds = start.elapsed().as_secs_f64();
-    let state_read_bound = bound::consume(brokers, STATE, cfg.partitions, cfg.fetch_wait_ms, expected)?;
-    Ok(Snapshot { seconds, rows, parts, bytes, verify_seconds, state_read_bound, patients_in_topic })
+    let state_read_bound = bound::consume(brokers, STATE, state.partitions, cfg.fetch_wait_ms, state.expected)?;
+    let (patients_in_topic, partitions) = (state.patients, state.partitions);
+    Ok(Snapshot { seconds, rows, parts, bytes, verify_seconds, state_read_bound, patients_in_topic, partitions })
 }

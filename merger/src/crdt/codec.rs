@@ -28,10 +28,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sha2::{Digest, Sha256};
-use tidemark_schemas::VersionVector;
 
 use super::counter::EventCounter;
-use super::coverage::{Coverage, WriteId};
+use super::coverage::{Clock, Coverage, WriteId};
 use super::doc::{FieldState, PatientDoc};
 
 mod read;
@@ -77,7 +76,7 @@ struct Writer<'a> {
 impl<'a> Writer<'a> {
     fn new(doc: &'a PatientDoc) -> Self {
         let mut set: BTreeSet<&'a str> = BTreeSet::new();
-        let vv = |v: &'a VersionVector, set: &mut BTreeSet<&'a str>| set.extend(v.keys().map(String::as_str));
+        let vv = |v: &'a Clock, set: &mut BTreeSet<&'a str>| set.extend(v.iter().map(|(s, _)| &**s));
         vv(&doc.version, &mut set);
         for f in doc.fields.values() {
             match f {
@@ -138,7 +137,7 @@ impl<'a> Writer<'a> {
         self.varint(u64::from(id.op));
     }
 
-    fn vv(&mut self, vv: &VersionVector) {
+    fn vv(&mut self, vv: &Clock) {
         self.len(vv.len());
         for (s, h) in vv {
             self.sref(s);

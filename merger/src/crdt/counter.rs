@@ -70,6 +70,10 @@ impl EventCounter {
         match self {
             EventCounter::Exact(v) => {
                 if let Err(i) = v.binary_search(&h) {
+                    if v.capacity() == 0 {
+                        // A record sees a handful of events; skip growing 4, 8.
+                        v.reserve_exact(8);
+                    }
                     v.insert(i, h);
                     if v.len() > EXACT_LIMIT {
                         *self = EventCounter::Sketch(sketch_of(v));

@@ -9,9 +9,54 @@
 
 use std::sync::Arc;
 
-use tidemark_schemas::hlc::vv_join;
 use tidemark_schemas::{Hlc, VersionVector};
 use uuid::Uuid;
+
+use super::names::Names;
+use super::vecmap::VecMap;
+
+/// A version vector over shared source names (the greatest HLC seen per
+/// source), ascending by source like the schemas' `VersionVector`.
+pub type Clock = VecMap<Arc<str>, Hlc>;
+
+/// Raises `clock[source]` to `hlc`; `source` is only copied when new.
+pub fn observe(clock: &mut Clock, source: &str, hlc: Hlc, names: &mut Names) -> bool {
+    match clock.get_mut(source) {
+        Some(seen) if *seen >= hlc => false,
+        Some(seen) => {
+            *seen = hlc;
+            true
+        }
+        None => {
+            clock.insert(names.get(source), hlc);
+            true
+        }
+    }
+}
+
+/// Pointwise maximum of two clocks, into `into`; whether it grew.
+pub fn join(into: &mut Clock, other: &Clock) -> bool {
+    let mut grew = false;
+    for (source, hlc) in other {
+        match into.get_mut(&**source) {
+            Some(seen) if *seen >= *hlc => {}
+            Some(seen) => {
+                *seen = *hlc;
+                grew = true;
+            }
+            None => {
+                into.insert(source.clone(), *hlc);
+                grew = true;
+            }
+        }
+    }
+    grew
+}
+
+/// The clock as the schemas' version vector (for views and tests).
+pub fn to_version_vector(clock: &Clock) -> VersionVector {
+    clock.iter().map(|(s, h)| (s.to_string(), *h)).collect()
+}
 
 /// The identity and order key of one write: ordered by hlc, then source, then
 /// event id, then op index. Total, and equal only for the same op of the same
@@ -32,7 +77,7 @@ pub struct WriteId {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Coverage {
     /// Pointwise max of the `observed` vectors of non-blind writes.
-    pub vv: VersionVector,
+    pub vv: Clock,
     /// The greatest blind write: it covers everything ordered before it.
     pub floor: Option<WriteId>,
 }
@@ -45,24 +90,15 @@ impl Coverage {
 
     /// Adds the coverage of write `id` (blind when `observed` is `None`).
     /// Returns whether the coverage grew.
-    pub fn absorb(&mut self, id: &WriteId, observed: Option<&VersionVector>) -> bool {
+    /// `names` supplies shared copies of new sources.
+    pub fn absorb(&mut self, id: &WriteId, observed: Option<&VersionVector>, names: &mut Names) -> bool {
         match observed {
             Some(o) => {
-                let before = self.vv.len();
                 let mut grew = false;
                 for (source, hlc) in o {
-                    match self.vv.get_mut(source) {
-                        Some(seen) if *seen >= *hlc => {}
-                        Some(seen) => {
-                            *seen = *hlc;
-                            grew = true;
-                        }
-                        None => {
-                            self.vv.insert(source.clone(), *hlc);
-                        }
-                    }
+                    grew |= observe(&mut self.vv, source, *hlc, names);
                 }
-                grew || self.vv.len() != before
+                grew
             }
             None => {
                 if self.floor.as_ref().is_some_and(|f| f >= id) {
@@ -77,7 +113,7 @@ impl Coverage {
 
     /// Joins another field's coverage into this one.
     pub fn join(&mut self, other: &Coverage) {
-        vv_join(&mut self.vv, &other.vv);
+        join(&mut self.vv, &other.vv);
         if let Some(f) = &other.floor
             && self.floor.as_ref().is_none_or(|mine| mine < f)
         {
@@ -101,24 +137,24 @@ mod tests {
 
     #[test]
     fn blind_covers_strictly_older() {
-        let mut c = Coverage::default();
-        assert!(c.absorb(&id(10, "a", 1), None));
+        let (mut c, names) = (Coverage::default(), &mut Names::default());
+        assert!(c.absorb(&id(10, "a", 1), None, names));
         assert!(c.covers(&id(9, "z", 9)));
         assert!(c.covers(&id(10, "a", 0)));
         assert!(!c.covers(&id(10, "a", 1)), "a write never covers itself");
         assert!(!c.covers(&id(10, "b", 0)));
-        assert!(!c.absorb(&id(5, "a", 1), None), "an older blind write adds nothing");
+        assert!(!c.absorb(&id(5, "a", 1), None, names), "an older blind write adds nothing");
     }
 
     #[test]
     fn observed_covers_exactly_what_it_saw() {
-        let mut c = Coverage::default();
+        let (mut c, names) = (Coverage::default(), &mut Names::default());
         let seen: VersionVector = [("a".to_owned(), Hlc::new(10, 0))].into_iter().collect();
-        assert!(c.absorb(&id(20, "b", 1), Some(&seen)));
+        assert!(c.absorb(&id(20, "b", 1), Some(&seen), names));
         assert!(c.covers(&id(10, "a", 7)));
         assert!(!c.covers(&id(11, "a", 7)));
         assert!(!c.covers(&id(1, "c", 7)), "a source it never saw is not covered");
         let empty = VersionVector::new();
-        assert!(!c.absorb(&id(30, "b", 2), Some(&empty)), "an empty observed covers nothing");
+        assert!(!c.absorb(&id(30, "b", 2), Some(&empty), names), "an empty observed covers nothing");
     }
 }

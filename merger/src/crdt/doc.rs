@@ -1,19 +1,18 @@
 //! The patient document: one CRDT per written field, the document's version
 //! vector, a distinct-event counter and the newest wall-clock time.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
+use serde::Deserialize as _;
 use serde_json::Value;
-use tidemark_schemas::hlc::vv_observe;
 use tidemark_schemas::view::{FieldView, PatientView, format_utc_ms};
 use tidemark_schemas::{EditEvent, Op, OpId, VersionVector};
 
 use super::counter::{EventCounter, event_hash};
-use super::coverage::WriteId;
+use super::coverage::{self, Clock, WriteId};
 use super::log::{Log, LogEntry};
+use super::names::Names;
 use super::orset::OrSet;
 use super::register::{RegWrite, Register};
+use super::vecmap::VecMap;
 
 /// One field's CRDT; the kind is fixed by the first op that touches the path
 /// (and the catalog makes every op on a path agree).
@@ -80,8 +79,9 @@ pub enum ApplyError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatientDoc {
     pub(crate) patient_id: String,
-    pub(crate) fields: BTreeMap<String, FieldState>,
-    pub(crate) version: VersionVector,
+    /// By path, ascending.
+    pub(crate) fields: VecMap<Box<str>, FieldState>,
+    pub(crate) version: Clock,
     pub(crate) counter: EventCounter,
     pub(crate) updated_ms: u64,
     /// Shared copies of the source and author names seen, so that applying an
@@ -89,43 +89,18 @@ pub struct PatientDoc {
     pub(crate) names: Names,
 }
 
-/// An interning cache of names. Every `Names` compares equal: two documents
-/// with equal state are equal whatever names each happened to cache.
-#[derive(Clone, Debug, Default)]
-pub struct Names(Vec<Arc<str>>);
-
-impl PartialEq for Names {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for Names {}
-
-impl Names {
-    /// The shared copy of `name`; documents see a handful of sources and
-    /// authors, so a linear scan beats hashing.
-    fn get(&mut self, name: &str) -> Arc<str> {
-        match self.0.iter().find(|n| &***n == name) {
-            Some(n) => n.clone(),
-            None => {
-                let n: Arc<str> = Arc::from(name);
-                if self.0.len() < 64 {
-                    self.0.push(n.clone());
-                }
-                n
-            }
-        }
-    }
-}
+/// Room for this many fields in a new document: a record on the benchmark
+/// mix has eight to ten, and growing the vector 4, 8, 16 copied each field
+/// twice.
+const FIELDS_HINT: usize = 8;
 
 impl PatientDoc {
     /// An empty document for a patient.
     pub fn new(patient_id: impl Into<String>) -> Self {
         Self {
             patient_id: patient_id.into(),
-            fields: BTreeMap::new(),
-            version: VersionVector::new(),
+            fields: VecMap::with_capacity(FIELDS_HINT),
+            version: Clock::default(),
             counter: EventCounter::default(),
             updated_ms: 0,
             names: Names::default(),
@@ -138,8 +113,8 @@ impl PatientDoc {
     }
 
     /// The document's version vector.
-    pub fn version(&self) -> &VersionVector {
-        &self.version
+    pub fn version(&self) -> VersionVector {
+        coverage::to_version_vector(&self.version)
     }
 
     /// A field's state.
@@ -180,28 +155,28 @@ impl PatientDoc {
                 event_id: ev.event_id,
                 op: u32::try_from(i).unwrap_or(u32::MAX),
             };
-            let field = self.field_mut(op);
-            match (field, op) {
+            let names = &mut self.names;
+            match (field_mut(&mut self.fields, op), op) {
                 (FieldState::Register(r), Op::Set { .. } | Op::Clear { .. }) => {
                     let value = if let Op::Set { value, .. } = op { value.clone() } else { Value::Null };
                     // Per op, so two ops of one event on one register add up right.
                     let was = i64::from(r.in_conflict());
-                    r.apply(RegWrite { id, author: author.clone(), value }, observed);
+                    r.apply(RegWrite { id, author: author.clone(), value }, observed, names);
                     opened += i64::from(r.in_conflict()) - was;
                 }
                 (FieldState::Set(s), Op::Add { value, .. }) => s.add(value.as_str().unwrap_or_default(), id),
                 (FieldState::Set(s), Op::Remove { value, .. }) => {
-                    s.remove(value.as_str().unwrap_or_default(), &id, observed);
+                    s.remove(value.as_str().unwrap_or_default(), &id, observed, names);
                 }
                 (FieldState::Log(l), Op::Append { value, .. }) => {
                     // check_ops parsed every append's value already.
                     let (text, amends) = parse_log_value(value).unwrap_or_default();
-                    l.append(id, LogEntry { author: author.clone(), text, amends });
+                    l.append(id, LogEntry { author: author.clone(), text: text.to_owned(), amends });
                 }
                 _ => unreachable!("check_ops verified every op against its field's kind"),
             }
         }
-        vv_observe(&mut self.version, &ev.source, ev.hlc);
+        coverage::observe(&mut self.version, &ev.source, ev.hlc, &mut self.names);
         self.counter.insert(event_hash(&ev.event_id));
         self.updated_ms = self.updated_ms.max(ev.hlc.wall_ms);
         Ok(opened)
@@ -229,19 +204,6 @@ impl PatientDoc {
         Ok(())
     }
 
-    fn field_mut(&mut self, op: &Op) -> &mut FieldState {
-        let path = op.path();
-        if !self.fields.contains_key(path) {
-            let fresh = match op_kind(op) {
-                "register" => FieldState::Register(Register::default()),
-                "set" => FieldState::Set(OrSet::default()),
-                _ => FieldState::Log(Log::default()),
-            };
-            self.fields.insert(path.to_owned(), fresh);
-        }
-        self.fields.get_mut(path).expect("inserted above")
-    }
-
     /// Joins another replica of the same patient's document into this one.
     ///
     /// # Errors
@@ -252,16 +214,16 @@ impl PatientDoc {
             return Err(ApplyError::WrongPatient { event_id: uuid::Uuid::nil() });
         }
         for (path, theirs) in &other.fields {
-            if let Some(mine) = self.fields.get(path)
+            if let Some(mine) = self.fields.get(&**path)
                 && mine.kind() != theirs.kind()
             {
                 let (op_name, kind) = (theirs.kind(), mine.kind());
                 let event_id = uuid::Uuid::nil();
-                return Err(ApplyError::KindMismatch { event_id, op: 0, op_name, path: path.clone(), kind });
+                return Err(ApplyError::KindMismatch { event_id, op: 0, op_name, path: path.to_string(), kind });
             }
         }
         for (path, theirs) in &other.fields {
-            match (self.fields.get_mut(path), theirs) {
+            match (self.fields.get_mut(&**path), theirs) {
                 (None, _) => {
                     self.fields.insert(path.clone(), theirs.clone());
                 }
@@ -271,7 +233,7 @@ impl PatientDoc {
                 _ => unreachable!("kinds were checked to agree above"),
             }
         }
-        tidemark_schemas::hlc::vv_join(&mut self.version, &other.version);
+        coverage::join(&mut self.version, &other.version);
         self.counter.merge(&other.counter);
         self.updated_ms = self.updated_ms.max(other.updated_ms);
         Ok(())
@@ -294,13 +256,13 @@ impl PatientDoc {
                     FieldState::Set(s) => Some(s.view()),
                     FieldState::Log(l) => Some(l.view()),
                 };
-                v.map(|v| (path.clone(), v))
+                v.map(|v| (path.to_string(), v))
             })
             .collect();
         PatientView {
             patient_id: self.patient_id.clone(),
             fields,
-            version: self.version.clone(),
+            version: self.version(),
             event_count: self.counter.count(),
             updated_at: format_utc_ms(self.updated_ms),
             open_conflicts: self.open_conflicts(),
@@ -316,12 +278,25 @@ fn op_kind(op: &Op) -> &'static str {
     }
 }
 
-fn parse_log_value(value: &Value) -> Option<(String, Option<OpId>)> {
+/// The field's state for the first op on its path, when it has none yet.
+fn field_mut<'a>(fields: &'a mut VecMap<Box<str>, FieldState>, op: &Op) -> &'a mut FieldState {
+    let path = op.path();
+    let fresh = || match op {
+        Op::Set { .. } | Op::Clear { .. } => FieldState::Register(Register::default()),
+        Op::Add { .. } | Op::Remove { .. } => FieldState::Set(OrSet::default()),
+        Op::Append { .. } => FieldState::Log(Log::default()),
+    };
+    fields.get_or_insert_with(path, || Box::from(path), fresh)
+}
+
+/// An append's text and what it amends, borrowed: `check_ops` and `apply`
+/// both read it, and only the entry kept copies the text.
+fn parse_log_value(value: &Value) -> Option<(&str, Option<OpId>)> {
     let obj = value.as_object()?;
-    let text = obj.get("text")?.as_str()?.to_owned();
+    let text = obj.get("text")?.as_str()?;
     let amends = match obj.get("amends") {
         None => None,
-        Some(a) => Some(serde_json::from_value::<OpId>(a.clone()).ok()?),
+        Some(a) => Some(OpId::deserialize(a).ok()?),
     };
     Some((text, amends))
 }

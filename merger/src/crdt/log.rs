@@ -4,15 +4,13 @@
 //! `amends` points at the one it corrects, so the clinical record keeps what
 //! was written, by whom and when.
 
-use std::cmp::Ordering;
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::sync::Arc;
 
 use tidemark_schemas::OpId;
 use tidemark_schemas::view::{FieldView, LogEntryView};
 
 use super::coverage::WriteId;
+use super::vecmap::VecMap;
 
 /// One log entry's content.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,22 +26,21 @@ pub struct LogEntry {
 /// A log field's state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Log {
-    pub(crate) entries: BTreeMap<WriteId, LogEntry>,
+    /// Ascending by id: entries mostly arrive in order, so an append is a push.
+    pub(crate) entries: VecMap<WriteId, LogEntry>,
 }
 
 impl Log {
     /// Appends an entry; idempotent. Of two entries reusing one id, the
     /// greater by content is kept, whatever the arrival order.
     pub fn append(&mut self, id: WriteId, entry: LogEntry) {
-        match self.entries.entry(id) {
-            Entry::Vacant(v) => {
-                v.insert(entry);
-            }
-            Entry::Occupied(mut o) => {
-                if entry.cmp(o.get()) == Ordering::Greater {
-                    o.insert(entry);
+        match self.entries.get_mut(&id) {
+            Some(held) => {
+                if entry > *held {
+                    *held = entry;
                 }
             }
+            None => self.entries.insert(id, entry),
         }
     }
 

@@ -13,16 +13,20 @@ mod counter;
 mod coverage;
 mod doc;
 mod log;
+mod names;
 mod orset;
 mod register;
+mod vecmap;
 
 pub use codec::{DecodeError, FORMAT_VERSION, MAGIC};
 pub use counter::{EXACT_LIMIT, EventCounter};
-pub use coverage::{Coverage, WriteId};
+pub use coverage::{Clock, Coverage, WriteId};
 pub use doc::{ApplyError, FieldState, PatientDoc};
 pub use log::{Log, LogEntry};
+pub use names::Names;
 pub use orset::OrSet;
 pub use register::{RegWrite, Register};
+pub use vecmap::VecMap;
 
 #[cfg(test)]
 mod tests;

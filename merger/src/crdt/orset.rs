@@ -6,18 +6,19 @@
 //! while an add of it is live. Removes' coverage is kept even when no add is
 //! live, so that an old add arriving late stays removed.
 
-use std::collections::BTreeMap;
-
+use smallvec::SmallVec;
 use tidemark_schemas::VersionVector;
 use tidemark_schemas::view::FieldView;
 
 use super::coverage::{Coverage, WriteId};
+use super::names::Names;
+use super::vecmap::VecMap;
 
 /// One element's adds and removes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Element {
-    /// Live adds, ascending, unique.
-    pub(crate) adds: Vec<WriteId>,
+    /// Live adds, ascending, unique. Inline: an element is mostly added once.
+    pub(crate) adds: SmallVec<[WriteId; 1]>,
     /// Union of the coverage of the removes of this element.
     pub(crate) removed: Coverage,
 }
@@ -40,7 +41,7 @@ impl Element {
 /// A set field's state, by element.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrSet {
-    pub(crate) elems: BTreeMap<String, Element>,
+    pub(crate) elems: VecMap<Box<str>, Element>,
 }
 
 impl OrSet {
@@ -50,19 +51,17 @@ impl OrSet {
     }
 
     /// Applies a remove (blind when `observed` is `None`); idempotent.
-    pub fn remove(&mut self, element: &str, id: &WriteId, observed: Option<&VersionVector>) {
+    /// `names` supplies shared copies of the sources `observed` names.
+    pub fn remove(&mut self, element: &str, id: &WriteId, observed: Option<&VersionVector>, names: &mut Names) {
         let e = self.entry(element);
-        if e.removed.absorb(id, observed) {
+        if e.removed.absorb(id, observed, names) {
             e.prune();
         }
     }
 
     fn entry(&mut self, element: &str) -> &mut Element {
-        // Look up by &str first: the common case (element known) allocates nothing.
-        if !self.elems.contains_key(element) {
-            self.elems.insert(element.to_owned(), Element::default());
-        }
-        self.elems.get_mut(element).expect("inserted above")
+        // The element is only copied when new.
+        self.elems.get_or_insert_with(element, || Box::from(element), Element::default)
     }
 
     /// Joins another replica's set into this one.
@@ -84,7 +83,7 @@ impl OrSet {
 
     /// The present elements, sorted.
     pub fn values(&self) -> impl Iterator<Item = &str> {
-        self.elems.iter().filter(|(_, e)| !e.adds.is_empty()).map(|(v, _)| v.as_str())
+        self.elems.iter().filter(|(_, e)| !e.adds.is_empty()).map(|(v, _)| &**v)
     }
 
     /// The view: present elements, sorted.

@@ -10,10 +10,12 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use serde_json::Value;
+use smallvec::SmallVec;
 use tidemark_schemas::VersionVector;
 use tidemark_schemas::view::{ConflictView, FieldView};
 
 use super::coverage::{Coverage, WriteId};
+use super::names::Names;
 
 /// One write to a register (`clear` writes `Value::Null`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,16 +40,18 @@ impl RegWrite {
 /// A register field's state.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Register {
-    /// Live writes, ascending by id, ids unique.
-    pub(crate) live: Vec<RegWrite>,
+    /// Live writes, ascending by id, ids unique. Inline: a register is in
+    /// conflict (more than one) rarely, so one write needs no allocation.
+    pub(crate) live: SmallVec<[RegWrite; 1]>,
     /// Union of the coverage of every write seen.
     pub(crate) cov: Coverage,
 }
 
 impl Register {
-    /// Applies one write; idempotent.
-    pub fn apply(&mut self, w: RegWrite, observed: Option<&VersionVector>) {
-        let grew = self.cov.absorb(&w.id, observed);
+    /// Applies one write; idempotent. `names` supplies shared copies of the
+    /// sources `observed` names.
+    pub fn apply(&mut self, w: RegWrite, observed: Option<&VersionVector>, names: &mut Names) {
+        let grew = self.cov.absorb(&w.id, observed, names);
         if !self.cov.covers(&w.id) {
             self.insert_live(w);
         }

@@ -35,7 +35,8 @@ pub use context::{MergerContext, RebalanceEvent};
 pub use error::WorkerError;
 pub use metrics::MergerMetrics;
 
-use restore::{Docs, restore_partition};
+pub use restore::Docs;
+use restore::restore_partition;
 
 type Consumer = StreamConsumer<MergerContext>;
 

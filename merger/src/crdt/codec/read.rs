@@ -1,18 +1,19 @@
 //! The decoder: strict, bounded, canonical-only.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tidemark_schemas::{Hlc, OpId, VersionVector};
+use smallvec::SmallVec;
+use tidemark_schemas::{Hlc, OpId};
 use uuid::Uuid;
 
 use super::{FORMAT_VERSION, KIND_LOG, KIND_REGISTER, KIND_SET, MAGIC};
 use crate::crdt::counter::{EXACT_LIMIT, EventCounter, REGISTERS};
-use crate::crdt::coverage::{Coverage, WriteId};
+use crate::crdt::coverage::{Clock, Coverage, WriteId};
 use crate::crdt::doc::{FieldState, PatientDoc};
 use crate::crdt::log::{Log, LogEntry};
 use crate::crdt::orset::{Element, OrSet};
 use crate::crdt::register::{RegWrite, Register};
+use crate::crdt::vecmap::VecMap;
 
 /// Why bytes are not a document: the changelog record is corrupt or from an
 /// unknown format version. Stop and investigate; do not overwrite it.
@@ -116,17 +117,14 @@ impl<'a> Reader<'a> {
         Ok(WriteId { hlc, source, event_id: self.uuid()?, op: self.u32()? })
     }
 
-    fn vv(&mut self) -> R<VersionVector> {
+    fn vv(&mut self) -> R<Clock> {
         let n = self.count()?;
-        let mut vv = VersionVector::new();
-        let mut last: Option<Arc<str>> = None;
+        let mut vv = Clock::default();
         for _ in 0..n {
             let s = self.sref()?;
-            if last.as_ref().is_some_and(|l| *l >= s) {
+            if !vv.push_ascending(s, self.hlc()?) {
                 return self.err("version vector sources are not strictly ascending");
             }
-            vv.insert(s.to_string(), self.hlc()?);
-            last = Some(s);
         }
         Ok(vv)
     }
@@ -151,7 +149,7 @@ impl<'a> Reader<'a> {
     fn register(&mut self) -> R<Register> {
         let cov = self.coverage()?;
         let n = self.count()?;
-        let mut live: Vec<RegWrite> = Vec::with_capacity(n);
+        let mut live: SmallVec<[RegWrite; 1]> = SmallVec::with_capacity(n);
         for _ in 0..n {
             let id = self.wid()?;
             self.ascending(live.last().map(|w| &w.id), &id, "register writes")?;
@@ -170,7 +168,7 @@ impl<'a> Reader<'a> {
 
     fn set(&mut self) -> R<OrSet> {
         let n = self.count()?;
-        let mut elems = BTreeMap::new();
+        let mut elems = VecMap::default();
         let mut last: Option<&str> = None;
         for _ in 0..n {
             let value = self.str()?;
@@ -178,7 +176,7 @@ impl<'a> Reader<'a> {
             last = Some(value);
             let removed = self.coverage()?;
             let k = self.count()?;
-            let mut adds: Vec<WriteId> = Vec::with_capacity(k);
+            let mut adds: SmallVec<[WriteId; 1]> = SmallVec::with_capacity(k);
             for _ in 0..k {
                 let id = self.wid()?;
                 self.ascending(adds.last(), &id, "set adds")?;
@@ -187,19 +185,16 @@ impl<'a> Reader<'a> {
                 }
                 adds.push(id);
             }
-            elems.insert(value.to_owned(), Element { adds, removed });
+            elems.push_ascending(Box::from(value), Element { adds, removed });
         }
         Ok(OrSet { elems })
     }
 
     fn log(&mut self) -> R<Log> {
         let n = self.count()?;
-        let mut entries = BTreeMap::new();
-        let mut last: Option<WriteId> = None;
+        let mut entries = VecMap::default();
         for _ in 0..n {
             let id = self.wid()?;
-            self.ascending(last.as_ref(), &id, "log entries")?;
-            last = Some(id.clone());
             let author = self.sref()?;
             let text = self.str()?.to_owned();
             let amends = match self.u8()? {
@@ -207,7 +202,9 @@ impl<'a> Reader<'a> {
                 1 => Some(OpId { event_id: self.uuid()?, op: self.u32()? }),
                 t => return self.err(format!("amends flag {t} is not 0 or 1")),
             };
-            entries.insert(id, LogEntry { author, text, amends });
+            if !entries.push_ascending(id, LogEntry { author, text, amends }) {
+                return self.err("log entries are not strictly ascending");
+            }
         }
         Ok(Log { entries })
     }
@@ -258,7 +255,7 @@ pub(super) fn decode(buf: &[u8]) -> R<PatientDoc> {
     let version = r.vv()?;
     let counter = r.counter()?;
     let n = r.count()?;
-    let mut fields = BTreeMap::new();
+    let mut fields = VecMap::default();
     let mut last: Option<&str> = None;
     for _ in 0..n {
         let path = r.str()?;
@@ -270,7 +267,7 @@ pub(super) fn decode(buf: &[u8]) -> R<PatientDoc> {
             KIND_LOG => FieldState::Log(r.log()?),
             k => return r.err(format!("field kind {k} is unknown")),
         };
-        fields.insert(path.to_owned(), f);
+        fields.push_ascending(Box::from(path), f);
     }
     if r.pos != buf.len() {
         return r.err(format!("{} trailing bytes after the document", buf.len() - r.pos));
