@@ -2,13 +2,17 @@
 //!
 //! Key decision: parts follow the state topic's partitions (a patient's views
 //! all live in one partition), so each partition is read, sorted and written
-//! on its own and memory holds one partition's views, never the whole topic.
+//! on its own and memory holds a few partitions' views, never the whole
+//! topic. Partitions are read one after the other, and each is built
+//! (decoded, sorted, written as Parquet, sealed) on a blocking thread while
+//! the next is read, up to [`builders`] at once; parts are stored in
+//! partition order whatever order the builds finish in.
 //! Every profile is written from the same read, each with its own snapshot id,
 //! recipients and manifest. The manifest is put last; a failure anywhere
 //! before it leaves parts without a manifest, which are not a snapshot and are
 //! removed by the next run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,26 +149,28 @@ pub async fn take(
         move || scan::capture_cut(&c, &t, Duration::from_secs(30))
     })
     .await??;
-    let mut parts: Vec<Vec<PartEntry>> = vec![Vec::new(); spec.profiles.len()];
-    let mut bytes = vec![0u64; spec.profiles.len()];
+    let mut stored = Stored { parts: vec![Vec::new(); spec.profiles.len()], bytes: vec![0; spec.profiles.len()] };
+    let mut building = VecDeque::new();
     for &(partition, low, end) in &cut {
-        let built = blocking({
-            let (c, spec, layouts) = (consumer.clone(), spec.clone(), layouts.clone());
-            move || build_partition(&c, &spec, &layouts, partition, low, end)
+        let started = Instant::now();
+        let latest = blocking({
+            let (c, topic, stall) = (consumer.clone(), spec.topic.clone(), spec.stall_timeout);
+            move || scan::read_partition(&c, &topic, partition, low, end, stall)
         })
         .await??;
-        for part in built {
-            let (profile, name) = (spec.profiles[part.profile].profile.name(), part.entry.name.clone());
-            archive.put(profile, &ids[part.profile], &name, part.sealed).await?;
-            bytes[part.profile] += part.entry.ciphertext_bytes;
-            parts[part.profile].push(part.entry);
-            let stored: usize = parts.iter().map(Vec::len).sum();
-            if spec.abort_after_parts.is_some_and(|n| stored >= n) {
-                tracing::error!(stored, "fault injection: aborting mid-snapshot, before the manifest");
-                std::process::abort();
-            }
+        tracing::debug!(partition, records = latest.len(), read_ms = started.elapsed().as_millis(), "partition read");
+        while building.len() >= builders() {
+            let built = building.pop_front().expect("not empty");
+            stored.put(archive, &spec, &ids, joined(built).await??).await?;
         }
+        let (spec, layouts) = (spec.clone(), layouts.clone());
+        building
+            .push_back(tokio::task::spawn_blocking(move || build_partition(latest, &spec, &layouts, partition, end)));
     }
+    while let Some(built) = building.pop_front() {
+        stored.put(archive, &spec, &ids, joined(built).await??).await?;
+    }
+    let Stored { mut parts, mut bytes } = stored;
     let mut committed = Vec::with_capacity(spec.profiles.len());
     for (i, p) in spec.profiles.iter().enumerate() {
         let manifest = Manifest {
@@ -189,27 +195,67 @@ pub async fn take(
     Ok(committed)
 }
 
+/// Partitions built at once. A build (decode, sort, Arrow, Parquet, seal) is
+/// CPU work on one core; a partition's read mostly waits for the broker. So
+/// one build per core runs while the next partition is read, and memory holds
+/// at most this many partitions' records plus the one being read.
+fn builders() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
+}
+
+/// The parts stored so far, per profile, and their bytes.
+struct Stored {
+    parts: Vec<Vec<PartEntry>>,
+    bytes: Vec<u64>,
+}
+
+impl Stored {
+    /// Stores one partition's built parts, in order.
+    async fn put(
+        &mut self,
+        archive: &Archive,
+        spec: &SnapshotSpec,
+        ids: &[String],
+        built: Vec<BuiltPart>,
+    ) -> Result<(), SnapshotError> {
+        for part in built {
+            let (profile, name) = (spec.profiles[part.profile].profile.name(), part.entry.name.clone());
+            archive.put(profile, &ids[part.profile], &name, part.sealed).await?;
+            self.bytes[part.profile] += part.entry.ciphertext_bytes;
+            self.parts[part.profile].push(part.entry);
+            let stored: usize = self.parts.iter().map(Vec::len).sum();
+            if spec.abort_after_parts.is_some_and(|n| stored >= n) {
+                tracing::error!(stored, "fault injection: aborting mid-snapshot, before the manifest");
+                std::process::abort();
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, SnapshotError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| SnapshotError::Task(e.to_string()))
+    joined(tokio::task::spawn_blocking(f)).await
+}
+
+async fn joined<T>(task: tokio::task::JoinHandle<T>) -> Result<T, SnapshotError> {
+    task.await.map_err(|e| SnapshotError::Task(e.to_string()))
 }
 
 fn now_ms() -> u64 {
     u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Reads one partition up to the cut and builds every profile's parts of it.
+/// Builds every profile's parts of one partition from its latest records.
 fn build_partition(
-    consumer: &BaseConsumer,
+    latest: HashMap<Vec<u8>, Vec<u8>>,
     spec: &SnapshotSpec,
     layouts: &[Arc<TableLayout>],
     partition: i32,
-    low: i64,
     end: i64,
 ) -> Result<Vec<BuiltPart>, SnapshotError> {
     let started = Instant::now();
-    let latest = scan::read_partition(consumer, &spec.topic, partition, low, end, spec.stall_timeout)?;
     let mut views = decode_views(latest, &spec.topic, partition, end)?;
-    let read = started.elapsed();
+    let decoded = started.elapsed();
     let mut out = Vec::new();
     for (i, layout) in layouts.iter().enumerate() {
         sort_views(layout, &mut views);
@@ -222,9 +268,9 @@ fn build_partition(
     tracing::debug!(
         partition,
         rows = views.len(),
-        read_ms = read.as_millis(),
-        total_ms = started.elapsed().as_millis(),
-        "partition archived"
+        decode_ms = decoded.as_millis(),
+        build_ms = started.elapsed().as_millis(),
+        "partition built"
     );
     Ok(out)
 }
