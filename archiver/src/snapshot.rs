@@ -150,7 +150,7 @@ pub async fn take(
     })
     .await??;
     let mut stored = Stored { parts: vec![Vec::new(); spec.profiles.len()], bytes: vec![0; spec.profiles.len()] };
-    let mut building = VecDeque::new();
+    let (mut building, builders) = (VecDeque::new(), builders());
     for &(partition, low, end) in &cut {
         let started = Instant::now();
         let latest = blocking({
@@ -159,7 +159,7 @@ pub async fn take(
         })
         .await??;
         tracing::debug!(partition, records = latest.len(), read_ms = started.elapsed().as_millis(), "partition read");
-        while building.len() >= builders() {
+        while building.len() >= builders {
             let built = building.pop_front().expect("not empty");
             stored.put(archive, &spec, &ids, joined(built).await??).await?;
         }

@@ -103,18 +103,13 @@ impl<K, V> VecMap<K, V> {
     }
 
     /// Entries in ascending key order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&K, &V)> + DoubleEndedIterator {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&K, &V)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
     /// Values in ascending key order.
-    pub fn values(&self) -> impl ExactSizeIterator<Item = &V> + DoubleEndedIterator {
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &V> {
         self.0.iter().map(|(_, v)| v)
-    }
-
-    /// Keeps the entries `keep` says to keep, in order.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v));
     }
 }
 
