@@ -119,13 +119,14 @@ impl Pipeline {
         services.push(("ingest", ingest_task));
 
         let verifier = Arc::new(Verifier::new(crate::cli::config::load_registry(&opts.registry)?));
+        let merger_options = merger_kafka_options(&opts.kafka_options);
         let mut mergers = Vec::new();
         for i in 0..opts.mergers {
             let metrics =
                 MergerMetrics::register(registry.sub_registry_with_label(("worker".into(), i.to_string().into())));
             let cfg = MergerConfig {
                 brokers: bootstrap.clone(),
-                kafka_options: opts.kafka_options.clone(),
+                kafka_options: merger_options.clone(),
                 group: format!("{}tidemark-demo-merger", opts.topic_prefix),
                 topics: topics.clone(),
                 partitions: opts.partitions,
@@ -238,4 +239,21 @@ impl Pipeline {
         }
         first.map_or(Ok(()), |e| Err(anyhow::anyhow!(e)))
     }
+}
+
+/// The demo mergers' client options: a 10 s group session, then the
+/// operator's options (which override it).
+///
+/// Why: a member the coordinator still counts but that no longer heartbeats
+/// holds every rebalance of the group until its session expires, 45 s by
+/// default, most of the demo's 60 s wait for the mergers. Seen once in CI,
+/// on a machine loaded by parallel builds: the mergers stopped folding at a
+/// rebalance 4 s in and the next one came 42 s later, so the demo ended with
+/// half its events unfolded (it passes in 7 s otherwise). The demo's group
+/// is two tasks of one process, so a short session costs nothing; a
+/// deployment keeps its own.
+fn merger_kafka_options(operator: &[(String, String)]) -> Vec<(String, String)> {
+    let mut options = vec![("session.timeout.ms".to_owned(), "10000".to_owned())];
+    options.extend(operator.iter().cloned());
+    options
 }
