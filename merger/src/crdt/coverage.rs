@@ -7,20 +7,17 @@
 //! one floor (the greatest blind write), so a field keeps O(sources) of
 //! coverage however many writes it saw.
 
-use std::sync::Arc;
-
 use tidemark_schemas::{Hlc, VersionVector};
 use uuid::Uuid;
 
-use super::names::Names;
-use super::vecmap::VecMap;
+use super::vecmap::{Key, VecMap};
 
-/// A version vector over shared source names (the greatest HLC seen per
-/// source), ascending by source like the schemas' `VersionVector`.
-pub type Clock = VecMap<Arc<str>, Hlc>;
+/// A version vector (the greatest HLC seen per source), ascending by source
+/// like the schemas' `VersionVector`, with the names inline.
+pub type Clock = VecMap<Key, Hlc>;
 
 /// Raises `clock[source]` to `hlc`; `source` is only copied when new.
-pub fn observe(clock: &mut Clock, source: &str, hlc: Hlc, names: &mut Names) -> bool {
+pub fn observe(clock: &mut Clock, source: &str, hlc: Hlc) -> bool {
     match clock.get_mut(source) {
         Some(seen) if *seen >= hlc => false,
         Some(seen) => {
@@ -28,7 +25,7 @@ pub fn observe(clock: &mut Clock, source: &str, hlc: Hlc, names: &mut Names) -> 
             true
         }
         None => {
-            clock.insert(names.get(source), hlc);
+            clock.insert(Key::from(source), hlc);
             true
         }
     }
@@ -66,7 +63,7 @@ pub struct WriteId {
     /// The event's HLC.
     pub hlc: Hlc,
     /// The event's source.
-    pub source: Arc<str>,
+    pub source: Key,
     /// The event's id.
     pub event_id: Uuid,
     /// The op's index in the event.
@@ -90,13 +87,12 @@ impl Coverage {
 
     /// Adds the coverage of write `id` (blind when `observed` is `None`).
     /// Returns whether the coverage grew.
-    /// `names` supplies shared copies of new sources.
-    pub fn absorb(&mut self, id: &WriteId, observed: Option<&VersionVector>, names: &mut Names) -> bool {
+    pub fn absorb(&mut self, id: &WriteId, observed: Option<&VersionVector>) -> bool {
         match observed {
             Some(o) => {
                 let mut grew = false;
                 for (source, hlc) in o {
-                    grew |= observe(&mut self.vv, source, *hlc, names);
+                    grew |= observe(&mut self.vv, source, *hlc);
                 }
                 grew
             }
@@ -137,24 +133,24 @@ mod tests {
 
     #[test]
     fn blind_covers_strictly_older() {
-        let (mut c, names) = (Coverage::default(), &mut Names::default());
-        assert!(c.absorb(&id(10, "a", 1), None, names));
+        let mut c = Coverage::default();
+        assert!(c.absorb(&id(10, "a", 1), None));
         assert!(c.covers(&id(9, "z", 9)));
         assert!(c.covers(&id(10, "a", 0)));
         assert!(!c.covers(&id(10, "a", 1)), "a write never covers itself");
         assert!(!c.covers(&id(10, "b", 0)));
-        assert!(!c.absorb(&id(5, "a", 1), None, names), "an older blind write adds nothing");
+        assert!(!c.absorb(&id(5, "a", 1), None), "an older blind write adds nothing");
     }
 
     #[test]
     fn observed_covers_exactly_what_it_saw() {
-        let (mut c, names) = (Coverage::default(), &mut Names::default());
+        let mut c = Coverage::default();
         let seen: VersionVector = [("a".to_owned(), Hlc::new(10, 0))].into_iter().collect();
-        assert!(c.absorb(&id(20, "b", 1), Some(&seen), names));
+        assert!(c.absorb(&id(20, "b", 1), Some(&seen)));
         assert!(c.covers(&id(10, "a", 7)));
         assert!(!c.covers(&id(11, "a", 7)));
         assert!(!c.covers(&id(1, "c", 7)), "a source it never saw is not covered");
         let empty = VersionVector::new();
-        assert!(!c.absorb(&id(30, "b", 2), Some(&empty), names), "an empty observed covers nothing");
+        assert!(!c.absorb(&id(30, "b", 2), Some(&empty)), "an empty observed covers nothing");
     }
 }

@@ -9,10 +9,9 @@ use tidemark_schemas::{EditEvent, Op, OpId, VersionVector};
 use super::counter::{EventCounter, event_hash};
 use super::coverage::{self, Clock, WriteId};
 use super::log::{Log, LogEntry};
-use super::names::Names;
 use super::orset::OrSet;
 use super::register::{RegWrite, Register};
-use super::vecmap::VecMap;
+use super::vecmap::{Key, VecMap};
 
 /// One field's CRDT; the kind is fixed by the first op that touches the path
 /// (and the catalog makes every op on a path agree).
@@ -80,13 +79,10 @@ pub enum ApplyError {
 pub struct PatientDoc {
     pub(crate) patient_id: String,
     /// By path, ascending.
-    pub(crate) fields: VecMap<Box<str>, FieldState>,
+    pub(crate) fields: VecMap<Key, FieldState>,
     pub(crate) version: Clock,
     pub(crate) counter: EventCounter,
     pub(crate) updated_ms: u64,
-    /// Shared copies of the source and author names seen, so that applying an
-    /// event allocates no new name. A cache: not part of the state.
-    pub(crate) names: Names,
 }
 
 /// Room for this many fields in a new document (the catalog has 19), so the
@@ -102,7 +98,6 @@ impl PatientDoc {
             version: Clock::default(),
             counter: EventCounter::default(),
             updated_ms: 0,
-            names: Names::default(),
         }
     }
 
@@ -143,8 +138,8 @@ impl PatientDoc {
             return Err(ApplyError::WrongPatient { event_id: ev.event_id });
         }
         self.check_ops(ev)?;
-        let source = self.names.get(&ev.source);
-        let author = self.names.get(&ev.author);
+        let source = Key::from(ev.source.as_str());
+        let author = Key::from(ev.author.as_str());
         let observed = ev.observed.as_ref();
         let mut opened = 0i64;
         for (i, op) in ev.ops.iter().enumerate() {
@@ -154,18 +149,17 @@ impl PatientDoc {
                 event_id: ev.event_id,
                 op: u32::try_from(i).unwrap_or(u32::MAX),
             };
-            let names = &mut self.names;
             match (field_mut(&mut self.fields, op), op) {
                 (FieldState::Register(r), Op::Set { .. } | Op::Clear { .. }) => {
                     let value = if let Op::Set { value, .. } = op { value.clone() } else { Value::Null };
                     // Per op, so two ops of one event on one register add up right.
                     let was = i64::from(r.in_conflict());
-                    r.apply(RegWrite { id, author: author.clone(), value }, observed, names);
+                    r.apply(RegWrite { id, author: author.clone(), value }, observed);
                     opened += i64::from(r.in_conflict()) - was;
                 }
                 (FieldState::Set(s), Op::Add { value, .. }) => s.add(value.as_str().unwrap_or_default(), id),
                 (FieldState::Set(s), Op::Remove { value, .. }) => {
-                    s.remove(value.as_str().unwrap_or_default(), &id, observed, names);
+                    s.remove(value.as_str().unwrap_or_default(), &id, observed);
                 }
                 (FieldState::Log(l), Op::Append { value, .. }) => {
                     // check_ops parsed every append's value already.
@@ -175,7 +169,7 @@ impl PatientDoc {
                 _ => unreachable!("check_ops verified every op against its field's kind"),
             }
         }
-        coverage::observe(&mut self.version, &ev.source, ev.hlc, &mut self.names);
+        coverage::observe(&mut self.version, &ev.source, ev.hlc);
         self.counter.insert(event_hash(&ev.event_id));
         self.updated_ms = self.updated_ms.max(ev.hlc.wall_ms);
         Ok(opened)
@@ -279,14 +273,14 @@ fn op_kind(op: &Op) -> &'static str {
 
 /// The state of `op`'s field, created empty, of the kind `op` writes, when
 /// the path has none yet.
-fn field_mut<'a>(fields: &'a mut VecMap<Box<str>, FieldState>, op: &Op) -> &'a mut FieldState {
+fn field_mut<'a>(fields: &'a mut VecMap<Key, FieldState>, op: &Op) -> &'a mut FieldState {
     let path = op.path();
     let fresh = || match op {
         Op::Set { .. } | Op::Clear { .. } => FieldState::Register(Register::default()),
         Op::Add { .. } | Op::Remove { .. } => FieldState::Set(OrSet::default()),
         Op::Append { .. } => FieldState::Log(Log::default()),
     };
-    fields.get_or_insert_with(path, || Box::from(path), fresh)
+    fields.get_or_insert_with(path, || Key::from(path), fresh)
 }
 
 /// An append's text and what it amends, borrowed: `check_ops` and `apply`

@@ -4,19 +4,17 @@
 //! `amends` points at the one it corrects, so the clinical record keeps what
 //! was written, by whom and when.
 
-use std::sync::Arc;
-
 use tidemark_schemas::OpId;
 use tidemark_schemas::view::{FieldView, LogEntryView};
 
 use super::coverage::WriteId;
-use super::vecmap::VecMap;
+use super::vecmap::{Key, VecMap};
 
 /// One log entry's content.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogEntry {
     /// Who wrote it.
-    pub author: Arc<str>,
+    pub author: Key,
     /// The text.
     pub text: String,
     /// The entry it amends.

@@ -13,7 +13,6 @@ mod counter;
 mod coverage;
 mod doc;
 mod log;
-mod names;
 mod orset;
 mod register;
 mod vecmap;
@@ -23,10 +22,9 @@ pub use counter::{EXACT_LIMIT, EventCounter};
 pub use coverage::{Clock, Coverage, WriteId};
 pub use doc::{ApplyError, FieldState, PatientDoc};
 pub use log::{Log, LogEntry};
-pub use names::Names;
 pub use orset::OrSet;
 pub use register::{RegWrite, Register};
-pub use vecmap::VecMap;
+pub use vecmap::{Key, VecMap};
 
 #[cfg(test)]
 mod tests;

