@@ -35,17 +35,7 @@ pub fn observe(clock: &mut Clock, source: &str, hlc: Hlc) -> bool {
 pub fn join(into: &mut Clock, other: &Clock) -> bool {
     let mut grew = false;
     for (source, hlc) in other {
-        match into.get_mut(&**source) {
-            Some(seen) if *seen >= *hlc => {}
-            Some(seen) => {
-                *seen = *hlc;
-                grew = true;
-            }
-            None => {
-                into.insert(source.clone(), *hlc);
-                grew = true;
-            }
-        }
+        grew |= observe(into, source, *hlc);
     }
     grew
 }

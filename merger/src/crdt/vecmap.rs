@@ -91,6 +91,7 @@ impl<K: Ord, V> VecMap<K, V> {
     /// Appends an entry whose key is greater than every key held (a decoder
     /// that has checked its input ascending); `false`, and nothing changes,
     /// when it is not.
+    #[must_use]
     pub fn push_ascending(&mut self, key: K, value: V) -> bool {
         if self.0.last().is_some_and(|(last, _)| *last >= key) {
             return false;
@@ -118,7 +119,7 @@ impl<K, V> VecMap<K, V> {
 
     /// Entries in ascending key order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&K, &V)> {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.into_iter()
     }
 
     /// Values in ascending key order.

@@ -183,7 +183,8 @@ impl<'a> Reader<'a> {
                 }
                 adds.push(id);
             }
-            elems.push_ascending(Key::from(value), Element { adds, removed });
+            let ascending = elems.push_ascending(Key::from(value), Element { adds, removed });
+            debug_assert!(ascending, "the element's order was checked when it was read");
         }
         Ok(OrSet { elems })
     }
@@ -265,7 +266,8 @@ pub(super) fn decode(buf: &[u8]) -> R<PatientDoc> {
             KIND_LOG => FieldState::Log(r.log()?),
             k => return r.err(format!("field kind {k} is unknown")),
         };
-        fields.push_ascending(Key::from(path), f);
+        let ascending = fields.push_ascending(Key::from(path), f);
+        debug_assert!(ascending, "the path's order was checked when it was read");
     }
     if r.pos != buf.len() {
         return r.err(format!("{} trailing bytes after the document", buf.len() - r.pos));
