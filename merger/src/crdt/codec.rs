@@ -90,8 +90,9 @@ impl<'a> Writer<'a> {
                 }
                 FieldState::Set(s) => {
                     for e in s.elems.values() {
-                        vv(&e.removed.vv, &mut set);
-                        set.extend(e.removed.floor.iter().map(|w| &*w.source));
+                        let removed = e.removed.get();
+                        vv(&removed.vv, &mut set);
+                        set.extend(removed.floor.iter().map(|w| &*w.source));
                         set.extend(e.adds.iter().map(|w| &*w.source));
                     }
                 }
@@ -205,7 +206,7 @@ impl<'a> Writer<'a> {
                 self.len(s.elems.len());
                 for (value, e) in &s.elems {
                     self.bytes(value.as_bytes());
-                    self.coverage(&e.removed);
+                    self.coverage(e.removed.get());
                     self.len(e.adds.len());
                     for a in &e.adds {
                         self.wid(a);

@@ -17,8 +17,11 @@ use super::vecmap::{Key, VecMap};
 /// (and the catalog makes every op on a path agree).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FieldState {
-    /// `set` / `clear`.
-    Register(Register),
+    /// `set` / `clear`. Boxed: a register (its live write and coverage) is
+    /// ten times the size of a set's or a log's handle, and unboxed it made
+    /// every field that size, so a document's field array was mostly
+    /// padding and a lookup's probes fell on separate cache lines.
+    Register(Box<Register>),
     /// `add` / `remove`.
     Set(OrSet),
     /// `append`.
@@ -276,7 +279,7 @@ fn op_kind(op: &Op) -> &'static str {
 fn field_mut<'a>(fields: &'a mut VecMap<Key, FieldState>, op: &Op) -> &'a mut FieldState {
     let path = op.path();
     let fresh = || match op {
-        Op::Set { .. } | Op::Clear { .. } => FieldState::Register(Register::default()),
+        Op::Set { .. } | Op::Clear { .. } => FieldState::Register(Box::default()),
         Op::Add { .. } | Op::Remove { .. } => FieldState::Set(OrSet::default()),
         Op::Append { .. } => FieldState::Log(Log::default()),
     };

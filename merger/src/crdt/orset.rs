@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use tidemark_schemas::VersionVector;
 use tidemark_schemas::view::FieldView;
 
-use super::coverage::{Coverage, WriteId};
+use super::coverage::{SparseCoverage, WriteId};
 use super::vecmap::{Key, VecMap};
 
 /// One element's adds and removes.
@@ -19,7 +19,7 @@ pub struct Element {
     /// Live adds, ascending, unique. Inline: an element is mostly added once.
     pub(crate) adds: SmallVec<[WriteId; 1]>,
     /// Union of the coverage of the removes of this element.
-    pub(crate) removed: Coverage,
+    pub(crate) removed: SparseCoverage,
 }
 
 impl Element {

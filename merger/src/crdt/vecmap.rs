@@ -30,7 +30,7 @@ pub struct VecMap<K, V>(Vec<(K, V)>);
 
 impl<K, V> Default for VecMap<K, V> {
     fn default() -> Self {
-        Self(Vec::new())
+        Self::new()
     }
 }
 
@@ -102,6 +102,11 @@ impl<K: Ord, V> VecMap<K, V> {
 }
 
 impl<K, V> VecMap<K, V> {
+    /// An empty map (usable in a `static`).
+    pub const fn new() -> Self {
+        Self(Vec::new())
+    }
+
     /// An empty map with room for `n` entries.
     pub fn with_capacity(n: usize) -> Self {
         Self(Vec::with_capacity(n))

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{FORMAT_VERSION, KIND_LOG, KIND_REGISTER, KIND_SET, MAGIC};
 use crate::crdt::counter::{EXACT_LIMIT, EventCounter, REGISTERS};
-use crate::crdt::coverage::{Clock, Coverage, WriteId};
+use crate::crdt::coverage::{Clock, Coverage, SparseCoverage, WriteId};
 use crate::crdt::doc::{FieldState, PatientDoc};
 use crate::crdt::log::{Log, LogEntry};
 use crate::crdt::orset::{Element, OrSet};
@@ -172,7 +172,7 @@ impl<'a> Reader<'a> {
             let value = self.str()?;
             self.ascending(last.as_ref(), &value, "set elements")?;
             last = Some(value);
-            let removed = self.coverage()?;
+            let removed = SparseCoverage::from(self.coverage()?);
             let k = self.count()?;
             let mut adds: SmallVec<[WriteId; 1]> = SmallVec::with_capacity(k);
             for _ in 0..k {
@@ -261,7 +261,7 @@ pub(super) fn decode(buf: &[u8]) -> R<PatientDoc> {
         r.ascending(last.as_ref(), &path, "field paths")?;
         last = Some(path);
         let f = match r.u8()? {
-            KIND_REGISTER => FieldState::Register(r.register()?),
+            KIND_REGISTER => FieldState::Register(Box::new(r.register()?)),
             KIND_SET => FieldState::Set(r.set()?),
             KIND_LOG => FieldState::Log(r.log()?),
             k => return r.err(format!("field kind {k} is unknown")),
