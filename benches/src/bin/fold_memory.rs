@@ -107,13 +107,7 @@ fn main() -> anyhow::Result<()> {
     println!("resident memory the fold added, per patient document, each side in a fresh process");
     println!();
     row("", "tidemark".into(), "automerge".into(), "tidemark is".into(), "");
-    row(
-        "bytes per document in memory",
-        grouped(ours),
-        grouped(theirs),
-        format!("{:.2}x the size", ours / theirs),
-        "",
-    );
+    row("bytes per document in memory", grouped(ours), grouped(theirs), format!("{:.2}x the size", ours / theirs), "");
     Ok(())
 }
 
