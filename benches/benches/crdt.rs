@@ -21,6 +21,11 @@ use tidemark_merger::crdt::PatientDoc;
 use tidemark_merger::fold::apply_event;
 use tidemark_schemas::EditEvent;
 
+/// mimalloc, the `tidemark` binary's allocator, so a stage costs here what it
+/// costs in the service, and the peers in this process get the same one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SEED: u64 = 42;
 
 /// Documents by patient, in the map the merger keeps its own in (and the

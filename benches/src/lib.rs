@@ -4,6 +4,11 @@
 //! Key decision: workloads are generated, deterministic and validated against
 //! the real catalog, so a benchmark measures edits the pipeline would accept,
 //! two runs measure the same thing, and the peer is fed the very same edits.
+//!
+//! Each bench target declares mimalloc, the `tidemark` binary's allocator, as
+//! its own global allocator (a library cannot give one target a different
+//! one): `tidemark-bench-fold-memory` wraps it to count live bytes, and the
+//! timing benches pay nothing for that count.
 
 pub mod age_peer;
 pub mod automerge_peer;
@@ -15,10 +20,3 @@ pub mod pipeline;
 pub mod report;
 pub mod signed;
 pub mod workload;
-
-/// Every bench binary links this crate, so every bench allocates with
-/// mimalloc, as the `tidemark` binary does: a stage's figure is what the
-/// service spends on it, and peers in the same process (Automerge, arrow-rs,
-/// dalek) get the same allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

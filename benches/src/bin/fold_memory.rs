@@ -1,29 +1,37 @@
-//! `tidemark-bench-fold-memory`: resident memory per patient document after
-//! folding the crdt bench's workload, ours beside Automerge's, each side in a
-//! fresh process.
+//! `tidemark-bench-fold-memory`: memory per patient document after folding
+//! the crdt bench's workload, ours beside Automerge's, each side in a fresh
+//! process.
 //!
 //! `cargo run --release -p tidemark-benches --bin tidemark-bench-fold-memory
 //! -- --patients 100000`
 //!
-//! Key decision: a process per side, and the figure is the growth of the
-//! resident set across the fold alone (the workload and the peer's changes
-//! are built before the first reading). In one process the second side would
-//! reuse pages the first freed and read smaller than it is. Automerge is
-//! given a copy of each change, so that the changes it consumes are not freed
-//! into the pages its documents then take. This is what a merger pays in RAM
-//! per patient it holds, which the encoded state (the crdt bench's "state
-//! bytes") does not show.
+//! Key decision: two figures per side, both taken across the fold alone (the
+//! workload and the peer's changes are built before). Live heap bytes (this
+//! binary's allocator is mimalloc wrapped by `cap`, which counts them) are what the
+//! documents hold, whatever the process freed before; resident-set growth is
+//! what a merger pays in RAM, size classes and page granularity included,
+//! but reads low where the fold reuses pages a setup step freed (Automerge's
+//! authoring documents are freed just before its fold). A process per side
+//! keeps one side's freed pages out of the other's figure. Automerge is given
+//! a copy of each change, so that the changes it consumes are not freed into
+//! the pages its documents then take. The encoded state (the crdt bench's
+//! "state bytes") shows neither.
 
 use std::collections::HashMap;
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use automerge::Automerge;
+use cap::Cap;
 use clap::{Parser, ValueEnum};
 use tidemark_benches::automerge_peer;
 use tidemark_benches::report::{grouped, row};
 use tidemark_benches::workload::{self, Mix};
 use tidemark_merger::crdt::PatientDoc;
+
+/// mimalloc, as the merger allocates, counting the bytes live (no limit).
+#[global_allocator]
+static ALLOCATOR: Cap<mimalloc::MiMalloc> = Cap::new(mimalloc::MiMalloc, usize::MAX);
 
 const SEED: u64 = 42;
 
@@ -46,43 +54,59 @@ struct Args {
     side: Option<Side>,
 }
 
-/// This process's resident set, bytes.
+/// This process's resident set, bytes (`/proc/self/smaps_rollup` counts in
+/// kB, whatever the page size).
 fn rss() -> anyhow::Result<usize> {
-    let statm = std::fs::read_to_string("/proc/self/statm").context("reading /proc/self/statm")?;
-    let pages: usize = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .context("/proc/self/statm has no resident page count")?;
-    Ok(pages * 4096)
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").context("reading /proc/self/smaps_rollup")?;
+    let kb: usize = rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Rss:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("/proc/self/smaps_rollup has no `Rss: N kB` line")?;
+    Ok(kb * 1024)
 }
 
-/// Bytes of resident set the fold added, per document.
-fn measure(side: Side, patients: usize) -> anyhow::Result<f64> {
+/// What the fold added, per document.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct PerDoc {
+    /// Bytes allocated by the fold and still live.
+    heap: f64,
+    /// Growth of the resident set.
+    resident: f64,
+}
+
+/// Folds one side's workload and returns what the documents took.
+fn measure(side: Side, patients: usize) -> anyhow::Result<PerDoc> {
     let events = workload::generate(patients, SEED);
-    let (grown, docs) = match side {
+    let (heap, grown, docs) = match side {
         Side::Tidemark => {
             let before = rss()?;
+            let from = ALLOCATOR.allocated();
             let mut docs: HashMap<&str, PatientDoc, foldhash::quality::RandomState> = HashMap::default();
             for e in &events {
                 docs.entry(&e.patient_id).or_insert_with(|| PatientDoc::new(&e.patient_id)).apply(e)?;
             }
-            (rss()?.saturating_sub(before), docs.len())
+            let live = ALLOCATOR.allocated().saturating_sub(from);
+            (live, rss()?.saturating_sub(before), docs.len())
         }
         Side::Automerge => {
             let stream = automerge_peer::author_changes(&events);
             let before = rss()?;
+            let from = ALLOCATOR.allocated();
             let mut docs: HashMap<&str, Automerge, foldhash::quality::RandomState> = HashMap::default();
             for (patient, change) in &stream {
                 docs.entry(patient).or_default().apply_changes([change.clone()])?;
             }
-            (rss()?.saturating_sub(before), docs.len())
+            let live = ALLOCATOR.allocated().saturating_sub(from);
+            (live, rss()?.saturating_sub(before), docs.len())
         }
     };
-    Ok(grown as f64 / docs.max(1) as f64)
+    let docs = docs.max(1) as f64;
+    Ok(PerDoc { heap: heap as f64 / docs, resident: grown as f64 / docs })
 }
 
-fn child(side: Side, patients: usize) -> anyhow::Result<f64> {
+fn child(side: Side, patients: usize) -> anyhow::Result<PerDoc> {
     let me = std::env::current_exe().context("finding this binary")?;
     let name = format!("{side:?}").to_lowercase();
     let out = Command::new(me)
@@ -93,21 +117,33 @@ fn child(side: Side, patients: usize) -> anyhow::Result<f64> {
         bail!("the {name} side failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().parse().with_context(|| format!("the {name} side printed `{}`, not a number", text.trim()))
+    let figures: Vec<f64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    match figures[..] {
+        [heap, resident] => Ok(PerDoc { heap, resident }),
+        _ => bail!("the {name} side printed `{}`, not two numbers", text.trim()),
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(side) = args.side {
-        println!("{}", measure(side, args.patients)?);
+        let m = measure(side, args.patients)?;
+        println!("{} {}", m.heap, m.resident);
         return Ok(());
     }
     let (ours, theirs) = (child(Side::Tidemark, args.patients)?, child(Side::Automerge, args.patients)?);
     println!("workload (seed {SEED}): {}", Mix::of(&workload::generate(args.patients, SEED)));
-    println!("resident memory the fold added, per patient document, each side in a fresh process");
+    println!("memory the fold added, per patient document, each side in a fresh process");
     println!();
     row("", "tidemark".into(), "automerge".into(), "tidemark is".into(), "");
-    row("bytes per document in memory", grouped(ours), grouped(theirs), format!("{:.2}x the size", ours / theirs), "");
+    for (what, a, b) in [
+        ("live heap bytes per document", ours.heap, theirs.heap),
+        ("resident bytes per document", ours.resident, theirs.resident),
+    ] {
+        row(what, grouped(a), grouped(b), format!("{:.2}x the size", a / b), "");
+    }
+    println!("(live heap: bytes requested and not freed, counted by the allocator; resident: growth of the");
+    println!(" resident set, size classes and pages included, low where the fold reuses pages freed before)");
     Ok(())
 }
 
@@ -116,11 +152,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_sides_fold_a_small_workload_and_read_the_resident_set() {
-        assert!(rss().expect("statm reads") > 0);
+    fn both_sides_fold_a_small_workload_and_count_their_documents() {
+        assert!(rss().expect("smaps_rollup reads") > 0);
         for side in [Side::Tidemark, Side::Automerge] {
             let per_doc = measure(side, 50).expect("the side measures");
-            assert!(per_doc.is_finite() && per_doc >= 0.0, "{side:?}: {per_doc}");
+            // A document holds at least its own struct and the patient's
+            // fields; a count that missed the fold's allocations reads ~0.
+            assert!(per_doc.heap > std::mem::size_of::<PatientDoc>() as f64, "{side:?}: {per_doc:?}");
+            assert!(per_doc.resident.is_finite() && per_doc.resident >= 0.0, "{side:?}: {per_doc:?}");
         }
     }
 }
