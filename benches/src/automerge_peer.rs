@@ -19,6 +19,13 @@ use tidemark_schemas::{EditEvent, Op};
 /// The workload's events as Automerge changes, in stream order, each with
 /// its patient.
 pub fn author_changes(events: &[EditEvent]) -> Vec<(&str, Change)> {
+    author_changes_keeping_authors(events).0
+}
+
+/// As [`author_changes`], also returning the author documents. A memory
+/// measurement keeps them alive: freed just before a fold, their pages would
+/// be reused by the fold's documents and the resident set would not grow.
+pub fn author_changes_keeping_authors(events: &[EditEvent]) -> (Vec<(&str, Change)>, Vec<Automerge>) {
     struct Author {
         doc: Automerge,
         objects: HashMap<String, ObjId>,
@@ -38,7 +45,7 @@ pub fn author_changes(events: &[EditEvent]) -> Vec<(&str, Change)> {
         let change = author.doc.get_last_local_change().expect("the transaction made a change");
         stream.push((e.patient_id.as_str(), change));
     }
-    stream
+    (stream, authors.into_values().map(|a| a.doc).collect())
 }
 
 fn apply_op(tx: &mut Transaction<'_>, objects: &mut HashMap<String, ObjId>, op: &Op) {

@@ -7,15 +7,14 @@
 //!
 //! Key decision: two figures per side, both taken across the fold alone (the
 //! workload and the peer's changes are built before). Live heap bytes (this
-//! binary's allocator is mimalloc wrapped by `cap`, which counts them) are what the
-//! documents hold, whatever the process freed before; resident-set growth is
-//! what a merger pays in RAM, size classes and page granularity included,
-//! but reads low where the fold reuses pages a setup step freed (Automerge's
-//! authoring documents are freed just before its fold). A process per side
-//! keeps one side's freed pages out of the other's figure. Automerge is given
-//! a copy of each change, so that the changes it consumes are not freed into
-//! the pages its documents then take. The encoded state (the crdt bench's
-//! "state bytes") shows neither.
+//! binary's allocator is mimalloc wrapped by `cap`, which counts them) are
+//! what the documents hold, whatever the process freed before. Resident-set
+//! growth is what a merger pays in RAM, size classes and page granularity
+//! included, but reads low where the fold reuses pages a setup step freed:
+//! so Automerge's author documents stay alive through the measurement, each
+//! change it consumes is a copy (the originals are not freed into its
+//! documents' pages), and each side runs in a fresh process. The encoded
+//! state (the crdt bench's "state bytes") shows neither.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -91,7 +90,7 @@ fn measure(side: Side, patients: usize) -> anyhow::Result<PerDoc> {
             (live, rss()?.saturating_sub(before), docs.len())
         }
         Side::Automerge => {
-            let stream = automerge_peer::author_changes(&events);
+            let (stream, _authors) = automerge_peer::author_changes_keeping_authors(&events);
             let before = rss()?;
             let from = ALLOCATOR.allocated();
             let mut docs: HashMap<&str, Automerge, foldhash::quality::RandomState> = HashMap::default();
