@@ -48,7 +48,8 @@ struct Args {
     /// Patients in the workload (about 5 events each).
     #[arg(long, default_value_t = 100_000)]
     patients: usize,
-    /// Measure this side only and print its bytes per document.
+    /// Measure this side only and print its live heap and resident bytes per
+    /// document.
     #[arg(long)]
     side: Option<Side>,
 }
