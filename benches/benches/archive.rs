@@ -35,10 +35,7 @@ use tidemark_benches::workload::{self, Mix};
 use tidemark_benches::{folded, parquet_bound};
 use tidemark_schemas::{Catalog, PatientView};
 
-/// mimalloc, the `tidemark` binary's allocator, so a stage costs here what it
-/// costs in the service, and the peers in this process get the same one.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+tidemark_benches::service_allocator!();
 
 const SEED: u64 = 42;
 /// DESIGN.md §9: sealed parts >= 6 GB/s per core.

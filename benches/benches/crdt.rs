@@ -21,10 +21,7 @@ use tidemark_merger::crdt::PatientDoc;
 use tidemark_merger::fold::apply_event;
 use tidemark_schemas::EditEvent;
 
-/// mimalloc, the `tidemark` binary's allocator, so a stage costs here what it
-/// costs in the service, and the peers in this process get the same one.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+tidemark_benches::service_allocator!();
 
 const SEED: u64 = 42;
 

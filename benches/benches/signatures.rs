@@ -26,10 +26,7 @@ use tidemark_schemas::dsse::Envelope;
 use tidemark_schemas::verify::{BatchMode, Verifier};
 use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
 
-/// mimalloc, the `tidemark` binary's allocator, so a stage costs here what it
-/// costs in the service, and the peers in this process get the same one.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+tidemark_benches::service_allocator!();
 
 const SEED: u64 = 42;
 /// Envelopes per request in `tidemark loadgen`'s default NDJSON batch: what

@@ -20,10 +20,7 @@ use tidemark_benches::workload::{self, Mix};
 use tidemark_merger::crdt::PatientDoc;
 use tidemark_schemas::PatientView;
 
-/// mimalloc, the `tidemark` binary's allocator, so a stage costs here what it
-/// costs in the service, and the peers in this process get the same one.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+tidemark_benches::service_allocator!();
 
 const SEED: u64 = 42;
 

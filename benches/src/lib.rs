@@ -5,10 +5,10 @@
 //! the real catalog, so a benchmark measures edits the pipeline would accept,
 //! two runs measure the same thing, and the peer is fed the very same edits.
 //!
-//! Each bench target declares mimalloc, the `tidemark` binary's allocator, as
-//! its own global allocator (a library cannot give one target a different
-//! one): `tidemark-bench-fold-memory` wraps it to count live bytes, and the
-//! timing benches pay nothing for that count.
+//! Each bench target declares its own global allocator (a library that did
+//! would give every target the same one): [`service_allocator!`] for the
+//! timing benches, while `tidemark-bench-fold-memory` wraps mimalloc to
+//! count live bytes, so the timing benches pay nothing for that count.
 
 pub mod age_peer;
 pub mod automerge_peer;
@@ -20,3 +20,14 @@ pub mod pipeline;
 pub mod report;
 pub mod signed;
 pub mod workload;
+
+/// Declares mimalloc, the `tidemark` binary's allocator, as this target's
+/// global allocator: a stage costs here what it costs in the service, and the
+/// peers in the same process (Automerge, arrow-rs, dalek) get the same one.
+#[macro_export]
+macro_rules! service_allocator {
+    () => {
+        #[global_allocator]
+        static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+    };
+}

@@ -79,31 +79,40 @@ struct PerDoc {
 /// Folds one side's workload and returns what the documents took.
 fn measure(side: Side, patients: usize) -> anyhow::Result<PerDoc> {
     let events = workload::generate(patients, SEED);
-    let (heap, grown, docs) = match side {
-        Side::Tidemark => {
-            let before = rss()?;
-            let from = ALLOCATOR.allocated();
-            let mut docs: HashMap<&str, PatientDoc, foldhash::quality::RandomState> = HashMap::default();
+    match side {
+        Side::Tidemark => across_fold(|| {
+            let mut docs: Docs<'_, PatientDoc> = HashMap::default();
             for e in &events {
                 docs.entry(&e.patient_id).or_insert_with(|| PatientDoc::new(&e.patient_id)).apply(e)?;
             }
-            let live = ALLOCATOR.allocated().saturating_sub(from);
-            (live, rss()?.saturating_sub(before), docs.len())
-        }
+            Ok(docs)
+        }),
         Side::Automerge => {
             let (stream, _authors) = automerge_peer::author_changes_keeping_authors(&events);
-            let before = rss()?;
-            let from = ALLOCATOR.allocated();
-            let mut docs: HashMap<&str, Automerge, foldhash::quality::RandomState> = HashMap::default();
-            for (patient, change) in &stream {
-                docs.entry(patient).or_default().apply_changes([change.clone()])?;
-            }
-            let live = ALLOCATOR.allocated().saturating_sub(from);
-            (live, rss()?.saturating_sub(before), docs.len())
+            across_fold(|| {
+                let mut docs: Docs<'_, Automerge> = HashMap::default();
+                for (patient, change) in &stream {
+                    docs.entry(patient).or_default().apply_changes([change.clone()])?;
+                }
+                Ok(docs)
+            })
         }
-    };
-    let docs = docs.max(1) as f64;
-    Ok(PerDoc { heap: heap as f64 / docs, resident: grown as f64 / docs })
+    }
+}
+
+/// Documents by patient, in the map the merger keeps its own in.
+type Docs<'a, D> = HashMap<&'a str, D, foldhash::quality::RandomState>;
+
+/// Runs `fold` and returns the live heap and resident growth per document it
+/// built, read while the documents are still alive.
+fn across_fold<'a, D>(fold: impl FnOnce() -> anyhow::Result<Docs<'a, D>>) -> anyhow::Result<PerDoc> {
+    let before = rss()?;
+    let from = ALLOCATOR.allocated();
+    let docs = fold()?;
+    let live = ALLOCATOR.allocated().saturating_sub(from);
+    let grown = rss()?.saturating_sub(before);
+    let n = docs.len().max(1) as f64;
+    Ok(PerDoc { heap: live as f64 / n, resident: grown as f64 / n })
 }
 
 fn child(side: Side, patients: usize) -> anyhow::Result<PerDoc> {

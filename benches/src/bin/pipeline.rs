@@ -6,10 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use tidemark_benches::pipeline::{doc, run};
 
-/// mimalloc, the `tidemark` binary's allocator, so a stage costs here what it
-/// costs in the service, and the peers in this process get the same one.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+tidemark_benches::service_allocator!();
 
 /// Runs the pipeline on Tansu under a fixed workload and writes the figures.
 #[derive(Debug, Parser)]
