@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tidemark_archiver::scan;
+use tidemark_kafka::Connection;
+use tidemark_kafka::scan::{self, PartitionCut, Record};
 
 /// How ingest chose a patient's partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,18 +103,11 @@ pub struct Found {
 /// # Errors
 /// If the topic is missing, the broker does not answer, or reading stalls
 /// for `timeout`.
-pub fn latest(
-    brokers: &str,
-    options: &[(String, String)],
-    topic: &str,
-    key: &str,
-    locate: Locate,
-    timeout: Duration,
-) -> anyhow::Result<Found> {
-    let consumer = scan::consumer(brokers, options).context("connecting to Kafka")?;
+pub fn latest(kafka: &Connection, topic: &str, key: &str, locate: Locate, timeout: Duration) -> anyhow::Result<Found> {
+    let consumer = kafka.reader("tidemark-state").context("connecting to Kafka")?;
     let cut =
         scan::capture_cut(&consumer, topic, timeout).with_context(|| format!("reading the offsets of {topic}"))?;
-    let chosen: Vec<(i32, i64, i64)> = match locate {
+    let chosen: Vec<PartitionCut> = match locate {
         Locate::All => cut,
         Locate::Partition(p) => {
             let index = p.partition(key.as_bytes(), cut.len());
@@ -121,15 +115,16 @@ pub fn latest(
         }
     };
     let mut value = None;
-    for &(partition, low, end) in &chosen {
-        scan::scan_partition(&consumer, topic, partition, low, end, timeout, |k, v| {
-            if k == key.as_bytes() {
-                value = v.map(<[u8]>::to_vec);
+    for &part in &chosen {
+        scan::scan_partition(&consumer, topic, part, timeout, |r: Record<'_>| {
+            if r.key == key.as_bytes() {
+                value = r.value.map(<[u8]>::to_vec);
             }
+            Ok::<_, tidemark_kafka::KafkaFailure>(())
         })
-        .with_context(|| format!("reading {topic}/{partition}"))?;
+        .with_context(|| format!("reading {topic}/{}", part.partition))?;
     }
-    Ok(Found { read: chosen.iter().map(|&(p, _, end)| (p, end)).collect(), value })
+    Ok(Found { read: chosen.iter().map(|c| (c.partition, c.end)).collect(), value })
 }
 
 #[cfg(test)]

@@ -304,7 +304,7 @@ async fn tampering_is_detected_each_with_its_own_error_and_nothing_is_written() 
     fs::write(&part, &pristine[..pristine.len() - 100]).unwrap();
     expect("truncation", "truncated");
     // Swap the first two chunks (256 bytes of ciphertext + a 16-byte tag each).
-    let header = tidemark_archiver::crypto::read_header(&pristine[..]).unwrap().as_bytes().len();
+    let header = tidemark_seal::read_header(&pristine[..]).unwrap().as_bytes().len();
     let frame = 256 + 16;
     assert!(pristine.len() > header + 3 * frame, "the part has several chunks");
     let mut swapped = pristine.clone();
@@ -331,6 +331,7 @@ async fn tampering_is_detected_each_with_its_own_error_and_nothing_is_written() 
     w.verify("identified", &a, "alice.key").code(0);
 }
 
+#[cfg_attr(not(feature = "fault-injection"), ignore = "needs the fault-injection feature: run scripts/test")]
 #[tokio::test(flavor = "multi_thread")]
 async fn archiver_killed_mid_snapshot_leaves_no_manifest_and_the_next_run_completes_and_cleans_up() {
     let w = World::new("arch-crash").await;

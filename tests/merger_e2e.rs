@@ -289,6 +289,7 @@ async fn a_group_member_killed_mid_batch_then_a_third_joining_and_the_killed_one
     assert_converges(&broker, &prefix, &want, &[&a, &b, &c, &a_again]);
 }
 
+#[cfg_attr(not(feature = "fault-injection"), ignore = "needs the fault-injection feature: run scripts/test")]
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_between_producing_and_committing_the_replay_is_harmless() {
     let (broker, dir, prefix, edits) = setup("abort").await;

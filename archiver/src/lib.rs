@@ -7,14 +7,14 @@
 //! trusts hangs off the manifest's signature: each part's size and SHA-256,
 //! the recipients, the cut it was taken at.
 //!
-//! Pure logic (`crypto`, `table`, `manifest`) knows nothing of Kafka or
-//! tokio; `scan`, `storage`, `snapshot`, `reader` and `service` do the I/O.
+//! Pure logic (`table`, `manifest`, and the part encryption in the
+//! [`tidemark_seal`] crate) knows nothing of Kafka or tokio; `storage`, `snapshot`, `reader` and `service` do the I/O; reading the state
+//! topic up to a cut is [`tidemark_kafka::scan`]'s, shared with the other
+//! readers of Kafka.
 
-pub mod crypto;
 pub mod manifest;
 pub mod metrics;
 pub mod reader;
-pub mod scan;
 pub mod service;
 pub mod snapshot;
 pub mod storage;

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tidemark_schemas::dsse::{self, DsseError, Envelope};
 
-use crate::crypto::{ArchiverSigningKey, ArchiverVerifyingKey};
+use tidemark_seal::{ArchiverSigningKey, ArchiverVerifyingKey};
 
 /// DSSE payload type of a manifest.
 pub const MANIFEST_PAYLOAD_TYPE: &str = "application/vnd.tidemark.snapshot-manifest.v1+json";
@@ -160,8 +160,11 @@ impl Manifest {
             if !safe {
                 return bad(format!("part name `{}` is not a plain file name", p.name));
             }
-            if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return bad(format!("part `{}` has no valid sha256", p.name));
+            // Lowercase only, as the format says: the reader compares the
+            // digest as text, so an uppercase one would pass here and then
+            // fail as a damaged part.
+            if p.sha256.len() != 64 || !p.sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                return bad(format!("part `{}` has no valid sha256 (64 lowercase hex digits)", p.name));
             }
         }
         Ok(())
@@ -236,5 +239,15 @@ mod tests {
         m.parts[0].name = "../escape".into();
         let err = Manifest::open(&m.sign(&k), &k.verifying_key()).unwrap_err();
         assert!(err.to_string().contains("not a plain file name"), "{err}");
+    }
+
+    #[test]
+    fn a_digest_in_uppercase_hex_is_refused_when_opened_not_later_as_damage() {
+        let k = key();
+        let mut m = sample();
+        m.archiver_key_id = k.key_id();
+        m.parts[0].sha256 = "AB".repeat(32);
+        let err = Manifest::open(&m.sign(&k), &k.verifying_key()).unwrap_err();
+        assert!(err.to_string().contains("64 lowercase hex digits"), "{err}");
     }
 }

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::crypto::{ArchiverVerifyingKey, PartError, RecipientSecretKey, open_part, read_header};
 use crate::manifest::{MANIFEST_NAME, Manifest, ManifestError, PartEntry};
 use crate::storage::{Archive, StorageError};
+use tidemark_seal::{ArchiverVerifyingKey, PartError, RecipientSecretKey, open_part, read_header};
 
 /// Why a snapshot failed verification or could not be decrypted.
 #[derive(Debug, thiserror::Error)]

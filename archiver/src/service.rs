@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ArchiverMetrics, ProfileLabels, ResultLabels};
-use crate::scan;
 use crate::snapshot::{self, Committed, SnapshotError, SnapshotSpec};
 use crate::storage::Archive;
 
@@ -16,10 +15,8 @@ pub type OnCommit = Arc<dyn Fn(&Committed, &Archive) + Send + Sync>;
 
 /// Everything the service needs.
 pub struct ArchiverConfig {
-    /// Kafka bootstrap servers.
-    pub brokers: String,
-    /// librdkafka options passed through.
-    pub kafka_options: Vec<(String, String)>,
+    /// How to reach Kafka.
+    pub kafka: tidemark_kafka::Connection,
     /// Where snapshots go.
     pub archive: Archive,
     /// What a snapshot writes.
@@ -41,7 +38,7 @@ pub struct ArchiverConfig {
 /// counted and retried at the next interval; only a configuration error
 /// stops the loop.
 pub async fn run(cfg: ArchiverConfig, shutdown: CancellationToken) -> Result<(), SnapshotError> {
-    let consumer = Arc::new(scan::consumer(&cfg.brokers, &cfg.kafka_options)?);
+    let consumer = Arc::new(cfg.kafka.reader("tidemark-archiver")?);
     loop {
         let started = Instant::now();
         let outcome = tokio::select! {

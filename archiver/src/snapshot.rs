@@ -17,21 +17,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rdkafka::consumer::BaseConsumer;
+use tidemark_kafka::KafkaFailure;
+use tidemark_kafka::rdkafka::consumer::BaseConsumer;
+use tidemark_kafka::scan::{self, PartitionCut};
 use tidemark_schemas::{Catalog, PatientView, format_utc_ms};
 
-use crate::crypto::{ArchiverSigningKey, PartError, RecipientPublicKey, seal_part};
-use crate::manifest::{MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
-use crate::scan::{self, ScanError};
+use crate::manifest::{CutOffset, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
 use crate::storage::{Archive, StorageError};
 use crate::table::{PartOptions, PartWriter, Profile, TableError, TableLayout, sort_views};
+use tidemark_seal::{ArchiverSigningKey, PartError, RecipientPublicKey, seal_part};
 
 /// Why a snapshot failed. Nothing is committed; the next run starts afresh.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     /// Reading the state topic failed: retry later.
     #[error(transparent)]
-    Scan(#[from] ScanError),
+    Scan(#[from] KafkaFailure),
     /// The archive could not be written: retry later.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -101,9 +102,32 @@ pub struct SnapshotSpec {
     pub stall_timeout: Duration,
     /// Committed snapshots kept per profile (older ones are deleted).
     pub retain: usize,
-    /// Fault injection for tests: abort the process after this many parts
-    /// were stored, as a crash mid-snapshot would.
+    /// Fault injection for the crash tests (empty in production builds).
+    pub faults: Faults,
+}
+
+/// Fault injection for the crash tests. Its hook exists only in builds with
+/// the `fault-injection` feature (the test suite's); in any other build this
+/// is an empty type and the hook compiles to nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Abort the process after this many parts were stored, as a crash
+    /// mid-snapshot would (before the manifest, so nothing is committed).
+    #[cfg(feature = "fault-injection")]
     pub abort_after_parts: Option<usize>,
+}
+
+impl Faults {
+    /// The hook after each stored part; `stored` counts the parts so far.
+    fn after_part_stored(&self, stored: usize) {
+        #[cfg(feature = "fault-injection")]
+        if self.abort_after_parts.is_some_and(|n| stored >= n) {
+            tracing::error!(stored, "fault injection: aborting mid-snapshot, before the manifest");
+            std::process::abort();
+        }
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = stored;
+    }
 }
 
 /// A committed snapshot.
@@ -126,6 +150,7 @@ struct BuiltPart {
 ///
 /// # Errors
 /// [`SnapshotError`]; nothing is committed for any profile that failed.
+#[tracing::instrument(name = "snapshot", skip_all, fields(topic = %spec.topic))]
 pub async fn take(
     archive: &Archive,
     consumer: Arc<BaseConsumer>,
@@ -137,10 +162,13 @@ pub async fn take(
     for p in &spec.profiles {
         remove_incomplete(archive, p.profile.name()).await?;
     }
+    // The snapshot's one clock reading: its manifest's time and the
+    // de-identified profile's "now" for the over-89 birth-year floor.
+    let created_ms = now_ms();
     let layouts = spec
         .profiles
         .iter()
-        .map(|p| TableLayout::new(&spec.catalog, &p.profile).map(Arc::new))
+        .map(|p| TableLayout::new(&spec.catalog, &p.profile, created_ms).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| SnapshotError::Config(format!("the catalog cannot be laid out as a snapshot table: {e}")))?;
     let ids: Vec<String> = spec.profiles.iter().map(|_| uuid::Uuid::now_v7().to_string()).collect();
@@ -151,11 +179,12 @@ pub async fn take(
     .await??;
     let mut stored = Stored { parts: vec![Vec::new(); spec.profiles.len()], bytes: vec![0; spec.profiles.len()] };
     let (mut building, builders) = (VecDeque::new(), builders());
-    for &(partition, low, end) in &cut {
+    for &part in &cut {
+        let PartitionCut { partition, end, .. } = part;
         let started = Instant::now();
         let latest = blocking({
             let (c, topic, stall) = (consumer.clone(), spec.topic.clone(), spec.stall_timeout);
-            move || scan::read_partition(&c, &topic, partition, low, end, stall)
+            move || scan::read_latest(&c, &topic, part, stall)
         })
         .await??;
         tracing::debug!(partition, records = latest.len(), read_ms = started.elapsed().as_millis(), "partition read");
@@ -177,10 +206,10 @@ pub async fn take(
             format: MANIFEST_FORMAT.into(),
             snapshot_id: ids[i].clone(),
             profile: p.profile.name().into(),
-            created_at: format_utc_ms(now_ms()),
+            created_at: format_utc_ms(created_ms),
             catalog_version: spec.catalog.version(),
             topic: spec.topic.clone(),
-            cut: scan::cut_offsets(&cut),
+            cut: cut.iter().map(|c| CutOffset { partition: c.partition, end_offset: c.end }).collect(),
             rows: parts[i].iter().map(|e| e.rows).sum(),
             parts: std::mem::take(&mut parts[i]),
             recipients: p.recipients.iter().map(RecipientPublicKey::key_id).collect(),
@@ -223,11 +252,7 @@ impl Stored {
             archive.put(profile, &ids[part.profile], &name, part.sealed).await?;
             self.bytes[part.profile] += part.entry.ciphertext_bytes;
             self.parts[part.profile].push(part.entry);
-            let stored: usize = self.parts.iter().map(Vec::len).sum();
-            if spec.abort_after_parts.is_some_and(|n| stored >= n) {
-                tracing::error!(stored, "fault injection: aborting mid-snapshot, before the manifest");
-                std::process::abort();
-            }
+            spec.faults.after_part_stored(self.parts.iter().map(Vec::len).sum());
         }
         Ok(())
     }

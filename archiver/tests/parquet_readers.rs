@@ -15,6 +15,10 @@ use tidemark_archiver::table::{PartOptions, PartWriter, Profile, TableLayout, so
 use tidemark_schemas::{Catalog, ConflictView, FieldView, Hlc, PatientView};
 use uuid::Uuid;
 
+/// The snapshot time layouts are built at (2026-06-01T00:00:00Z): fixed, so
+/// the de-identified birth-year floor does not move with the wall clock.
+const NOW_MS: u64 = 1_780_272_000_000;
+
 const PATIENTS: usize = 300;
 
 /// The reader script: prints one JSON object per reader.
@@ -99,7 +103,7 @@ fn view(i: usize) -> PatientView {
 }
 
 fn write(profile: &Profile, path: &Path) -> Arc<TableLayout> {
-    let layout = Arc::new(TableLayout::new(Catalog::builtin(), profile).expect("builtin catalog lays out"));
+    let layout = Arc::new(TableLayout::new(Catalog::builtin(), profile, NOW_MS).expect("builtin catalog lays out"));
     let mut views: Vec<_> = (0..PATIENTS).map(view).collect();
     sort_views(&layout, &mut views);
     let file = std::fs::File::create(path).expect("create temp part");

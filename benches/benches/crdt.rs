@@ -17,8 +17,8 @@ use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use tidemark_benches::report::{Mode, grouped, mean, median, met, percentile, row, timings};
 use tidemark_benches::workload::{self, Mix};
 use tidemark_benches::{automerge_peer, conflict};
-use tidemark_merger::crdt::PatientDoc;
-use tidemark_merger::fold::apply_event;
+use tidemark_crdt::PatientDoc;
+use tidemark_crdt::fold::apply_event;
 use tidemark_schemas::EditEvent;
 
 tidemark_benches::service_allocator!();

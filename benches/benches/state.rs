@@ -17,7 +17,7 @@ use criterion::{Criterion, Throughput};
 use tidemark_benches::folded::{self, copy_each, state_records, total_bytes};
 use tidemark_benches::report::{Mode, best, fixed, grouped, of_rate, row};
 use tidemark_benches::workload::{self, Mix};
-use tidemark_merger::crdt::PatientDoc;
+use tidemark_crdt::PatientDoc;
 use tidemark_schemas::PatientView;
 
 tidemark_benches::service_allocator!();

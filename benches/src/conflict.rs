@@ -9,7 +9,7 @@
 use automerge::transaction::Transactable as _;
 use automerge::{ActorId, Automerge, Change, ROOT};
 use serde_json::json;
-use tidemark_merger::crdt::PatientDoc;
+use tidemark_crdt::PatientDoc;
 use tidemark_schemas::{EditEvent, Hlc, Op};
 use uuid::Uuid;
 

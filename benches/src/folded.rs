@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
-use tidemark_merger::crdt::PatientDoc;
-use tidemark_merger::fold::apply_event;
+use tidemark_crdt::PatientDoc;
+use tidemark_crdt::fold::apply_event;
 use tidemark_schemas::{EditEvent, PatientView};
 
 /// Every patient's document after folding `events` with the merger's

@@ -348,7 +348,7 @@ impl fmt::Display for Mix {
 mod tests {
     use std::collections::HashMap;
 
-    use tidemark_merger::crdt::PatientDoc;
+    use tidemark_crdt::PatientDoc;
     use tidemark_schemas::Catalog;
 
     use super::*;

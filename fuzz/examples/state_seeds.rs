@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use tidemark_fuzz::crdt::PatientDoc;
-use tidemark_fuzz::fold::Fold;
+use tidemark_crdt::PatientDoc;
+use tidemark_crdt::fold::Fold;
 use tidemark_schemas::{Catalog, EditEvent};
 
 fn main() {
@@ -18,7 +18,7 @@ fn main() {
     let out = root.join("seeds/state_decode");
     std::fs::create_dir_all(&out).expect("seed directory");
     let text = std::fs::read(root.join("../tests/data/envelopes.golden.ndjson")).expect("golden envelopes");
-    let lines = tidemark_fuzz::ingest_lines::split_lines(&text, true);
+    let lines = tidemark_schemas::lines::split_lines(&text, true);
     let mut fold = Fold::new(Catalog::builtin(), None);
     assert!(fold.fold_lines(&lines).is_empty(), "every golden envelope folds");
     for (patient, doc) in fold.docs() {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use tidemark_fuzz::crdt::PatientDoc;
+use tidemark_crdt::PatientDoc;
 use tidemark_fuzz::{NOW_MS, TEST_PREFIX, TEST_SOURCE, fixtures};
 use tidemark_schemas::EditEvent;
 

@@ -1,4 +1,4 @@
-//! Ingest's NDJSON batch parser: `tidemark_fuzz::ingest_lines::split_lines` (the exact
+//! Ingest's NDJSON batch parser: `tidemark_schemas::lines::split_lines` (the exact
 //! code `POST /v1/events` runs), then the batch verification ingest does, and
 //! the merger's fold of the same lines, verified and unverified.
 //!
@@ -10,13 +10,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tidemark_fuzz::fold::Fold;
+use tidemark_crdt::fold::Fold;
 use tidemark_fuzz::{NOW_MS, fixtures};
 
 fuzz_target!(|data: &[u8]| {
     let f = fixtures();
-    let lines = tidemark_fuzz::ingest_lines::split_lines(data, true);
-    assert!(lines.len() <= tidemark_fuzz::ingest_lines::MAX_BATCH_LINES + 1, "the split must stop past the bound");
+    let lines = tidemark_schemas::lines::split_lines(data, true);
+    assert!(lines.len() <= tidemark_schemas::lines::MAX_BATCH_LINES + 1, "the split must stop past the bound");
     let mut previous = 0;
     for (number, line) in &lines {
         assert!(*number > previous, "line numbers must increase");
@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!line.contains(&b'\n'), "a line holds a newline");
         assert!(!line.iter().all(u8::is_ascii_whitespace), "a blank line was kept");
     }
-    assert_eq!(tidemark_fuzz::ingest_lines::split_lines(data, false), vec![(1, data)]);
+    assert_eq!(tidemark_schemas::lines::split_lines(data, false), vec![(1, data)]);
 
     let raw: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
     let fast = f.fast.verify_batch_and_validate(&raw, f.catalog, NOW_MS);

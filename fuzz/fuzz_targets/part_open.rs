@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tidemark_fuzz::crypto::{open_part, read_header};
+use tidemark_seal::{open_part, read_header};
 use tidemark_fuzz::fixtures;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tidemark_fuzz::crdt::PatientDoc;
+use tidemark_crdt::PatientDoc;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(doc) = PatientDoc::decode(data) else { return };

@@ -6,33 +6,16 @@
 //! so an execution spends its time in the parser under test, and a crash
 //! reproduces from the artifact alone, without files or the wall clock.
 //!
-//! Second decision: the pure modules under test are compiled here from their
-//! source files (`#[path]`), not through their crates. The merger, archiver
-//! and ingest crates all link rdkafka (librdkafka, built from C by its
-//! `configure`, which did not get through under cargo-fuzz's flags) and the archiver also
-//! Parquet and the object-store clients; none of that is input parsing. Each
-//! included module is the exact file the service compiles, and names only
-//! `crate::` paths that resolve the same way here (`crate::crdt`,
-//! `crate::crypto`).
+//! The code under test comes through its crates as ordinary path
+//! dependencies: the pure cores (`tidemark-schemas`, `tidemark-crdt`,
+//! `tidemark-seal`) link neither librdkafka nor tokio, so cargo-fuzz builds
+//! exactly what the services run.
 
-#![allow(missing_docs, dead_code)]
+#![allow(missing_docs)]
 
 use std::sync::OnceLock;
 
-/// The merger's CRDT and its state codec (`merger/src/crdt`).
-#[path = "../../merger/src/crdt/mod.rs"]
-pub mod crdt;
-/// The archiver's part encryption (`archiver/src/crypto`).
-#[path = "../../archiver/src/crypto/mod.rs"]
-pub mod crypto;
-/// The merger's offline fold (`merger/src/fold.rs`).
-#[path = "../../merger/src/fold.rs"]
-pub mod fold;
-/// Ingest's NDJSON batch splitter (`ingest/src/lines.rs`).
-#[path = "../../ingest/src/lines.rs"]
-pub mod ingest_lines;
-
-use crypto::RecipientSecretKey;
+use tidemark_seal::RecipientSecretKey;
 use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
 use tidemark_schemas::verify::{BatchMode, Verifier};
 use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, dsse};
@@ -72,7 +55,7 @@ pub fn fixtures() -> &'static Fixtures {
         let signer = SigningKeyFile::from_toml_str(include_str!("../../tests/data/test-signing.key"))
             .expect("the test signing key parses");
         let recipient =
-            RecipientSecretKey::from_text(include_str!("../../archiver/tests/data/golden-recipient.key.txt"))
+            RecipientSecretKey::from_text(include_str!("../../seal/tests/data/golden-recipient.key.txt"))
                 .expect("the golden recipient key parses");
         Fixtures {
             catalog: Catalog::builtin(),

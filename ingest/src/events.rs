@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -19,9 +19,10 @@ use rdkafka::producer::FutureRecord;
 use serde::Serialize;
 use tidemark_schemas::verify::VerifyError;
 
-use crate::lines::{MAX_BATCH_LINES, split_lines};
 use crate::metrics::{ReasonLabels, RequestLabels};
-use crate::server::{AppState, RETRY_AFTER_S, ROUTE_EVENTS};
+use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
+use crate::state::{AppState, now_ms};
+use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 
 /// One line's outcome.
 #[derive(Serialize)]
@@ -156,18 +157,16 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-pub(crate) fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Verifies every line, produces the good ones in line order, waits for every
-/// acknowledgement, and answers with one result per line.
+/// acknowledgement, and answers with one result per line. One span per
+/// request's batch (its size only: never a patient id or a payload).
+#[tracing::instrument(name = "ingest_batch", level = "debug", skip_all, fields(lines = lines.len()))]
 async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Response {
-    let now_ms = now_ms();
+    let received_ms = now_ms();
     let verifier = state.verifier();
     let raw: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
-    let verified = verifier.verify_batch_and_validate(&raw, &state.cfg.catalog, now_ms);
-    let received = now_ms.to_string();
+    let verified = verifier.verify_batch_and_validate(&raw, &state.cfg.catalog, received_ms);
+    let received = received_ms.to_string();
     let producer = state.producer();
     let produce_started = Instant::now();
     let mut pending = Vec::with_capacity(lines.len());
@@ -215,7 +214,7 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
     state.metrics.produce_duration.observe(produce_started.elapsed().as_secs_f64());
     state.metrics.events_accepted.inc_by(accepted as u64);
     if accepted > 0 {
-        state.last_ack_ms.fetch_max(self::now_ms(), Ordering::Relaxed);
+        state.last_ack_ms.fetch_max(now_ms(), Ordering::Relaxed);
     }
     let results: Vec<LineResult> = results.into_iter().flatten().collect();
     let rejected = results.len() - accepted;

@@ -15,25 +15,24 @@ use tidemark_schemas::Catalog;
 use tokio_util::sync::CancellationToken;
 
 mod events;
-mod lines;
 pub mod metrics;
+mod routes;
 mod server;
+mod state;
 mod topics;
 mod watch;
 
-pub use lines::{MAX_BATCH_LINES, split_lines};
 pub use metrics::IngestMetrics;
-pub use server::ROUTES;
+pub use routes::ROUTES;
+pub use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 
 pub use tidemark_schemas::EDITS_TOPIC;
 
 /// Everything the service needs.
 #[derive(Clone)]
 pub struct IngestConfig {
-    /// Kafka bootstrap servers.
-    pub brokers: String,
-    /// librdkafka options passed through.
-    pub kafka_options: Vec<(String, String)>,
+    /// How to reach Kafka (brokers, TLS/SASL and tuning options).
+    pub kafka: tidemark_kafka::Connection,
     /// The key registry file (reloaded on SIGHUP and on change).
     pub keys: PathBuf,
     /// The record catalog.
@@ -67,24 +66,6 @@ impl IngestConfig {
     pub fn edits_topic(&self) -> String {
         format!("{}{EDITS_TOPIC}", self.topic_prefix)
     }
-
-    pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
-        self.client_config_with(&[])
-    }
-
-    /// As [`Self::client_config`], with `tunables` set before the
-    /// pass-through options so that an operator's `--kafka-option` wins.
-    pub(crate) fn client_config_with(&self, tunables: &[(&str, &str)]) -> rdkafka::ClientConfig {
-        let mut c = rdkafka::ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers);
-        for (k, v) in tunables {
-            c.set(*k, *v);
-        }
-        for (k, v) in &self.kafka_options {
-            c.set(k, v);
-        }
-        c
-    }
 }
 
 /// Why the service stopped.
@@ -109,6 +90,14 @@ pub enum IngestError {
         brokers: String,
         /// The timeout.
         timeout_ms: u128,
+    },
+    /// A task of the service panicked or was cancelled: a bug; restart.
+    #[error("a task stopped while {what}: {cause}")]
+    Task {
+        /// What the task was doing.
+        what: String,
+        /// The panic or cancellation.
+        cause: String,
     },
     /// I/O (listener) error.
     #[error("i/o error while {what}: {source}")]

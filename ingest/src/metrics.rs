@@ -60,7 +60,7 @@ impl IngestMetrics {
         // see, and dashboards show zeros rather than gaps.
         for class in ["2xx", "4xx", "5xx"] {
             let _created =
-                m.requests.get_or_create(&RequestLabels { route: crate::server::ROUTE_EVENTS, status_class: class });
+                m.requests.get_or_create(&RequestLabels { route: crate::routes::ROUTE_EVENTS, status_class: class });
         }
         for reason in tidemark_schemas::verify::REASONS.into_iter().chain(["unavailable"]) {
             let _created = m.events_rejected.get_or_create(&ReasonLabels { reason });

@@ -1,15 +1,16 @@
-//! The edit topic at start: create it when missing, check its partitions.
+//! The edit topic at start (create it when missing, check its partitions),
+//! and the broker probe the watcher runs on the producer's own connection.
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, Producer as _};
-use rdkafka::types::RDKafkaErrorCode;
+use tidemark_kafka::topics::{self, TopicSpec};
 
 use crate::{IngestConfig, IngestError};
 
 /// Partition count of `topic`, `None` if missing; `Err` when unreachable.
+/// Asked on the producer's client, so an answer proves the connection the
+/// events go through works.
 pub(crate) async fn partitions(
     producer: &FutureProducer,
     topic: &str,
@@ -28,51 +29,30 @@ pub(crate) async fn partitions(
 }
 
 /// Creates the edit topic if missing; checks its partition count otherwise.
-pub(crate) async fn ensure(cfg: &IngestConfig, producer: &FutureProducer) -> Result<(), IngestError> {
+///
+/// # Errors
+/// [`IngestError::Config`] when the topic's partition count is not
+/// `--partitions`; [`IngestError::Unreachable`] or [`IngestError::Kafka`]
+/// when the broker cannot be reached or refuses.
+pub(crate) async fn ensure(cfg: &IngestConfig) -> Result<(), IngestError> {
     let topic = cfg.edits_topic();
     let unreachable =
-        || IngestError::Unreachable { brokers: cfg.brokers.clone(), timeout_ms: cfg.startup_timeout.as_millis() };
-    let existing = partitions(producer, &topic, cfg.startup_timeout).await.map_err(|_| unreachable())?;
-    match existing {
-        Some(n) if n != usize::try_from(cfg.partitions).unwrap_or(0) => Err(IngestError::Config(format!(
+        || IngestError::Unreachable { brokers: cfg.kafka.brokers.clone(), timeout_ms: cfg.startup_timeout.as_millis() };
+    let existing = topics::partition_counts(&cfg.kafka, cfg.startup_timeout).await.map_err(|_| unreachable())?;
+    if let Some(n) = topics::count_of(&existing, &topic)
+        && n != usize::try_from(cfg.partitions).unwrap_or(0)
+    {
+        return Err(IngestError::Config(format!(
             "topic {topic} has {n} partitions but --partitions is {}: use the topic's count (partitions decide \
              which patients share a partition, so they cannot change)",
             cfg.partitions
-        ))),
-        Some(_) => Ok(()),
-        None => {
-            let admin: AdminClient<DefaultClientContext> = cfg
-                .client_config()
-                .create()
-                .map_err(|source| IngestError::Kafka { what: "creating the admin client".into(), source })?;
-            let opts = AdminOptions::new().operation_timeout(Some(cfg.startup_timeout));
-            let new = NewTopic::new(&topic, cfg.partitions, TopicReplication::Fixed(-1));
-            let results = admin
-                .create_topics([&new], &opts)
-                .await
-                .map_err(|source| IngestError::Kafka { what: format!("creating topic {topic}"), source })?;
-            for r in results {
-                match r {
-                    Ok(_) => tracing::info!(topic = %topic, partitions = cfg.partitions, "created topic"),
-                    Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((_, code)) => {
-                        return Err(IngestError::Kafka {
-                            what: format!("creating topic {topic}"),
-                            source: rdkafka::error::KafkaError::AdminOp(code),
-                        });
-                    }
-                }
-            }
-            let deadline = tokio::time::Instant::now() + cfg.startup_timeout;
-            loop {
-                if let Ok(Some(_)) = partitions(producer, &topic, Duration::from_secs(5)).await {
-                    return Ok(());
-                }
-                if tokio::time::Instant::now() > deadline {
-                    return Err(unreachable());
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        )));
     }
+    topics::ensure(&cfg.kafka, &[TopicSpec { name: &topic, configs: &[] }], cfg.partitions, cfg.startup_timeout)
+        .await
+        .map_err(|e| match e {
+            tidemark_kafka::KafkaFailure::Kafka { what, source } => IngestError::Kafka { what, source },
+            _ => unreachable(),
+        })?;
+    Ok(())
 }

@@ -9,7 +9,7 @@ use rdkafka::producer::{FutureProducer, Producer as _};
 use tidemark_schemas::verify::Verifier;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::{AppState, load_registry, producer_config};
+use crate::state::{AppState, load_registry, now_ms, producer_config};
 use crate::topics;
 
 /// Acknowledgements this recent count as a successful check.
@@ -32,7 +32,7 @@ pub(crate) async fn watch_broker(state: Arc<AppState>, stop: CancellationToken) 
     loop {
         let producer = state.producer();
         let probe_ok = topics::partitions(&producer, &state.topic, Duration::from_secs(2)).await.is_ok();
-        let ok = reachable(probe_ok, crate::events::now_ms(), state.last_ack_ms.load(Ordering::Relaxed));
+        let ok = reachable(probe_ok, now_ms(), state.last_ack_ms.load(Ordering::Relaxed));
         if ok != state.broker_ok.swap(ok, Ordering::Relaxed) {
             tracing::warn!(reachable = ok, "broker reachability changed");
         }

@@ -12,6 +12,7 @@ pub mod event;
 mod event_de;
 pub mod hlc;
 pub mod keys;
+pub mod lines;
 pub mod temporal;
 pub mod validate;
 pub mod verify;

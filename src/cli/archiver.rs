@@ -12,16 +12,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use prometheus_client::registry::Registry;
-use tidemark_archiver::crypto::{self, DEFAULT_CHUNK_SIZE};
-use tidemark_archiver::snapshot::{ProfileSpec, SnapshotError, SnapshotSpec};
+use tidemark_archiver::snapshot::{Faults, ProfileSpec, SnapshotSpec};
 use tidemark_archiver::storage::Archive;
 use tidemark_archiver::table::{PartOptions, Profile};
 use tidemark_archiver::{ArchiverConfig, ArchiverMetrics};
+use tidemark_seal::DEFAULT_CHUNK_SIZE;
 
 use super::Outcome;
 use super::config::{CatalogChoice, KafkaArgs};
-use crate::service::{metrics_server, shutdown, telemetry};
+use crate::service::{runner, telemetry};
 
 /// The snapshot profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,7 +69,9 @@ pub struct ArchiverArgs {
     /// Encryption chunk size (tests use small chunks to exercise chunk checks).
     #[arg(long, hide = true, default_value_t = DEFAULT_CHUNK_SIZE)]
     chunk_size_bytes: usize,
-    /// Fault injection for tests: abort after N parts were stored, before the manifest.
+    /// Fault injection for tests: abort after N parts were stored, before the
+    /// manifest. Only in builds with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true, value_name = "N")]
     fault_abort_after_parts: Option<usize>,
     /// Where `/metrics` is served.
@@ -87,11 +88,11 @@ fn spec(args: &ArchiverArgs) -> anyhow::Result<SnapshotSpec> {
         anyhow::bail!("--retain, --rows-per-part and --interval-s must be at least 1");
     }
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
-    let signer = crypto::load_archiver_secret(&args.archiver_key).context("loading --archiver-key")?;
+    let signer = tidemark_seal::load_archiver_secret(&args.archiver_key).context("loading --archiver-key")?;
     let recipients = args
         .recipients
         .iter()
-        .map(|p| crypto::load_recipient_public(p).context("loading --recipient"))
+        .map(|p| tidemark_seal::load_recipient_public(p).context("loading --recipient"))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let profile = match (args.profile, &args.dataset_key) {
         (ProfileArg::Identified, None) => Profile::Identified,
@@ -100,7 +101,7 @@ fn spec(args: &ArchiverArgs) -> anyhow::Result<SnapshotSpec> {
             anyhow::bail!("--profile deidentified needs --dataset-key (the key of the patient pseudonyms)")
         }
         (ProfileArg::Deidentified, Some(p)) => Profile::Deidentified {
-            dataset_key: *crypto::load_dataset_key(p).context("loading --dataset-key")?.bytes(),
+            dataset_key: *tidemark_seal::load_dataset_key(p).context("loading --dataset-key")?.bytes(),
         },
     };
     Ok(SnapshotSpec {
@@ -113,55 +114,46 @@ fn spec(args: &ArchiverArgs) -> anyhow::Result<SnapshotSpec> {
         part_options: PartOptions::default(),
         stall_timeout: Duration::from_secs(60),
         retain: args.retain,
-        abort_after_parts: args.fault_abort_after_parts,
+        faults: Faults {
+            #[cfg(feature = "fault-injection")]
+            abort_after_parts: args.fault_abort_after_parts,
+        },
     })
 }
 
 pub fn run(args: ArchiverArgs) -> anyhow::Result<Outcome> {
-    telemetry::init(args.log_format);
     let spec = Arc::new(spec(&args)?);
     let archive = Archive::open(&args.out)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
-        let shutdown = shutdown::on_signals();
-        let mut registry = Registry::default();
-        let metrics = ArchiverMetrics::new(&mut registry);
-        let (addr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
-        tracing::info!(metrics = %addr, "metrics listening");
-        println!("tidemark-archiver listening metrics={addr}");
-        let cfg = ArchiverConfig {
-            kafka_options: args.kafka.options(),
-            brokers: args.kafka.brokers,
-            archive,
-            spec,
-            interval: Duration::from_secs(args.interval_s),
-            once: args.once,
-            metrics,
-            on_commit: Some(Arc::new(|c, archive| {
-                let m = &c.manifest;
-                println!(
-                    "snapshot committed profile={} id={} rows={} parts={} bytes={} path={}/{}/{}",
-                    m.profile,
-                    m.snapshot_id,
-                    m.rows,
-                    m.parts.len(),
-                    c.bytes,
-                    archive.location().trim_end_matches('/'),
-                    m.profile,
-                    m.snapshot_id
-                );
-            })),
-        };
-        let result = tidemark_archiver::run(cfg, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = server.await;
-        match result {
-            Ok(()) => Ok(Outcome::Ok),
-            Err(e @ SnapshotError::Config(_)) => Err(e.into()),
-            Err(e) => {
-                tracing::error!(error = %e, "archiver stopped");
-                Ok(Outcome::ServiceFailed)
-            }
-        }
-    })
+    runner::run(
+        "archiver",
+        args.log_format,
+        args.metrics_listen,
+        ArchiverMetrics::new,
+        move |metrics, addr, shutdown| {
+            println!("tidemark-archiver listening metrics={addr}");
+            let cfg = ArchiverConfig {
+                kafka: args.kafka.connection(),
+                archive,
+                spec,
+                interval: Duration::from_secs(args.interval_s),
+                once: args.once,
+                metrics,
+                on_commit: Some(Arc::new(|c, archive| {
+                    let m = &c.manifest;
+                    println!(
+                        "snapshot committed profile={} id={} rows={} parts={} bytes={} path={}/{}/{}",
+                        m.profile,
+                        m.snapshot_id,
+                        m.rows,
+                        m.parts.len(),
+                        c.bytes,
+                        archive.location().trim_end_matches('/'),
+                        m.profile,
+                        m.snapshot_id
+                    );
+                })),
+            };
+            tidemark_archiver::run(cfg, shutdown)
+        },
+    )
 }

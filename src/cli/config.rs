@@ -100,6 +100,11 @@ impl KafkaArgs {
         }
         out
     }
+
+    /// The connection every Kafka client of the command is built from.
+    pub fn connection(&self) -> tidemark_kafka::Connection {
+        tidemark_kafka::Connection::new(self.brokers.clone(), self.options())
+    }
 }
 
 /// Parses `KEY=VALUE`.

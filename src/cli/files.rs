@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use tidemark_archiver::crypto::KeyError;
-use tidemark_archiver::crypto::keyfile;
+use tidemark_seal::KeyError;
+use tidemark_seal::keyfile;
 
 /// Writes `contents` to a new file `path` with permission `mode` (before the
 /// umask), atomically and never replacing an existing file (see

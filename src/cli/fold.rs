@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use tidemark_merger::fold::Fold;
+use tidemark_crdt::fold::Fold;
 use tidemark_schemas::verify::Verifier;
 
 use super::Outcome;

@@ -9,14 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
-use prometheus_client::registry::Registry;
 use tidemark_ingest::{IngestConfig, IngestMetrics};
 
 use super::Outcome;
 use super::config::{CatalogChoice, KafkaArgs};
-use crate::service::{metrics_server, shutdown, telemetry};
+use crate::service::{runner, telemetry};
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -61,17 +59,10 @@ pub struct IngestArgs {
 }
 
 pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
-    telemetry::init(args.log_format);
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
-        let shutdown = shutdown::on_signals();
-        let mut registry = Registry::default();
-        let metrics = IngestMetrics::new(&mut registry);
-        let (maddr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
+    runner::run("ingest", args.log_format, args.metrics_listen, IngestMetrics::new, move |metrics, maddr, shutdown| {
         let cfg = IngestConfig {
-            kafka_options: args.kafka.options(),
-            brokers: args.kafka.brokers,
+            kafka: args.kafka.connection(),
             keys: args.keys,
             catalog,
             listen: args.listen,
@@ -90,16 +81,6 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
                 let _ = out.flush();
             })),
         };
-        let result = tidemark_ingest::run(cfg, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = server.await;
-        match result {
-            Ok(()) => Ok(Outcome::Ok),
-            Err(e) if !e.is_retryable() => Err(e.into()),
-            Err(e) => {
-                tracing::error!(error = %e, "ingest stopped");
-                Ok(Outcome::ServiceFailed)
-            }
-        }
+        tidemark_ingest::run(cfg, shutdown)
     })
 }

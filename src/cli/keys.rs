@@ -8,8 +8,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use ed25519_dalek::SigningKey;
 use rand::TryRng as _;
-use tidemark_archiver::crypto::{self, ArchiverSigningKey, RecipientSecretKey};
 use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
+use tidemark_seal::{ArchiverSigningKey, RecipientSecretKey};
 use zeroize::Zeroizing;
 
 use super::Outcome;
@@ -140,8 +140,8 @@ pub(crate) fn write_signing_key(key: &SigningKeyFile, key_path: &Path, pub_path:
 /// If there is no randomness or a file cannot be written.
 pub(crate) fn create_recipient_key(key_path: &Path, pub_path: &Path) -> anyhow::Result<RecipientSecretKey> {
     let key = RecipientSecretKey::generate().context("generating a recipient key")?;
-    crypto::save_recipient_secret(key_path, &key)?;
-    crypto::save_recipient_public(pub_path, key.public_key())?;
+    tidemark_seal::save_recipient_secret(key_path, &key)?;
+    tidemark_seal::save_recipient_public(pub_path, key.public_key())?;
     Ok(key)
 }
 
@@ -151,8 +151,8 @@ pub(crate) fn create_recipient_key(key_path: &Path, pub_path: &Path) -> anyhow::
 /// If there is no randomness or a file cannot be written.
 pub(crate) fn create_archiver_key(key_path: &Path, pub_path: &Path) -> anyhow::Result<ArchiverSigningKey> {
     let key = ArchiverSigningKey::generate().context("generating an archiver key")?;
-    crypto::save_archiver_secret(key_path, &key)?;
-    crypto::save_archiver_public(pub_path, &key.verifying_key())?;
+    tidemark_seal::save_archiver_secret(key_path, &key)?;
+    tidemark_seal::save_archiver_public(pub_path, &key.verifying_key())?;
     Ok(key)
 }
 
@@ -182,8 +182,8 @@ fn generate_archive_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
 
 fn generate_dataset_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     let [key_path] = prepare(args, [".key"])?;
-    let key = crypto::DatasetKey::generate().context("generating a dataset key")?;
-    crypto::save_dataset_key(&key_path, &key)?;
+    let key = tidemark_seal::DatasetKey::generate().context("generating a dataset key")?;
+    tidemark_seal::save_dataset_key(&key_path, &key)?;
     println!(
         "wrote {} (secret dataset key {}: it keys the de-identified pseudonyms; mode 0600: keep it private)",
         key_path.display(),
@@ -193,32 +193,12 @@ fn generate_dataset_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
 }
 
 /// Reads a signing key file, refusing it when group or others may read it
-/// (checked on the open file, as the archiver's keys are).
+/// (the one secret-file check every key kind goes through).
 ///
 /// # Errors
 /// If the file cannot be read, is readable by others, or is not a valid key file.
 pub fn load_signing_key(path: &Path) -> anyhow::Result<SigningKeyFile> {
-    use std::io::Read as _;
-    let mut file = fs::File::open(path).with_context(|| format!("reading key file {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode =
-            file.metadata().with_context(|| format!("reading key file {}", path.display()))?.permissions().mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "key file {} is readable by group or others (mode {:03o}); run `chmod 600` on it, and consider the \
-                 key exposed if others could read it",
-                path.display(),
-                mode & 0o777
-            );
-        }
-    }
-    let mut text = Zeroizing::new(String::new());
-    file.by_ref()
-        .take(64 * 1024)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading key file {}", path.display()))?;
+    let text = tidemark_seal::keyfile::read_text(path, true)?;
     SigningKeyFile::from_toml_str(&text).with_context(|| format!("loading key file {}", path.display()))
 }
 
@@ -245,10 +225,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         generate_archive_key(&args(KeyKind::Recipient, dir.path(), "r")).expect("recipient");
         generate_archive_key(&args(KeyKind::Archiver, dir.path(), "a")).expect("archiver");
-        let r = crypto::load_recipient_secret(&dir.path().join("r.key")).expect("recipient secret loads");
-        assert_eq!(crypto::load_recipient_public(&dir.path().join("r.pub")).expect("public").key_id(), r.key_id());
-        let a = crypto::load_archiver_secret(&dir.path().join("a.key")).expect("archiver secret loads");
-        let vk = crypto::load_archiver_public(&dir.path().join("a.pub")).expect("archiver public loads");
+        let r = tidemark_seal::load_recipient_secret(&dir.path().join("r.key")).expect("recipient secret loads");
+        assert_eq!(
+            tidemark_seal::load_recipient_public(&dir.path().join("r.pub")).expect("public").key_id(),
+            r.key_id()
+        );
+        let a = tidemark_seal::load_archiver_secret(&dir.path().join("a.key")).expect("archiver secret loads");
+        let vk = tidemark_seal::load_archiver_public(&dir.path().join("a.pub")).expect("archiver public loads");
         vk.verify(b"m", &a.sign(b"m")).expect("the pair matches");
         let err = generate_archive_key(&args(KeyKind::Recipient, dir.path(), "r")).expect_err("exists");
         assert!(format!("{err:#}").contains("refusing to overwrite"), "{err:#}");

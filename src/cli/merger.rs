@@ -8,15 +8,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Args;
-use prometheus_client::registry::Registry;
 use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
 use tidemark_schemas::verify::Verifier;
 
 use super::Outcome;
 use super::config::{self, CatalogChoice, KafkaArgs};
-use crate::service::{metrics_server, shutdown, telemetry};
+use crate::service::{runner, telemetry};
 
 #[derive(Debug, Args)]
 pub struct MergerArgs {
@@ -44,7 +42,9 @@ pub struct MergerArgs {
     #[arg(long, env = "TIDEMARK_MAX_BATCH_WAIT_MS", default_value_t = 50)]
     max_batch_wait_ms: u64,
     /// Fault injection for tests: abort after N batches' outputs were
-    /// acknowledged, before committing the last one's offsets.
+    /// acknowledged, before committing the last one's offsets. Only in
+    /// builds with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     #[arg(long, hide = true, value_name = "N")]
     fault_abort_before_commit_after_batches: Option<u64>,
     /// Log format.
@@ -53,7 +53,6 @@ pub struct MergerArgs {
 }
 
 pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
-    telemetry::init(args.log_format);
     if args.partitions < 1 {
         anyhow::bail!("--partitions must be at least 1, got {}", args.partitions);
     }
@@ -63,8 +62,7 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
     let verifier = Verifier::new(config::load_registry(&args.keys)?);
     let cfg = MergerConfig {
-        kafka_options: args.kafka.options(),
-        brokers: args.kafka.brokers,
+        kafka: args.kafka.connection(),
         group: args.group,
         topics: Topics::with_prefix(&args.kafka.topic_prefix),
         partitions: args.partitions,
@@ -75,28 +73,19 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
         startup_timeout: Duration::from_secs(15),
         catalog: Arc::new(catalog),
         verifier: Arc::new(verifier),
-        abort_before_commit_after_batches: args.fault_abort_before_commit_after_batches,
+        faults: worker::Faults {
+            #[cfg(feature = "fault-injection")]
+            abort_before_commit_after_batches: args.fault_abort_before_commit_after_batches,
+        },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
-        let shutdown = shutdown::on_signals();
-        let mut registry = Registry::default();
-        let metrics = MergerMetrics::register(&mut registry);
-        let (addr, server) = metrics_server::serve(args.metrics_listen, registry, shutdown.clone()).await?;
-        tracing::info!(metrics = %addr, "metrics listening");
-        println!("tidemark-merger listening metrics={addr}");
-        let result = worker::run(cfg, metrics, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = server.await;
-        match result {
-            Ok(()) => Ok(Outcome::Ok),
-            // Topics that are not co-partitioned are a configuration error: a
-            // restart cannot help, so it gets the configuration exit code.
-            Err(e @ worker::WorkerError::CoPartitioning { .. }) => Err(e.into()),
-            Err(e) => {
-                tracing::error!(error = %e, "merger stopped");
-                Ok(Outcome::ServiceFailed)
-            }
-        }
-    })
+    runner::run(
+        "merger",
+        args.log_format,
+        args.metrics_listen,
+        MergerMetrics::register,
+        move |metrics, addr, shutdown| {
+            println!("tidemark-merger listening metrics={addr}");
+            worker::run(cfg, metrics, shutdown)
+        },
+    )
 }

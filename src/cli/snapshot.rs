@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tidemark_archiver::crypto;
 use tidemark_archiver::manifest::{MANIFEST_NAME, Manifest};
 use tidemark_archiver::reader::{self, ReadError};
 use tidemark_archiver::storage::Archive;
@@ -121,9 +120,9 @@ async fn list(args: ListArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-async fn open(which: &Which) -> anyhow::Result<(Archive, String, crypto::ArchiverVerifyingKey)> {
+async fn open(which: &Which) -> anyhow::Result<(Archive, String, tidemark_seal::ArchiverVerifyingKey)> {
     let archive = Archive::open(&which.archive)?;
-    let archiver = crypto::load_archiver_public(&which.archiver_pub).context("loading --archiver-pub")?;
+    let archiver = tidemark_seal::load_archiver_public(&which.archiver_pub).context("loading --archiver-pub")?;
     let id = reader::resolve(&archive, profile_name(which.profile), &which.snapshot).await?;
     Ok((archive, id, archiver))
 }
@@ -141,7 +140,7 @@ fn failed(what: &str, id: &str, e: &ReadError) -> Outcome {
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     // Keys first: a bad key file is a configuration error whatever the archive holds.
-    let key = args.key.as_deref().map(crypto::load_recipient_secret).transpose().context("loading --key")?;
+    let key = args.key.as_deref().map(tidemark_seal::load_recipient_secret).transpose().context("loading --key")?;
     let (archive, id, archiver) = open(&args.which).await?;
     let profile = profile_name(args.which.profile);
     match reader::verify(&archive, profile, &id, &archiver, key.as_ref()).await {
@@ -165,7 +164,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn decrypt(args: DecryptArgs) -> anyhow::Result<Outcome> {
-    let key = crypto::load_recipient_secret(&args.key).context("loading --key")?;
+    let key = tidemark_seal::load_recipient_secret(&args.key).context("loading --key")?;
     let (archive, id, archiver) = open(&args.which).await?;
     let profile = profile_name(args.which.profile);
     match reader::decrypt(&archive, profile, &id, &archiver, &key, &args.out).await {

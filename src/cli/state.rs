@@ -34,8 +34,7 @@ pub fn run(args: StateArgs) -> anyhow::Result<Outcome> {
         if args.all_partitions { Locate::All } else { Locate::Partition(Partitioner::from_options(&options)?) };
     let topic = format!("{}{}", args.kafka.topic_prefix, tidemark_schemas::STATE_TOPIC);
     let found = lookup::latest(
-        &args.kafka.brokers,
-        &options,
+        &args.kafka.connection(),
         &topic,
         &args.patient_id,
         locate,

@@ -256,9 +256,8 @@ async fn drain(pipeline: &pipeline::Pipeline, accepted: u64) -> anyhow::Result<v
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     loop {
-        let (bootstrap, options, topic) =
-            (pipeline.bootstrap.clone(), pipeline.kafka_options().to_vec(), pipeline.topics.state.clone());
-        let read = tokio::task::spawn_blocking(move || views::read(&bootstrap, &options, &topic))
+        let (kafka, topic) = (pipeline.connection(), pipeline.topics.state.clone());
+        let read = tokio::task::spawn_blocking(move || views::read(&kafka, &topic))
             .await
             .context("the state reader panicked")??;
         if read.events() >= accepted || Instant::now() >= deadline {
@@ -274,7 +273,7 @@ fn reference_matches(dir: &setup::DemoDir, live: &views::Views) -> anyhow::Resul
     let registry = crate::cli::config::load_registry(&dir.registry())?;
     let verifier = tidemark_schemas::verify::Verifier::new(registry);
     let catalog = tidemark_schemas::Catalog::builtin();
-    let mut fold = tidemark_merger::fold::Fold::new(catalog, Some(&verifier));
+    let mut fold = tidemark_crdt::fold::Fold::new(catalog, Some(&verifier));
     let text = std::fs::read(dir.envelopes()).with_context(|| format!("reading {}", dir.envelopes().display()))?;
     let lines: Vec<(usize, &[u8])> =
         text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).enumerate().map(|(i, l)| (i + 1, l)).collect();
@@ -289,8 +288,8 @@ fn reference_matches(dir: &setup::DemoDir, live: &views::Views) -> anyhow::Resul
 
 /// Records in the dead-letter topic.
 fn count_dlq(pipeline: &pipeline::Pipeline) -> anyhow::Result<u64> {
-    let consumer = tidemark_archiver::scan::consumer(&pipeline.bootstrap, pipeline.kafka_options())?;
-    let cut = tidemark_archiver::scan::capture_cut(&consumer, &pipeline.topics.dlq, Duration::from_secs(10))
+    let consumer = pipeline.connection().reader("tidemark-demo")?;
+    let cut = tidemark_kafka::scan::capture_cut(&consumer, &pipeline.topics.dlq, Duration::from_secs(10))
         .context("reading the dead-letter topic's offsets")?;
-    Ok(cut.iter().map(|(_, low, end)| u64::try_from(end - low).unwrap_or(0)).sum())
+    Ok(cut.iter().map(|c| u64::try_from(c.end - c.low).unwrap_or(0)).sum())
 }

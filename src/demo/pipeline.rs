@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
-use tidemark_archiver::crypto::{ArchiverSigningKey, DEFAULT_CHUNK_SIZE, RecipientPublicKey};
 use tidemark_archiver::snapshot::{Committed, ProfileSpec, SnapshotSpec};
 use tidemark_archiver::storage::Archive;
 use tidemark_archiver::table::{PartOptions, Profile};
 use tidemark_archiver::{ArchiverConfig, ArchiverMetrics};
 use tidemark_ingest::{IngestConfig, IngestMetrics};
+use tidemark_kafka::Connection;
 use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
 use tidemark_schemas::Catalog;
 use tidemark_schemas::verify::Verifier;
+use tidemark_seal::{ArchiverSigningKey, DEFAULT_CHUNK_SIZE, RecipientPublicKey};
 use tidemark_testkit::MockBroker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -85,8 +86,7 @@ impl Pipeline {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         let addr_tx = Mutex::new(Some(addr_tx));
         let ingest_cfg = IngestConfig {
-            brokers: bootstrap.clone(),
-            kafka_options: opts.kafka_options.clone(),
+            kafka: Connection::new(bootstrap.clone(), opts.kafka_options.clone()),
             keys: opts.registry.clone(),
             catalog: catalog.clone(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -125,8 +125,7 @@ impl Pipeline {
             let metrics =
                 MergerMetrics::register(registry.sub_registry_with_label(("worker".into(), i.to_string().into())));
             let cfg = MergerConfig {
-                brokers: bootstrap.clone(),
-                kafka_options: merger_options.clone(),
+                kafka: Connection::new(bootstrap.clone(), merger_options.clone()),
                 group: format!("{}tidemark-demo-merger", opts.topic_prefix),
                 topics: topics.clone(),
                 partitions: opts.partitions,
@@ -137,7 +136,7 @@ impl Pipeline {
                 startup_timeout: Duration::from_secs(15),
                 catalog: Arc::new(catalog.clone()),
                 verifier: Arc::clone(&verifier),
-                abort_before_commit_after_batches: None,
+                faults: worker::Faults::default(),
             };
             let token = shutdown.clone();
             let m = metrics.clone();
@@ -174,9 +173,9 @@ impl Pipeline {
         self.mergers.iter().map(|m| m.conflicts_created.get()).sum()
     }
 
-    /// librdkafka options of every client.
-    pub fn kafka_options(&self) -> &[(String, String)] {
-        &self.kafka_options
+    /// The connection every client of the demo reads Kafka through.
+    pub fn connection(&self) -> Connection {
+        Connection::new(self.bootstrap.clone(), self.kafka_options.clone())
     }
 
     /// Takes one identified snapshot of the state topic into `archive`.
@@ -200,13 +199,12 @@ impl Pipeline {
             part_options: PartOptions::default(),
             stall_timeout: Duration::from_secs(30),
             retain: 3,
-            abort_after_parts: None,
+            faults: tidemark_archiver::snapshot::Faults::default(),
         };
         let committed: Arc<Mutex<Option<Committed>>> = Arc::default();
         let slot = Arc::clone(&committed);
         let cfg = ArchiverConfig {
-            brokers: self.bootstrap.clone(),
-            kafka_options: self.kafka_options.clone(),
+            kafka: self.connection(),
             archive,
             spec: Arc::new(spec),
             interval: Duration::from_secs(3600),

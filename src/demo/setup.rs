@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use tidemark_archiver::crypto::{self, ArchiverSigningKey, RecipientSecretKey};
 use tidemark_schemas::keys::{KeyEntry, KeyRegistry, SigningKeyFile};
+use tidemark_seal::{ArchiverSigningKey, RecipientSecretKey};
 
 use crate::cli::keys::{
     create_archiver_key, create_recipient_key, load_signing_key, new_signing_key, write_signing_key,
@@ -75,13 +75,13 @@ pub fn prepare(root: &Path) -> anyhow::Result<(DemoDir, DemoKeys)> {
 
     let (archiver_key, archiver_pub) = (dir.key("archiver", "key"), dir.key("archiver", "pub"));
     let archiver = if archiver_key.exists() {
-        crypto::load_archiver_secret(&archiver_key).context("loading the demo's archiver key")?
+        tidemark_seal::load_archiver_secret(&archiver_key).context("loading the demo's archiver key")?
     } else {
         create_archiver_key(&archiver_key, &archiver_pub)?
     };
     let (recipient_key, recipient_pub) = (dir.key("analytics", "key"), dir.key("analytics", "pub"));
     let recipient = if recipient_key.exists() {
-        crypto::load_recipient_secret(&recipient_key).context("loading the demo's recipient key")?
+        tidemark_seal::load_recipient_secret(&recipient_key).context("loading the demo's recipient key")?
     } else {
         create_recipient_key(&recipient_key, &recipient_pub)?
     };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tidemark_archiver::snapshot::Committed;
-use tidemark_merger::crdt::EXACT_LIMIT;
+use tidemark_crdt::EXACT_LIMIT;
 use tidemark_schemas::{FieldView, PatientView};
 
 use super::setup::DemoDir;

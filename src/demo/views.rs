@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tidemark_archiver::scan;
+use tidemark_kafka::Connection;
+use tidemark_kafka::scan;
 use tidemark_schemas::PatientView;
 
 /// Every patient's latest view, and whether the broker had already dropped
@@ -29,17 +30,18 @@ impl Views {
 ///
 /// # Errors
 /// If the broker cannot be read or a record is not a view.
-pub fn read(bootstrap: &str, options: &[(String, String)], topic: &str) -> anyhow::Result<Views> {
+pub fn read(kafka: &Connection, topic: &str) -> anyhow::Result<Views> {
     let timeout = Duration::from_secs(15);
-    let consumer = scan::consumer(bootstrap, options).context("connecting to read the state topic")?;
+    let consumer = kafka.reader("tidemark-demo").context("connecting to read the state topic")?;
     let cut = scan::capture_cut(&consumer, topic, timeout).context("reading the state topic's offsets")?;
     let mut views = BTreeMap::new();
     let mut truncated = Vec::new();
-    for (partition, low, end) in cut {
-        if low > 0 {
+    for part in cut {
+        let partition = part.partition;
+        if part.low > 0 {
             truncated.push(partition);
         }
-        let latest = scan::read_partition(&consumer, topic, partition, low, end, timeout)
+        let latest = scan::read_latest(&consumer, topic, part, timeout)
             .with_context(|| format!("reading {topic}/{partition}"))?;
         for (key, value) in latest {
             let view: PatientView = serde_json::from_slice(&value)

@@ -111,20 +111,18 @@ pub struct TableLayout {
 }
 
 impl TableLayout {
-    /// Derives the layout of `profile` from `catalog`.
+    /// Derives the layout of `profile` from `catalog`, as of `now_ms` (the
+    /// snapshot's time, milliseconds since the Unix epoch): the de-identified
+    /// profile's birth-year floor for patients over 89 is counted back from
+    /// that year, so the clock is the caller's, not read in here.
     ///
     /// # Errors
     /// [`TableError::ColumnClash`] when two fields map to one column name;
     /// [`TableError::UnsupportedPhi`] (de-identified only) when a PHI class
     /// does not fit its field's kind and type.
-    pub fn new(catalog: &Catalog, profile: &Profile) -> Result<Self, TableError> {
+    pub fn new(catalog: &Catalog, profile: &Profile, now_ms: u64) -> Result<Self, TableError> {
         let deid = matches!(profile, Profile::Deidentified { .. });
-        let this_year = super::time::year_of_ms(
-            i64::try_from(
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis(),
-            )
-            .unwrap_or(i64::MAX),
-        );
+        let this_year = super::time::year_of_ms(i64::try_from(now_ms).unwrap_or(i64::MAX));
         let mut names = NameSet::default();
         let mut fields = vec![Field::new("patient_id", DataType::Utf8, false)];
         names.claim("patient_id", "patient_id")?;

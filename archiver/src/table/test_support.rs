@@ -18,6 +18,10 @@ use tidemark_schemas::{
 };
 use uuid::Uuid;
 
+/// The clock every table test lays out at: 2026-06-01T00:00:00Z, so the
+/// over-89 birth-year floor is 1936 whatever year the tests run in.
+pub const NOW_MS: u64 = 1_780_272_000_000;
+
 use super::{PartOptions, PartSummary, PartWriter, TableLayout};
 
 /// A small deterministic generator (SplitMix64): views from a seed, so a

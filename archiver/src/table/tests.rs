@@ -10,16 +10,16 @@ use proptest::prelude::*;
 use serde_json::json;
 use tidemark_schemas::{Catalog, FieldKind, FieldView, PatientView, PhiClass};
 
-use super::test_support::{decode, expected_identified, random_view, read_part, write_part};
+use super::test_support::{NOW_MS, decode, expected_identified, random_view, read_part, write_part};
 use super::{PartOptions, PartWriter, Profile, TableError, TableLayout, ViewProblem, sort_views, to_batch};
 
 fn identified() -> Arc<TableLayout> {
-    Arc::new(TableLayout::new(Catalog::builtin(), &Profile::Identified).expect("builtin catalog lays out"))
+    Arc::new(TableLayout::new(Catalog::builtin(), &Profile::Identified, NOW_MS).expect("builtin catalog lays out"))
 }
 
 fn deidentified(key: u8) -> Arc<TableLayout> {
     let profile = Profile::Deidentified { dataset_key: [key; 32] };
-    Arc::new(TableLayout::new(Catalog::builtin(), &profile).expect("builtin catalog lays out"))
+    Arc::new(TableLayout::new(Catalog::builtin(), &profile, NOW_MS).expect("builtin catalog lays out"))
 }
 
 fn views(n: usize, seed: u64) -> Vec<PatientView> {
@@ -91,15 +91,16 @@ fn catalogs_that_cannot_be_laid_out_are_refused() {
          [[field]]\npath = \"a_b.c\"\nkind = \"set\"\ntype = \"code\"\nphi = \"none\"\n"
     );
     let catalog = Catalog::from_toml(&clash).expect("valid catalog");
-    let err = TableLayout::new(&catalog, &Profile::Identified).expect_err("clash");
+    let err = TableLayout::new(&catalog, &Profile::Identified, NOW_MS).expect_err("clash");
     assert!(matches!(&err, TableError::ColumnClash { column, .. } if column == "a_b_c"), "{err}");
     let fixed = format!("{head}[[field]]\npath = \"version\"\nkind = \"set\"\ntype = \"code\"\nphi = \"none\"\n");
     let catalog = Catalog::from_toml(&fixed).expect("valid catalog");
-    assert!(matches!(TableLayout::new(&catalog, &Profile::Identified), Err(TableError::ColumnClash { .. })));
+    assert!(matches!(TableLayout::new(&catalog, &Profile::Identified, NOW_MS), Err(TableError::ColumnClash { .. })));
     let odd = format!("{head}[[field]]\npath = \"weight\"\nkind = \"register\"\ntype = \"int\"\nphi = \"date\"\n");
     let catalog = Catalog::from_toml(&odd).expect("valid catalog");
-    assert!(TableLayout::new(&catalog, &Profile::Identified).is_ok(), "identified keeps it as is");
-    let err = TableLayout::new(&catalog, &Profile::Deidentified { dataset_key: [1; 32] }).expect_err("unsupported");
+    assert!(TableLayout::new(&catalog, &Profile::Identified, NOW_MS).is_ok(), "identified keeps it as is");
+    let err =
+        TableLayout::new(&catalog, &Profile::Deidentified { dataset_key: [1; 32] }, NOW_MS).expect_err("unsupported");
     assert!(matches!(err, TableError::UnsupportedPhi { .. }), "{err}");
 }
 

@@ -12,14 +12,14 @@ use sha2::Sha256;
 use tidemark_schemas::{Catalog, ConflictView, FieldView, Hlc, LogEntryView, OpId, PatientView};
 use uuid::Uuid;
 
-use super::test_support::{decode, read_part, write_part};
+use super::test_support::{NOW_MS, decode, read_part, write_part};
 use super::{PartOptions, Profile, TableLayout, sort_views};
 
 const KEY: [u8; 32] = [0x5c; 32];
 const WALL: u64 = 1_763_794_825_000; // 2025-11-22T07:00:25Z
 
 fn layout(key: [u8; 32]) -> Arc<TableLayout> {
-    Arc::new(TableLayout::new(Catalog::builtin(), &Profile::Deidentified { dataset_key: key }).expect("layout"))
+    Arc::new(TableLayout::new(Catalog::builtin(), &Profile::Deidentified { dataset_key: key }, NOW_MS).expect("layout"))
 }
 
 fn conflict(value: Value, author: &str, n: u128) -> ConflictView {
@@ -186,7 +186,8 @@ fn kept_logs_lose_event_ids_but_keep_amendments_by_position() {
         "path = \"notes\"\nkind = \"log\"\ntype = \"text\"\nphi = \"none\"",
     );
     let catalog = Catalog::from_toml(&toml).expect("catalog");
-    let layout = Arc::new(TableLayout::new(&catalog, &Profile::Deidentified { dataset_key: KEY }).expect("layout"));
+    let layout =
+        Arc::new(TableLayout::new(&catalog, &Profile::Deidentified { dataset_key: KEY }, NOW_MS).expect("layout"));
     let (bytes, _) = write_part(&layout, &[marked_view(1)], PartOptions::default());
     let row = decode(&read_part(bytes)).remove(0);
     let notes = row["notes"].as_array().expect("notes kept");
@@ -198,9 +199,8 @@ fn kept_logs_lose_event_ids_but_keep_amendments_by_position() {
 
 #[test]
 fn birth_years_of_patients_over_89_are_aggregated() {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
-    let this_year = super::time::year_of_ms(i64::try_from(now.as_millis()).expect("ms"));
-    let floor = this_year - 90;
+    let floor = 2026 - 90;
+    assert_eq!(super::time::year_of_ms(i64::try_from(NOW_MS).expect("ms")), 2026, "the tests' clock");
     let layout = layout(KEY);
     let mut view = marked_view(0);
     let old = format!("{}-05-05", floor - 15);

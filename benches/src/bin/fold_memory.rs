@@ -26,7 +26,7 @@ use clap::{Parser, ValueEnum};
 use tidemark_benches::automerge_peer;
 use tidemark_benches::report::{grouped, row};
 use tidemark_benches::workload::{self, Mix};
-use tidemark_merger::crdt::PatientDoc;
+use tidemark_crdt::PatientDoc;
 
 /// mimalloc, as the merger allocates, counting the bytes live (no limit).
 #[global_allocator]

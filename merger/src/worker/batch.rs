@@ -16,7 +16,7 @@ use super::config::MergerConfig;
 use super::error::WorkerError;
 use super::metrics::{MergerMetrics, OutputLabel, ReasonLabel};
 use super::restore::Docs;
-use crate::fold::{Rejection, apply_event, check_envelopes};
+use tidemark_crdt::fold::{Rejection, apply_event, check_envelopes};
 
 /// DLQ header names.
 pub mod dlq_headers {
@@ -58,6 +58,7 @@ pub struct BatchOutcome {
 ///
 /// # Errors
 /// [`WorkerError::Produce`] when an output record is not acknowledged.
+#[tracing::instrument(name = "merger_batch", level = "debug", skip_all, fields(events = batch.len()))]
 pub async fn process(
     cfg: &MergerConfig,
     metrics: &MergerMetrics,

@@ -34,10 +34,8 @@ impl Topics {
 /// Everything a merger worker needs.
 #[derive(Clone)]
 pub struct MergerConfig {
-    /// Bootstrap servers.
-    pub brokers: String,
-    /// librdkafka options passed through (`security.protocol`, `sasl.*`, ...).
-    pub kafka_options: Vec<(String, String)>,
+    /// How to reach Kafka (brokers, TLS/SASL and tuning options).
+    pub kafka: tidemark_kafka::Connection,
     /// The consumer group.
     pub group: String,
     /// Topic names.
@@ -58,31 +56,32 @@ pub struct MergerConfig {
     pub catalog: Arc<Catalog>,
     /// Signature verification against the key registry.
     pub verifier: Arc<Verifier>,
-    /// Fault injection for tests: abort the process after this many batches
-    /// had their outputs acknowledged, before committing the last one's
-    /// offsets — the worst moment to crash. `None` in production.
+    /// Fault injection for the crash tests (empty in production builds).
+    pub faults: Faults,
+}
+
+/// Fault injection for the crash tests. Its hooks exist only in builds with
+/// the `fault-injection` feature (the test suite's); in any other build this
+/// is an empty type and the hook in the worker's loop compiles to nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    /// Abort the process after this many batches had their outputs
+    /// acknowledged, before committing the last one's offsets: the worst
+    /// moment to crash.
+    #[cfg(feature = "fault-injection")]
     pub abort_before_commit_after_batches: Option<u64>,
 }
 
-impl MergerConfig {
-    /// A librdkafka config with the brokers and the pass-through options.
-    pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
-        self.client_config_with(&[])
-    }
-
-    /// As [`Self::client_config`], with `tunables` set before the
-    /// pass-through options so that an operator's `--kafka-option` wins over
-    /// them. Settings correctness depends on (acks, idempotence, manual
-    /// commits) are set by the caller afterwards, so no option can weaken them.
-    pub(crate) fn client_config_with(&self, tunables: &[(&str, &str)]) -> rdkafka::ClientConfig {
-        let mut c = rdkafka::ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers);
-        for (k, v) in tunables {
-            c.set(*k, *v);
+impl Faults {
+    /// The hook between a batch's acknowledged outputs and its commit;
+    /// `batches` counts the batches processed so far.
+    pub(crate) fn before_commit(&self, batches: u64) {
+        #[cfg(feature = "fault-injection")]
+        if self.abort_before_commit_after_batches.is_some_and(|n| batches >= n) {
+            tracing::error!(batches, "fault injection: aborting after the outputs, before the commit");
+            std::process::abort();
         }
-        for (k, v) in &self.kafka_options {
-            c.set(k, v);
-        }
-        c
+        #[cfg(not(feature = "fault-injection"))]
+        let _ = batches;
     }
 }

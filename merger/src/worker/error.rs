@@ -43,18 +43,11 @@ pub enum WorkerError {
         /// What was wrong.
         cause: String,
     },
-    /// Restoring a partition made no progress for too long; retry later.
-    #[error("restoring {topic}/{partition} stalled at offset {at} of {end}")]
-    RestoreStalled {
-        /// The changelog topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-        /// Where it stopped.
-        at: i64,
-        /// Where it had to get to.
-        end: i64,
-    },
+    /// A Kafka operation of the shared plumbing failed (reaching the
+    /// brokers, creating topics, reading the changelog, which includes a
+    /// restore that stalled); retry later.
+    #[error(transparent)]
+    Plumbing(#[from] tidemark_kafka::KafkaFailure),
     /// A produce was not acknowledged; the batch's offsets were not committed.
     #[error("producing to {topic} failed: {source}; offsets of the batch were not committed")]
     Produce {

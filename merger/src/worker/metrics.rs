@@ -14,7 +14,7 @@ use prometheus_client::registry::{Registry, Unit};
 /// Label: a dead-letter reason code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// One of [`crate::fold::rejection_reasons`].
+    /// One of [`tidemark_crdt::fold::rejection_reasons`].
     pub reason: &'static str,
 }
 
@@ -72,7 +72,7 @@ impl MergerMetrics {
             restore_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             commit_failures: Counter::default(),
         };
-        for reason in crate::fold::rejection_reasons().chain([super::batch::KEY_MISMATCH]) {
+        for reason in tidemark_crdt::fold::rejection_reasons().chain([super::batch::KEY_MISMATCH]) {
             // Pre-create every reason so dashboards see zeros, not gaps.
             let _ = m.events_dead_lettered.get_or_create(&ReasonLabel { reason });
         }

@@ -30,7 +30,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 pub use batch::{KEY_MISMATCH, dlq_headers};
-pub use config::{MergerConfig, Topics};
+pub use config::{Faults, MergerConfig, Topics};
 pub use context::{MergerContext, RebalanceEvent};
 pub use error::WorkerError;
 pub use metrics::MergerMetrics;
@@ -47,9 +47,7 @@ const RESTORE_PARALLELISM: usize = 4;
 /// operator's `--kafka-option` overrides; acks and idempotence are not (the
 /// commit protocol needs every output durable and written once).
 fn producer_config(cfg: &MergerConfig) -> rdkafka::ClientConfig {
-    let mut c = cfg.client_config_with(&[("linger.ms", "5"), ("compression.type", "zstd")]);
-    c.set("acks", "all").set("enable.idempotence", "true");
-    c
+    cfg.kafka.durable_producer(&[("linger.ms", "5"), ("compression.type", "zstd")], None)
 }
 
 /// Runs a worker until `shutdown` is cancelled (then finishes the batch in
@@ -64,6 +62,7 @@ pub async fn run(cfg: MergerConfig, metrics: MergerMetrics, shutdown: Cancellati
     let producer: FutureProducer =
         producer_config(&cfg).create().map_err(WorkerError::kafka("creating the producer"))?;
     let consumer: Consumer = cfg
+        .kafka
         .client_config()
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
@@ -225,10 +224,7 @@ impl Worker<'_> {
         }
         let outcome = batch::process(self.cfg, self.metrics, producer, &mut self.parts, batch).await?;
         self.batches += 1;
-        if self.cfg.abort_before_commit_after_batches.is_some_and(|n| self.batches >= n) {
-            tracing::error!(batches = self.batches, "fault injection: aborting after the outputs, before the commit");
-            std::process::abort();
-        }
+        self.cfg.faults.before_commit(self.batches);
         let mut tpl = TopicPartitionList::new();
         for (p, next) in &outcome.offsets {
             tpl.add_partition_offset(&self.cfg.topics.edits, *p, Offset::Offset(*next))
@@ -268,60 +264,5 @@ impl Worker<'_> {
                 self.metrics.consumer_lag.get_or_create(&label).set(*records);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use tidemark_schemas::Catalog;
-    use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
-    use tidemark_schemas::verify::Verifier;
-
-    use super::{MergerConfig, Topics, producer_config};
-
-    fn registry() -> KeyRegistry {
-        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let file = SigningKeyFile::new("site-a", "site-a", key).expect("a valid key file");
-        KeyRegistry::from_entries(vec![file.registry_entry(None)]).expect("one key")
-    }
-
-    fn config(options: &[(&str, &str)]) -> MergerConfig {
-        MergerConfig {
-            brokers: "127.0.0.1:9".into(),
-            kafka_options: options.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            group: "g".into(),
-            topics: Topics::with_prefix(""),
-            partitions: 1,
-            max_batch_events: 1,
-            max_batch_wait: Duration::from_millis(1),
-            lag_interval: Duration::from_secs(1),
-            restore_stall_timeout: Duration::from_secs(1),
-            startup_timeout: Duration::from_secs(1),
-            catalog: Arc::new(Catalog::builtin().clone()),
-            verifier: Arc::new(Verifier::new(registry())),
-            abort_before_commit_after_batches: None,
-        }
-    }
-
-    #[test]
-    fn producer_defaults_hold_without_options() {
-        let c = producer_config(&config(&[]));
-        assert_eq!(c.get("compression.type"), Some("zstd"));
-        assert_eq!(c.get("linger.ms"), Some("5"));
-        assert_eq!(c.get("acks"), Some("all"));
-        assert_eq!(c.get("enable.idempotence"), Some("true"));
-    }
-
-    #[test]
-    fn an_operator_option_overrides_a_tunable_but_not_durability() {
-        let opts = [("compression.type", "lz4"), ("linger.ms", "20"), ("acks", "1"), ("enable.idempotence", "false")];
-        let c = producer_config(&config(&opts));
-        assert_eq!(c.get("compression.type"), Some("lz4"));
-        assert_eq!(c.get("linger.ms"), Some("20"));
-        assert_eq!(c.get("acks"), Some("all"), "outputs must be durable before offsets commit");
-        assert_eq!(c.get("enable.idempotence"), Some("true"));
     }
 }

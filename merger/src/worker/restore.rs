@@ -3,89 +3,54 @@
 //! Every record for a patient is merged into its document, not just the last:
 //! until compaction runs, the partition may hold a record written by a worker
 //! that lost the partition without knowing it, and the CRDT merge makes the
-//! order of such records irrelevant.
+//! order of such records irrelevant. The changelog is compacted, so the read
+//! stops at the partition's end as well as at the cut
+//! ([`tidemark_kafka::scan`]'s stop rule).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::Message as _;
-use rdkafka::{Offset, TopicPartitionList};
+use tidemark_crdt::PatientDoc;
+use tidemark_kafka::scan::{self, Record};
 
 use super::config::MergerConfig;
 use super::error::WorkerError;
-use crate::crdt::PatientDoc;
 
 /// The documents of one partition, by patient. foldhash, randomly seeded per
 /// map: SipHash and its key compares were a tenth of the fold's time, and
 /// the seed keeps patient ids from being chosen to collide.
 pub type Docs = HashMap<String, PatientDoc, foldhash::quality::RandomState>;
 
-/// Reads changelog partition `partition` from its start to its current end.
-/// Blocking: call it from a blocking context.
+/// Reads changelog partition `partition` from its start to its end as it is
+/// now. Blocking: call it from a blocking context.
 ///
 /// # Errors
-/// [`WorkerError::Kafka`] on broker errors, [`WorkerError::RestoreStalled`]
-/// when no record arrives for `restore_stall_timeout`, and
+/// [`WorkerError::Plumbing`] on broker errors and when no record arrives for
+/// `restore_stall_timeout`, and
 /// [`WorkerError::CorruptChangelog`] for an undecodable record.
 pub fn restore_partition(cfg: &MergerConfig, partition: i32) -> Result<Docs, WorkerError> {
     let topic = &cfg.topics.changelog;
-    let mut client = cfg.client_config();
-    // A plain reader: assigned by hand, never commits, never joins the group.
-    client
-        .set("group.id", format!("{}-restore", cfg.group))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
-    let reader: BaseConsumer = client.create().map_err(WorkerError::kafka("creating the changelog reader"))?;
-    let (low, high) = reader
-        .fetch_watermarks(topic, partition, cfg.startup_timeout)
-        .map_err(WorkerError::kafka(format!("reading the end of {topic}/{partition}")))?;
+    let reader = cfg.kafka.reader(&format!("{}-restore", cfg.group))?;
+    let cut = scan::partition_cut(&reader, topic, partition, cfg.startup_timeout)?;
     let mut docs = Docs::default();
-    if high <= low {
-        return Ok(docs);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .map_err(WorkerError::kafka("assigning the changelog partition"))?;
-    reader.assign(&tpl).map_err(WorkerError::kafka("assigning the changelog partition"))?;
-    let mut at = low;
-    let mut last_progress = Instant::now();
-    while at < high {
-        match reader.poll(Duration::from_millis(500)) {
-            Some(Ok(msg)) => {
-                at = msg.offset() + 1;
-                last_progress = Instant::now();
-                let Some(key) = msg.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
-                match msg.payload() {
-                    None => {
-                        docs.remove(key);
-                    }
-                    Some(bytes) => {
-                        let corrupt = |cause: String| WorkerError::CorruptChangelog {
-                            topic: topic.clone(),
-                            partition,
-                            offset: msg.offset(),
-                            cause,
-                        };
-                        let doc = PatientDoc::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
-                        if doc.patient_id() != key {
-                            return Err(corrupt("the document's patient is not the record's key".into()));
-                        }
-                        match docs.get_mut(key) {
-                            Some(existing) => existing.merge(&doc).map_err(|e| corrupt(e.to_string()))?,
-                            None => {
-                                docs.insert(key.to_owned(), doc);
-                            }
-                        }
-                    }
-                }
+    scan::scan_partition(&reader, topic, cut, cfg.restore_stall_timeout, |r: Record<'_>| {
+        let Ok(key) = std::str::from_utf8(r.key) else { return Ok(()) };
+        let Some(bytes) = r.value else {
+            docs.remove(key);
+            return Ok(());
+        };
+        let corrupt =
+            |cause: String| WorkerError::CorruptChangelog { topic: topic.clone(), partition, offset: r.offset, cause };
+        let doc = PatientDoc::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if doc.patient_id() != key {
+            return Err(corrupt("the document's patient is not the record's key".into()));
+        }
+        match docs.get_mut(key) {
+            Some(existing) => existing.merge(&doc).map_err(|e| corrupt(e.to_string()))?,
+            None => {
+                docs.insert(key.to_owned(), doc);
             }
-            Some(Err(e)) => tracing::warn!(error = %e, partition, "changelog read error; retrying"),
-            None => {}
         }
-        if last_progress.elapsed() > cfg.restore_stall_timeout {
-            return Err(WorkerError::RestoreStalled { topic: topic.clone(), partition, at, end: high });
-        }
-    }
+        Ok(())
+    })?;
     Ok(docs)
 }

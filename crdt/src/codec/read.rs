@@ -5,13 +5,13 @@ use tidemark_schemas::{Hlc, OpId};
 use uuid::Uuid;
 
 use super::{FORMAT_VERSION, KIND_LOG, KIND_REGISTER, KIND_SET, MAGIC};
-use crate::crdt::counter::{EXACT_LIMIT, EventCounter, REGISTERS};
-use crate::crdt::coverage::{Clock, Coverage, SparseCoverage, WriteId};
-use crate::crdt::doc::{FieldState, PatientDoc};
-use crate::crdt::log::{Log, LogEntry};
-use crate::crdt::orset::{Element, OrSet};
-use crate::crdt::register::{RegWrite, Register};
-use crate::crdt::vecmap::{Key, VecMap};
+use crate::counter::{EXACT_LIMIT, EventCounter, REGISTERS};
+use crate::coverage::{Clock, Coverage, SparseCoverage, WriteId};
+use crate::doc::{FieldState, PatientDoc};
+use crate::log::{Log, LogEntry};
+use crate::orset::{Element, OrSet};
+use crate::register::{RegWrite, Register};
+use crate::vecmap::{Key, VecMap};
 
 /// Why bytes are not a document: the changelog record is corrupt or from an
 /// unknown format version. Stop and investigate; do not overwrite it.

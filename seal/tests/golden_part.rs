@@ -1,13 +1,13 @@
 //! A part sealed by format version 1, kept in `tests/data`: every later build
 //! must still open it to the same plaintext, and its header must still read
 //! the same. Regenerate only with a new format version:
-//! `cargo test -p tidemark-archiver --test golden_part -- --ignored write_golden`.
+//! `cargo test -p tidemark-seal --test golden_part -- --ignored write_golden`.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::path::PathBuf;
 
-use tidemark_archiver::crypto::{RecipientSecretKey, open_part, read_header, seal_part};
+use tidemark_seal::{RecipientSecretKey, open_part, read_header, seal_part};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)

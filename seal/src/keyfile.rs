@@ -33,8 +33,19 @@ fn at(path: &Path) -> impl Fn(KeyError) -> KeyFileError + '_ {
     move |error| KeyFileError { path: path.to_owned(), error }
 }
 
-/// Reads a key file, bounded in size; for a secret file, first refuses it if
-/// group or others may read it (checked on the open file, not the path).
+/// Reads a key file of any kind (the archiver's, a recipient's, a dataset
+/// key, a signing key), bounded to 16 KiB; for a `secret` file, first refuses
+/// it if group or others may read it (checked on the open file, not the
+/// path). Every key the CLI and the services load goes through here, so the
+/// permission check has one home.
+///
+/// # Errors
+/// [`KeyFileError`]: unreadable, readable by group or others
+/// ([`KeyError::TooOpen`]), not UTF-8, or too large.
+pub fn read_text(path: &Path, secret: bool) -> Result<Zeroizing<String>, KeyFileError> {
+    read(path, secret).map_err(at(path))
+}
+
 fn read(path: &Path, secret: bool) -> Result<Zeroizing<String>, KeyError> {
     let file = File::open(path).map_err(KeyError::Io)?;
     #[cfg(unix)]

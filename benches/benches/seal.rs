@@ -4,9 +4,7 @@
 //! through), and the two together. Also prints the format's size overhead.
 #![allow(missing_docs)]
 
-#[path = "support.rs"]
-mod support;
-use support::best;
+use tidemark_benches::report::best;
 
 use std::hint::black_box;
 use std::io;
@@ -14,9 +12,9 @@ use std::io;
 use criterion::{Criterion, Throughput};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
-use tidemark_archiver::crypto::header::header_len;
-use tidemark_archiver::crypto::stream::{self, DEFAULT_CHUNK_SIZE};
-use tidemark_archiver::crypto::{RecipientSecretKey, open_part, seal_part};
+use tidemark_seal::header::header_len;
+use tidemark_seal::stream::{self, DEFAULT_CHUNK_SIZE};
+use tidemark_seal::{RecipientSecretKey, open_part, seal_part};
 
 const LEN: usize = 64 << 20;
 const KEY: [u8; 32] = [9; 32];

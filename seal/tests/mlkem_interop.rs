@@ -12,7 +12,7 @@ use pqcrypto_mlkem::mlkem768 as pq;
 use pqcrypto_traits::kem::{Ciphertext as _, PublicKey as _, SecretKey as _, SharedSecret as _};
 use ring::rand::{SecureRandom as _, SystemRandom};
 use sha3::{Digest as _, Sha3_256};
-use tidemark_archiver::crypto::kem::{self, MLKEM_CT_LEN, MLKEM_PK_LEN};
+use tidemark_seal::kem::{self, MLKEM_CT_LEN, MLKEM_PK_LEN};
 
 /// FIPS 203 expanded decapsulation key: dk_PKE (1152) || ek (1184) || H(ek) (32) || z (32).
 const DK_PKE_LEN: usize = 1152;

@@ -13,7 +13,7 @@ use tidemark_schemas::verify::Verifier;
 use tidemark_schemas::view::PatientView;
 use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
 
-use crate::crdt::PatientDoc;
+use crate::PatientDoc;
 
 /// "Now" for catalog validation in a fold: far enough ahead that no HLC is in
 /// the future, which turns the receive-time skew check off (see module docs).

@@ -251,7 +251,7 @@ pub fn open_part<R: Read, W: Write>(sealed: R, mut out: W, key: &RecipientSecret
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::header::header_len;
+    use crate::header::header_len;
 
     fn keys(n: usize) -> Vec<RecipientSecretKey> {
         (0..n).map(|_| RecipientSecretKey::generate().expect("rng")).collect()

@@ -1,8 +1,9 @@
 //! The NDJSON batch splitter of `POST /v1/events`.
 //!
-//! Key decision: pure, std-only code in a file of its own, so that the fuzz
-//! target of the batch parser (`fuzz/`, which includes this file) runs this
-//! exact code without building the service's Kafka and HTTP stack.
+//! Key decision: request framing is part of the contract, so it lives here,
+//! beside the envelope it frames: ingest, the CLI and the fuzz target of the
+//! batch parser all run this exact code, and none of them needs the
+//! service's Kafka and HTTP stack to do so.
 
 /// The most envelopes one NDJSON request may hold. Every line gets a result
 /// in the answer, and a rejected line's result (its message) is up to ~100x

@@ -6,10 +6,10 @@ use std::mem::discriminant;
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
-use tidemark_archiver::crypto::header::{FIXED_LEN, MAC_LEN, STANZA_LEN, header_len};
-use tidemark_archiver::crypto::keytext::FINGERPRINT_LEN;
-use tidemark_archiver::crypto::stream::TAG_LEN;
-use tidemark_archiver::crypto::{PartError, RecipientPublicKey, RecipientSecretKey, open_part, read_header, seal_part};
+use tidemark_seal::header::{FIXED_LEN, MAC_LEN, STANZA_LEN, header_len};
+use tidemark_seal::keytext::FINGERPRINT_LEN;
+use tidemark_seal::stream::TAG_LEN;
+use tidemark_seal::{PartError, RecipientPublicKey, RecipientSecretKey, open_part, read_header, seal_part};
 
 /// Three recipients, generated once: key generation is not what is tested.
 static KEYS: LazyLock<Vec<RecipientSecretKey>> =

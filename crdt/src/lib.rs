@@ -1,4 +1,11 @@
-//! The patient CRDT: pure, no I/O.
+//! Tidemark's patient CRDT, its canonical state encoding and the offline
+//! fold: pure, no I/O.
+//!
+//! Key decision: this crate depends on neither rdkafka nor tokio, so "pure"
+//! is enforced by Cargo, not by a comment. The merger's worker, the CLI's
+//! `fold`, the benches and the fuzz targets all link this one copy, which is
+//! what makes the offline [`fold`] a faithful reference for the live
+//! pipeline.
 //!
 //! A document holds one CRDT per written field — a multi-value register with
 //! coverage, an add-wins observed-remove set, or a grow-only log — plus the
@@ -12,6 +19,7 @@ mod codec;
 mod counter;
 mod coverage;
 mod doc;
+pub mod fold;
 mod log;
 mod orset;
 mod register;

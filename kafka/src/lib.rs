@@ -1,0 +1,21 @@
+//! Tidemark's Kafka plumbing, in one place for every service and tool.
+//!
+//! Key decision: what Kafka correctness rests on is decided here once, so no
+//! service can drift from another. Every client is built from one
+//! [`Connection`] (bootstrap servers and the operator's `--kafka-option`
+//! pass-through for TLS, SASL and tuning); producers whose acknowledgement
+//! means "durable" take [`Connection::durable_producer`], where acks,
+//! idempotence and the delivery timeout are set after the operator's options
+//! and so can never be weakened by them; topics are created and checked by
+//! [`topics::ensure`]; and a partition is read up to a cut by one reader,
+//! [`scan::scan_partition`], with one stop rule (the cut's offset, or the
+//! partition's end, which on a compacted topic may come before the cut).
+
+pub mod connection;
+pub mod error;
+pub mod scan;
+pub mod topics;
+
+pub use connection::Connection;
+pub use error::KafkaFailure;
+pub use rdkafka;

@@ -1,0 +1,165 @@
+//! Reading a partition up to a cut: the archiver's snapshot, the merger's
+//! restore from its changelog, `tidemark state` and the demo all read this way.
+//!
+//! Key decision: one stop rule for every reader. A cut is a partition's end
+//! offset captured once, before reading; the reader stops at the first record
+//! at or past the cut, or at the partition's end, whichever comes first. The
+//! second matters on compacted topics: the records just before the cut may
+//! have been compacted away, so waiting for offset `cut - 1` would never end.
+//! A read that makes no progress for its stall timeout fails, and the caller
+//! retries later. Transient client errors are logged and ridden out (librdkafka
+//! reconnects by itself) until that timeout.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::KafkaFailure;
+
+/// One partition's offsets when the cut was captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionCut {
+    /// The partition.
+    pub partition: i32,
+    /// Its first offset still held.
+    pub low: i64,
+    /// Its end (the next offset to be written): records before it are in the cut.
+    pub end: i64,
+}
+
+/// One record as a reader sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// Its offset.
+    pub offset: i64,
+    /// Its key (empty when it has none).
+    pub key: &'a [u8],
+    /// Its value; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Partition ids of `topic`, sorted; [`KafkaFailure::NoTopic`] when the topic
+/// is missing or has none.
+///
+/// # Errors
+/// [`KafkaFailure`] if the broker does not answer or the topic is missing.
+pub fn partitions(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<i32>, KafkaFailure> {
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(KafkaFailure::kafka(format!("reading the metadata of {topic}")))?;
+    let mut ids: Vec<i32> = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return Err(KafkaFailure::NoTopic(topic.to_owned()));
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// One partition's cut: its (low, end) offsets now.
+///
+/// # Errors
+/// [`KafkaFailure::Kafka`] if the broker does not answer.
+pub fn partition_cut(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<PartitionCut, KafkaFailure> {
+    let (low, end) = consumer
+        .fetch_watermarks(topic, partition, timeout)
+        .map_err(KafkaFailure::kafka(format!("reading the offsets of {topic}/{partition}")))?;
+    Ok(PartitionCut { partition, low, end })
+}
+
+/// Captures the cut of every partition of `topic`, in partition order.
+///
+/// # Errors
+/// [`KafkaFailure`] if the topic is missing or the broker does not answer.
+pub fn capture_cut(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<Vec<PartitionCut>, KafkaFailure> {
+    partitions(consumer, topic, timeout)?.into_iter().map(|p| partition_cut(consumer, topic, p, timeout)).collect()
+}
+
+/// Reads `cut.partition` of `topic` from `cut.low` up to `cut.end`
+/// (exclusive), calling `visit` with each record in offset order, under the
+/// module's stop rule. `consumer` must come from
+/// [`Connection::reader`](crate::Connection::reader) (partition-end events
+/// on); it is assigned to this partition for the read and released after.
+/// `visit` may stop the read with its own error.
+///
+/// # Errors
+/// [`KafkaFailure::Stalled`] (as `E`) when no record arrives for
+/// `stall_timeout`, [`KafkaFailure::Kafka`] when the partition cannot be
+/// assigned or released, or `visit`'s error.
+pub fn scan_partition<E: From<KafkaFailure>>(
+    consumer: &BaseConsumer,
+    topic: &str,
+    cut: PartitionCut,
+    stall_timeout: Duration,
+    mut visit: impl FnMut(Record<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let PartitionCut { partition, low, end } = cut;
+    if end <= low {
+        return Ok(());
+    }
+    let assigning = || format!("assigning {topic}/{partition}");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(low)).map_err(KafkaFailure::kafka(assigning()))?;
+    consumer.assign(&tpl).map_err(KafkaFailure::kafka(assigning()))?;
+    let mut next = low;
+    let mut progress = Instant::now();
+    while next < end {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                progress = Instant::now();
+                if m.offset() >= end {
+                    break;
+                }
+                next = m.offset() + 1;
+                visit(Record { offset: m.offset(), key: m.key().unwrap_or_default(), value: m.payload() })?;
+            }
+            // The partition's end as it is now, which is at or past the cut:
+            // everything before the cut that still exists has been read.
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, topic, partition, "A partition read failed; the client retries until the stall timeout.");
+            }
+            None => {}
+        }
+        if progress.elapsed() > stall_timeout {
+            return Err(KafkaFailure::Stalled { topic: topic.to_owned(), partition, at: next, end }.into());
+        }
+    }
+    consumer.unassign().map_err(KafkaFailure::kafka(format!("releasing {topic}/{partition}")))?;
+    Ok(())
+}
+
+/// As [`scan_partition`], keeping the latest value per key (a tombstone
+/// removes its key): what a compacted topic holds at the cut. Compaction is
+/// lazy, so several records per key are normal.
+///
+/// # Errors
+/// As [`scan_partition`].
+pub fn read_latest(
+    consumer: &BaseConsumer,
+    topic: &str,
+    cut: PartitionCut,
+    stall_timeout: Duration,
+) -> Result<std::collections::HashMap<Vec<u8>, Vec<u8>>, KafkaFailure> {
+    let mut latest = std::collections::HashMap::new();
+    scan_partition(consumer, topic, cut, stall_timeout, |r: Record<'_>| {
+        match r.value {
+            Some(v) => latest.insert(r.key.to_vec(), v.to_vec()),
+            None => latest.remove(r.key),
+        };
+        Ok::<_, KafkaFailure>(())
+    })?;
+    Ok(latest)
+}
