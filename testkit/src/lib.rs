@@ -8,7 +8,7 @@
 //! under a second for Tansu) and buys tests that run in parallel, never see
 //! each other's data, and can kill their broker.
 //!
-//! Which broker (DESIGN.md section 10):
+//! Which broker (docs/design.md#testing):
 //! - [`MockBroker`]: instant, nothing to install, but no admin API, no topic
 //!   configs, silently drops data beyond 100,000 messages or 5 MiB per
 //!   partition. For fast tests of client logic.
