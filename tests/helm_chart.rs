@@ -1,7 +1,7 @@
 //! Static checks of the Helm chart (`helm/tidemark`), since no `helm` binary
 //! can run here: values are documented and used consistently, the YAML of
 //! every template parses once its template directives are stripped, the
-//! workloads carry the security settings and probes the issue asks for, and
+//! workloads carry the security settings and probes the README promises, and
 //! the environment variables and flags the chart passes exist in the binary
 //! it deploys (a misspelt `TIDEMARK_*` variable would be silently ignored).
 //!

@@ -1,4 +1,4 @@
-//! Parts must be plain Parquet that other engines read (DESIGN §6): write a
+//! Parts must be plain Parquet that other engines read (docs/design.md#snapshots): write a
 //! part of each profile to a temp file and read it with pyarrow and DuckDB in
 //! a `python3` subprocess, checking row counts, column names and spot values.
 //!

@@ -11,7 +11,8 @@
 //!   manifest), and the `age` CLI encrypting and decrypting the same bytes;
 //!   then the fixed cost of a part (KEM, key schedule, header);
 //! * the whole snapshot path (state records -> views -> sort -> Arrow ->
-//!   Parquet -> sealed part), extrapolated to DESIGN.md §9's 1M patients.
+//!   Parquet -> sealed part), extrapolated to the 1M patients of the snapshot target
+//!   (docs/design.md#targets).
 //!
 //! `cargo bench -p tidemark-benches --bench archive`;
 //! `TIDEMARK_BENCH_ARCHIVE_PATIENTS` (default 100000) and
@@ -42,13 +43,14 @@ const NOW_MS: u64 = 1_780_272_000_000;
 tidemark_benches::service_allocator!();
 
 const SEED: u64 = 42;
-/// DESIGN.md §9: sealed parts >= 6 GB/s per core.
+/// docs/design.md#targets: sealed parts >= 6 GB/s per core.
 const SEAL_TARGET_GBPS: f64 = 6.0;
-/// DESIGN.md §9: a snapshot of 1M patients in < 30 s.
+/// docs/design.md#targets: a snapshot of 1M patients in < 30 s.
 const SNAPSHOT_PATIENTS: f64 = 1e6;
 const SNAPSHOT_SECONDS: f64 = 30.0;
-/// DESIGN.md §9's bound for Parquet zstd writes, measured on other rows.
-const DESIGN_PARQUET_ROWS_PER_S: f64 = 4.2e6;
+/// The Parquet zstd write rate measured on other, narrower rows when the
+/// targets were set (docs/design.md#targets).
+const PARQUET_ROWS_PER_S: f64 = 4.2e6;
 /// The part header's stand-in for the raw AES bound's associated data.
 const AAD: &[u8] = b"tidemark part header stand-in";
 
@@ -196,7 +198,7 @@ fn table_rows(input: &Input, runs: usize) {
     );
     println!();
     row("", "tidemark".into(), "ArrowWriter".into(), "tidemark is".into(), "bound");
-    let parquet_target = format!("DESIGN.md §9 figure {} rows/s (other rows)", grouped(DESIGN_PARQUET_ROWS_PER_S));
+    let parquet_target = format!("design.md#targets figure {} rows/s (other rows)", grouped(PARQUET_ROWS_PER_S));
     row("to_batch (views -> Arrow), rows/s", grouped(rows / to_batch_s), "-".into(), String::new(), "");
     row(
         "PartWriter (views -> Parquet), rows/s",
@@ -246,7 +248,7 @@ fn seal_rows(input: &Input, runs: usize) {
         DEFAULT_CHUNK_SIZE >> 10
     );
     println!();
-    row("GB/s", "tidemark".into(), "bound/peer".into(), "tidemark is".into(), "target (DESIGN.md §9)");
+    row("GB/s", "tidemark".into(), "bound/peer".into(), "tidemark is".into(), "target (design.md#targets)");
     let target = format!(">= {SEAL_TARGET_GBPS} GB/s per core: {}", met(n / seal / 1e9 >= SEAL_TARGET_GBPS));
     row("seal_part vs raw AES-256-GCM chunks", gbps(n, seal), gbps(n, aes), of_rate(aes, seal), &target);
     row("seal_part vs raw SHA-256", gbps(n, seal), gbps(n, sha), of_rate(sha, seal), "");
@@ -356,7 +358,7 @@ fn snapshot_rows(input: &Input, runs: usize) {
         grouped(rows)
     );
     println!();
-    row("", "tidemark".into(), "target".into(), "tidemark is".into(), "target (DESIGN.md §9)");
+    row("", "tidemark".into(), "target".into(), "tidemark is".into(), "target (design.md#targets)");
     row(
         "rows/s",
         grouped(rate),

@@ -2,7 +2,7 @@
 //! conflict and of one that resolves it, and state bytes per patient, with
 //! Automerge applying the same edits as remote changes. Criterion measures
 //! each part; then a timed side-by-side over the whole workload prints both
-//! figures, the ratio and the DESIGN.md §9 target in one table.
+//! figures, the ratio and the target of docs/design.md#targets in one table.
 //!
 //! `cargo bench -p tidemark-benches --bench crdt`; `TIDEMARK_BENCH_PATIENTS`
 //! (default 10000, about 5 events each) scales the workload. Under
@@ -160,7 +160,7 @@ fn side_by_side(events: &[EditEvent], stream: &[(&str, Change)], runs: usize) {
         n / 10
     );
     println!();
-    row("", "tidemark".into(), "automerge".into(), "tidemark is".into(), "target (DESIGN.md §9)");
+    row("", "tidemark".into(), "automerge".into(), "tidemark is".into(), "target (design.md#targets)");
     let speedup = theirs / ours;
     row(
         "fold, ops/s (PatientDoc::apply)",

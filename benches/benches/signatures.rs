@@ -32,10 +32,11 @@ const SEED: u64 = 42;
 /// Envelopes per request in `tidemark loadgen`'s default NDJSON batch: what
 /// ingest hands `verify_batch_and_validate` in one call.
 const INGEST_BATCH: usize = 50;
-/// The batch size of DESIGN.md §9's dalek figure.
+/// The batch size of the dalek batch figure the signature target was set
+/// against (docs/design.md#targets).
 const DALEK_BATCH: usize = 64;
 const BATCH_SIZES: [usize; 2] = [INGEST_BATCH, DALEK_BATCH];
-/// DESIGN.md §9: signature checks within 90% of dalek's batch rate.
+/// docs/design.md#targets: signature checks within 90% of dalek's batch rate.
 const TARGET_OF_BATCH: f64 = 0.9;
 
 /// Everything the paths under test need, built once.
@@ -210,7 +211,7 @@ fn side_by_side(input: &Input, runs: usize) {
         s.mean_envelope_bytes()
     );
     println!();
-    row("", "tidemark/s".into(), "dalek/s".into(), "tidemark is".into(), "target (DESIGN.md §9)");
+    row("", "tidemark/s".into(), "dalek/s".into(), "tidemark is".into(), "target (design.md#targets)");
     let one = rate(best(runs, || verify_each(&input.verifier, &s.envelopes)));
     let strict = rate(best(runs, || dalek_strict(s)));
     row(

@@ -138,7 +138,7 @@ fn side_by_side(docs: &[PatientDoc], changelog: &[Vec<u8>], state: &[Vec<u8>], r
     println!();
     println!(
         "per touched patient the merger makes both records: {} us ({} of it view() alone), at most {} patients/s \
-         per core from encoding alone; no DESIGN.md §9 target of its own",
+         per core from encoding alone; no target of its own in design.md#targets",
         fixed(both / n as f64 * 1e6, 2),
         fixed(view_only / n as f64 * 1e6, 2),
         grouped(n as f64 / both)

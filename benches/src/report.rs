@@ -5,7 +5,7 @@
 //! peer or bound, so that setup, dropping the output and the choice of the
 //! best run are identical on both sides of a ratio; and one table layout
 //! ([`row`]), so that every bench reads the same way: what, ours, theirs, the
-//! ratio, the DESIGN.md §9 target and whether it is met.
+//! ratio, the target (docs/design.md#targets) and whether it is met.
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -27,7 +27,7 @@ pub struct PatientView {
     /// The document's version vector: for each source, the greatest HLC folded.
     /// Send it back as an event's `observed` to supersede what you saw.
     pub version: VersionVector,
-    /// Distinct events folded: exact up to 32, then a HyperLogLog estimate
+    /// Distinct events folded: exact up to 1,024, then a HyperLogLog estimate
     /// (standard error about 6.5%) so that state stays bounded.
     pub event_count: u64,
     /// The wall-clock time of the newest event folded, RFC 3339 UTC.

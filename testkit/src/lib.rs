@@ -8,7 +8,7 @@
 //! under a second for Tansu) and buys tests that run in parallel, never see
 //! each other's data, and can kill their broker.
 //!
-//! Which broker (DESIGN.md section 10):
+//! Which broker (docs/design.md#testing):
 //! - [`MockBroker`]: instant, nothing to install, but no admin API, no topic
 //!   configs, silently drops data beyond 100,000 messages or 5 MiB per
 //!   partition. For fast tests of client logic.
@@ -17,8 +17,10 @@
 //!   Build it once with `scripts/tansu install`.
 //!
 //! Tests must not depend on a quirk of either: production runs on any Kafka.
-//! This crate is for tests only (a dev-dependency); it panics nowhere and
-//! returns [`Error`]s that carry the broker's log tail.
+//! Tests use this crate, and so does the binary: `tidemark demo` runs the
+//! whole pipeline on a [`MockBroker`], so the root package lists it under
+//! `[dependencies]`, not `[dev-dependencies]`. It panics nowhere and returns
+//! [`Error`]s that carry the broker's log tail.
 
 mod admin;
 mod error;

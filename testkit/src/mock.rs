@@ -17,7 +17,7 @@ type Job = Box<dyn FnOnce(&Cluster) + Send>;
 /// An in-process Kafka cluster (librdkafka's mock) listening on 127.0.0.1.
 ///
 /// It starts in milliseconds and needs nothing installed. Measured limits
-/// (DESIGN.md section 10): no admin API (create topics with
+/// (docs/design.md#testing): no admin API (create topics with
 /// [`MockBroker::create_topic`]), no topic configs, data beyond 100,000
 /// messages or 5 MiB per partition is silently dropped, transactions are not
 /// emulated. Use [`TansuBroker`](crate::TansuBroker) for anything beyond that.

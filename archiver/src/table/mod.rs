@@ -37,7 +37,7 @@ pub use error::{TableError, ViewProblem};
 pub use schema::{TABLE_FORMAT_VERSION, TableLayout};
 pub use write::{PartOptions, PartSummary, PartWriter, sort_views, writer_properties};
 
-/// Which snapshot profile a table is built for (DESIGN §6).
+/// Which snapshot profile a table is built for (docs/design.md#deidentification).
 ///
 /// The dataset key of the de-identified profile keys the HMAC that turns
 /// patient ids into pseudonyms: the same key gives the same pseudonym in every

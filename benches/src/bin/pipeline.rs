@@ -62,9 +62,9 @@ struct Args {
     /// 20 ms); Kafka answers as soon as `fetch.min.bytes` is there.
     #[arg(long, default_value_t = 20)]
     fetch_wait_ms: u32,
-    /// Patients of the snapshot at scale (DESIGN.md's target is for 1M):
-    /// the run's latest views copied under new patient ids into a state
-    /// topic of their own, one record per patient, as a compacted topic
+    /// Patients of the snapshot at scale (the target in docs/design.md#targets
+    /// is for 1M): the run's latest views copied under new patient ids into a
+    /// state topic of their own, one record per patient, as a compacted topic
     /// holds them (Tansu does not compact). 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     snapshot_patients: usize,

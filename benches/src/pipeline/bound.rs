@@ -108,7 +108,7 @@ pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> anyhow::Result
 /// Key decision: the end is not taken from the watermarks. Tansu's memory
 /// engine reports stale high watermarks that never catch up (measured: 20,000
 /// acknowledged records, each of 8 partitions reporting 1,395 two minutes
-/// later, all 20,000 readable; DESIGN.md section 10), so a reader that
+/// later, all 20,000 readable; docs/benchmarks.md), so a reader that
 /// stops at them stops short.
 ///
 /// # Errors

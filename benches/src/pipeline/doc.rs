@@ -65,7 +65,7 @@ pub fn section(r: &Results, date: &str, plot_path: &str) -> String {
         c.mergers,
         c.fetch_wait_ms
     );
-    s += "| Figure | Tidemark | Bound, same run | Ratio | Target (DESIGN.md §9) |\n|---|---|---|---|---|\n";
+    s += "| Figure | Tidemark | Bound, same run | Ratio | Target ([design](design.md#targets)) |\n|---|---|---|---|---|\n";
     let mut row = |a: &str, b: String, c: String, d: String, e: String| {
         let _ = writeln!(s, "| {a} | {b} | {c} | {d} | {e} |");
     };
