@@ -31,7 +31,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::dsse::shorten;
+use crate::text::shorten;
 
 /// The algorithm name of Ed25519 keys in registry and key files.
 pub const ED25519: &str = "ed25519";
@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn refuses_weak_and_torsion_keys() {
-        for weak in crate::verify::SMALL_ORDER_ENCODINGS {
+        for weak in crate::ed25519::SMALL_ORDER_ENCODINGS {
             let got = err(&entry("w", &B64.encode(weak)));
             assert!(got.contains("key `w`: public_key is a weak (small-order) Ed25519 key"), "{got}");
         }

@@ -8,11 +8,13 @@
 pub mod batch_ed25519;
 pub mod catalog;
 pub mod dsse;
+mod ed25519;
 pub mod event;
 mod event_de;
 pub mod hlc;
 pub mod keys;
 pub mod temporal;
+mod text;
 pub mod validate;
 pub mod verify;
 pub mod view;
