@@ -17,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 mod events;
 mod lines;
 pub mod metrics;
+mod refusal;
 mod server;
 mod topics;
 mod watch;
 
 pub use lines::{MAX_BATCH_LINES, split_lines};
 pub use metrics::IngestMetrics;
+pub use refusal::Refusal;
 pub use server::ROUTES;
 
 pub use tidemark_schemas::EDITS_TOPIC;

@@ -23,21 +23,9 @@ use crate::dsse::{DsseError, Envelope};
 use crate::ed25519::r_passes_strict_prechecks;
 use crate::event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
 use crate::keys::{Algorithm, KeyRegistry, RegisteredKey};
+use crate::reason::Reason;
 use crate::text::shorten;
 use crate::validate::ValidationError;
-
-/// Every [`VerifyError::reason`] code, for pre-registering metric labels.
-pub const REASONS: [&str; 9] = [
-    "malformed",
-    "wrong_payload_type",
-    "too_large",
-    "unknown_key",
-    "bad_signature",
-    "malformed_event",
-    "source_mismatch",
-    "patient_out_of_scope",
-    "invalid_event",
-];
 
 /// How [`Verifier::verify_batch`] checks signatures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,8 +56,9 @@ pub struct VerifiedEvent {
     payload_start: usize,
 }
 
-/// Why an envelope was refused. Never worth retrying with the same bytes:
-/// reject it (ingest: 4xx) or dead-letter it (merger) and carry on.
+/// Why an envelope was refused, with the details for a person; [`VerifyError::reason`]
+/// is the stable code. Never worth retrying with the same bytes: reject it
+/// (ingest: 4xx) or dead-letter it (merger) and carry on.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     /// The envelope could not be decoded.
@@ -142,20 +131,20 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// A stable short code from [`REASONS`], for metric labels, DLQ headers
-    /// and CLI output.
-    pub fn reason(&self) -> &'static str {
+    /// Why, as a stable code: for a catalog violation, the first
+    /// violation's ([`ValidationError::reason`]).
+    pub fn reason(&self) -> Reason {
         match self {
-            VerifyError::Malformed(DsseError::SignatureLength { .. }) => "bad_signature",
-            VerifyError::Malformed(_) => "malformed",
-            VerifyError::WrongPayloadType { .. } => "wrong_payload_type",
-            VerifyError::TooLarge { .. } => "too_large",
-            VerifyError::UnknownKey { .. } => "unknown_key",
-            VerifyError::BadSignature { .. } => "bad_signature",
-            VerifyError::MalformedEvent(_) => "malformed_event",
-            VerifyError::SourceMismatch { .. } => "source_mismatch",
-            VerifyError::PatientOutOfScope { .. } => "patient_out_of_scope",
-            VerifyError::InvalidEvent(_) => "invalid_event",
+            VerifyError::Malformed(DsseError::SignatureLength { .. }) => Reason::BadSignature,
+            VerifyError::Malformed(_) => Reason::Malformed,
+            VerifyError::WrongPayloadType { .. } => Reason::WrongPayloadType,
+            VerifyError::TooLarge { .. } => Reason::TooLarge,
+            VerifyError::UnknownKey { .. } => Reason::UnknownKey,
+            VerifyError::BadSignature { .. } => Reason::BadSignature,
+            VerifyError::MalformedEvent(_) => Reason::MalformedEvent,
+            VerifyError::SourceMismatch { .. } => Reason::SourceMismatch,
+            VerifyError::PatientOutOfScope { .. } => Reason::PatientOutOfScope,
+            VerifyError::InvalidEvent(e) => e.reason(),
         }
     }
 }

@@ -162,16 +162,16 @@ fn validation_and_size_limit() {
     assert!(v.verify_and_validate(ok.as_bytes(), catalog, now).is_ok());
     let unknown_path = signed(&event("site-a-ehr", "pt-1", "vitals.mood"), &key_a(), "a");
     let err = v.verify_and_validate(unknown_path.as_bytes(), catalog, now).expect_err("unknown path");
-    assert_eq!(err.reason(), "invalid_event");
+    assert_eq!(err.reason(), Reason::UnknownPath);
     assert!(err.to_string().contains(EVENT_ID) && err.to_string().contains("vitals.mood"), "{err}");
     let padded = format!("{}{}", good_event(), " ".repeat(catalog.limits().max_event_bytes));
     let big = signed(&padded, &key_a(), "a");
     let err = v.verify_and_validate(big.as_bytes(), catalog, now).expect_err("too large");
-    assert_eq!(err.reason(), "too_large");
+    assert_eq!(err.reason(), Reason::TooLarge);
     let inputs = [ok.as_bytes(), unknown_path.as_bytes(), big.as_bytes()];
     let got: Vec<String> = v.verify_batch_and_validate(&inputs, catalog, now).into_iter().map(reason).collect();
     assert!(
-        got[0].starts_with("ok") && got[1].starts_with("invalid_event") && got[2].starts_with("too_large"),
+        got[0].starts_with("ok") && got[1].starts_with("unknown_path") && got[2].starts_with("too_large"),
         "{got:?}"
     );
 }
@@ -324,4 +324,93 @@ proptest! {
             prop_assert!(got[1].starts_with("ok"), "{:?}", got);
         }
     }
+}
+
+// ---- every reason ----------------------------------------------------------------------
+
+/// `good_event()` with some fields replaced.
+fn patched(fields: serde_json::Value) -> String {
+    let mut event: serde_json::Value = serde_json::from_str(&good_event()).expect("the good event is JSON");
+    for (name, value) in fields.as_object().expect("an object of fields") {
+        event[name] = value.clone();
+    }
+    event.to_string()
+}
+
+fn with_ops(ops: serde_json::Value) -> String {
+    patched(serde_json::json!({ "ops": ops }))
+}
+
+/// Every reason ingest can answer with comes out of `verify_and_validate` (what
+/// ingest calls) for an input made for it, alone: the docs' table is not a
+/// list of codes nothing emits. `key_mismatch` and `apply` are the merger's
+/// (its fold and batch tests).
+#[test]
+fn every_reason_with_a_status_is_produced_by_some_input() {
+    let v = verifier();
+    let catalog = Catalog::builtin();
+    let good = good_event();
+    let set_hr =
+        |value: serde_json::Value| serde_json::json!({"op": "set", "path": "vitals.heart_rate_bpm", "value": value});
+    let hlc = |wall_ms: u64| serde_json::json!({"wall_ms": wall_ms, "logical": 0});
+    let observed: serde_json::Map<String, serde_json::Value> =
+        (0..=catalog.limits().max_observed_entries).map(|i| (format!("site-{i}"), hlc(WALL_MS - 1))).collect();
+    let padded = format!("{good}{}", " ".repeat(catalog.limits().max_event_bytes));
+    let cases: Vec<(Reason, String)> = vec![
+        (Reason::Malformed, "{".into()),
+        (Reason::WrongPayloadType, dsse::sign("application/json", good.as_bytes(), &key_a(), "a").to_json()),
+        (Reason::TooLarge, signed(&padded, &key_a(), "a")),
+        (Reason::UnknownKey, signed(&good, &key_a(), "nobody")),
+        (Reason::BadSignature, signed(&good, &key_b(), "a")),
+        (Reason::MalformedEvent, signed("{\"event_id\": 1}", &key_a(), "a")),
+        (Reason::SourceMismatch, signed(&event("site-b-ehr", "pt-1", "allergies"), &key_a(), "a")),
+        (Reason::PatientOutOfScope, signed(&event("site-a-ehr", "zz-1", "allergies"), &key_a(), "a")),
+        (
+            Reason::EventIdNotV7,
+            signed(&patched(serde_json::json!({"event_id": "019a9f3e-8b1c-4cc2-9d4e-2f6a1b3c4d5e"})), &key_a(), "a"),
+        ),
+        (Reason::BadIdentifier, signed(&patched(serde_json::json!({"author": "clin 42"})), &key_a(), "a")),
+        (Reason::NoOps, signed(&with_ops(serde_json::json!([])), &key_a(), "a")),
+        (
+            Reason::TooManyOps,
+            signed(&with_ops(vec![set_hr(72.into()); catalog.limits().max_ops + 1].into()), &key_a(), "a"),
+        ),
+        (Reason::TooManyObserved, signed(&patched(serde_json::json!({"observed": observed})), &key_a(), "a")),
+        (
+            Reason::ObservedNotOlder,
+            signed(&patched(serde_json::json!({"observed": {"site-a-ehr": hlc(WALL_MS)}})), &key_a(), "a"),
+        ),
+        (Reason::HlcInFuture, signed(&patched(serde_json::json!({"hlc": hlc(WALL_MS + 3_600_000)})), &key_a(), "a")),
+        (Reason::UnknownPath, signed(&event("site-a-ehr", "pt-1", "vitals.mood"), &key_a(), "a")),
+        (
+            Reason::OpNotAllowed,
+            signed(
+                &with_ops(serde_json::json!([{"op": "add", "path": "vitals.heart_rate_bpm", "value": 72}])),
+                &key_a(),
+                "a",
+            ),
+        ),
+        (Reason::WrongType, signed(&with_ops(serde_json::json!([set_hr("fast".into())])), &key_a(), "a")),
+        (
+            Reason::TooLong,
+            signed(
+                &with_ops(
+                    serde_json::json!([{"op": "set", "path": "demographics.given_name", "value": "a".repeat(300)}]),
+                ),
+                &key_a(),
+                "a",
+            ),
+        ),
+        (
+            Reason::AmbiguousOps,
+            signed(&with_ops(serde_json::json!([set_hr(72.into()), set_hr(73.into())])), &key_a(), "a"),
+        ),
+    ];
+    for (want, input) in &cases {
+        let got = v.verify_and_validate(input.as_bytes(), catalog, WALL_MS).err().map(|e| (e.reason(), e.to_string()));
+        assert_eq!(got.as_ref().map(|(r, _)| *r), Some(*want), "input {input}\n got {got:?}");
+    }
+    let produced: Vec<Reason> = cases.iter().map(|(r, _)| *r).collect();
+    let with_status: Vec<Reason> = Reason::ALL.iter().copied().filter(|r| r.http_status().is_some()).collect();
+    assert_eq!(produced, with_status);
 }
