@@ -178,7 +178,7 @@ impl fmt::Display for Violation {
 pub struct ValidationError {
     /// The offending event.
     pub event_id: Uuid,
-    /// The violations found, at most [`MAX_REPORTED`].
+    /// The violations found, at most 32, in the order they were found.
     pub violations: Vec<Violation>,
     /// How many more were found but not listed.
     pub omitted: usize,
