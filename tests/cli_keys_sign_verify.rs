@@ -204,18 +204,18 @@ fn patient_outside_the_key_scope() {
 }
 
 #[test]
-fn catalog_violation_is_an_invalid_event() {
+fn catalog_violation_is_reported_by_its_rule() {
     let keys = Keys::new();
     let envelope = keys.sign("site-a", &event(0xa1, "site-a-ehr", "pt-1", "vitals.mood"));
     let run = keys.verify("both", &envelope);
     run.code(1)
-        .stdout_has("line 1: invalid_event: event 019aa6b0-5a00-7000-8000-0000000000a1 is invalid")
+        .stdout_has("line 1: unknown_path: event 019aa6b0-5a00-7000-8000-0000000000a1 is invalid")
         .stdout_has("vitals.mood");
     // The same with an explicit catalog file, from the environment.
     let catalog = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/catalog.v1.toml");
     let registry = keys.registry("both");
     let envs = [("TIDEMARK_KEYS", s(&registry)), ("TIDEMARK_CATALOG", s(&catalog))];
-    tidemark(&["verify", "-"], envelope.as_bytes(), &envs).code(1).stdout_has("line 1: invalid_event");
+    tidemark(&["verify", "-"], envelope.as_bytes(), &envs).code(1).stdout_has("line 1: unknown_path");
 }
 
 #[test]

@@ -170,7 +170,7 @@ fn deeply_nested_json_is_refused_before_it_recurses_far() {
     t.refused(
         sign_event(&event(2, now_ms(), shallow)).as_bytes(),
         422,
-        "invalid_event",
+        "wrong_type",
         "op 0 (`vitals.heart_rate_bpm`): wrong value type: expected int",
     );
     t.still_accepts();
@@ -198,7 +198,7 @@ fn huge_arrays_are_bounded_before_they_cost_anything() {
     t.refused(
         sign_event(&event(4, now_ms(), Value::Array(ops))).as_bytes(),
         422,
-        "invalid_event",
+        "too_many_ops",
         "65 ops, at most 64 allowed",
     );
     t.still_accepts();
@@ -425,7 +425,7 @@ fn an_hlc_far_in_the_future_is_refused_and_the_skew_bound_is_exact() {
         t.refused(
             sign_event(&event(low, wall, ops.clone())).as_bytes(),
             422,
-            "invalid_event",
+            "hlc_in_future",
             "ms ahead of the receiver's clock, at most 300000 ms allowed",
         );
     }

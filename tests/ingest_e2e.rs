@@ -82,7 +82,7 @@ async fn ingest_errors_have_exact_statuses() {
     invalid["ops"] = serde_json::json!([{"op": "set", "path": "vitals.shoe_size", "value": 44}]);
     let (status, _, body) = ingest.post("application/json", sign_event(&invalid).as_bytes());
     assert_eq!(status, 422, "{body}");
-    assert!(body.contains("\"reason\":\"invalid_event\""), "{body}");
+    assert!(body.contains("\"reason\":\"unknown_path\""), "{body}");
     assert!(body.contains("op 0 (`vitals.shoe_size`): unknown field path"), "{body}");
 
     let big = vec![b' '; 200_000];
@@ -102,7 +102,7 @@ async fn ingest_errors_have_exact_statuses() {
     let text = common::http_get(&ingest.metrics, "/metrics");
     let rejected =
         |reason: &str| common::metric(&text, &format!("tidemark_ingest_events_rejected_total{{reason=\"{reason}\"}}"));
-    assert_eq!(rejected("invalid_event"), Some(1.0), "{text}");
+    assert_eq!(rejected("unknown_path"), Some(1.0), "{text}");
     assert_eq!(rejected("unknown_key"), Some(1.0), "{text}");
     assert_eq!(rejected("malformed"), Some(2.0), "{text}");
     let requests = |class: &str| {

@@ -171,9 +171,10 @@ fn broker_killed_mid_stream_loses_no_acknowledged_event_and_ingest_recovers() {
 
     broker.kill().unwrap();
     wait_for("/readyz says 503 during the outage", Duration::from_secs(20), || readyz_status(&ingest.http) == 503);
-    let (status, head, _) = ingest.post("application/json", workload(1, 1, 7)[0].envelope.as_bytes());
+    let (status, head, body) = ingest.post("application/json", workload(1, 1, 7)[0].envelope.as_bytes());
     assert_eq!(status, 503, "a request during the outage is refused");
     assert!(head.contains("retry-after"), "{head}");
+    assert!(body.contains("\"reason\":\"unavailable\""), "{body}");
     // The outage lasts until every request in flight at the kill was answered
     // (their records timed out: 503) and the producer was replaced. A shorter
     // one makes the old producer bump its epoch on reconnection (KIP-360),

@@ -21,7 +21,7 @@
 //!   `ok` (evaluation errors show up there).
 //!
 //! The run produces every labelled series the queries group by: a rejected
-//! event (422, `reason="invalid_event"`), a 503 (the in-flight bound, a 5xx
+//! event (422, `reason="unknown_path"`), a 503 (the in-flight bound, a 5xx
 //! request), a tampered event produced straight to the edit topic (the merger
 //! dead-letters it), concurrent writes (conflicts), a restore (the merger's
 //! start) and snapshots every 2 s. Each service's real `/metrics` also passes

@@ -4,14 +4,13 @@
 //! through), and the two together. Also prints the format's size overhead.
 #![allow(missing_docs)]
 
-use tidemark_benches::report::best;
-
 use std::hint::black_box;
 use std::io;
 
 use criterion::{Criterion, Throughput};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
+use tidemark_benches::report::best;
 use tidemark_seal::header::header_len;
 use tidemark_seal::stream::{self, DEFAULT_CHUNK_SIZE};
 use tidemark_seal::{RecipientSecretKey, open_part, seal_part};

@@ -5,8 +5,6 @@
 //! topic carries) as a familiar peer figure.
 #![allow(missing_docs)]
 
-use tidemark_benches::report::best;
-
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::io;
@@ -19,6 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde_json::json;
 use tidemark_archiver::table::{PartOptions, PartWriter, Profile, TableLayout, sort_views, to_batch};
+use tidemark_benches::report::best;
 use tidemark_schemas::{Catalog, ConflictView, FieldView, Hlc, LogEntryView, OpId, PatientView};
 use uuid::Uuid;
 

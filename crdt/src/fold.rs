@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use tidemark_schemas::dsse::Envelope;
-use tidemark_schemas::verify::Verifier;
+use tidemark_schemas::verify::{Verifier, VerifyError};
 use tidemark_schemas::view::PatientView;
-use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
+use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, EditEvent, Reason};
 
 use crate::PatientDoc;
 
@@ -24,27 +24,20 @@ pub const REPLAY_NOW_MS: u64 = u64::MAX;
 pub struct LineError {
     /// The 1-based line number.
     pub line: usize,
-    /// A stable reason code (the verifier's, or `apply`).
-    pub reason: &'static str,
+    /// Why (the verifier's reason, or [`Reason::Apply`]).
+    pub reason: Reason,
     /// What was wrong.
     pub message: String,
 }
 
-/// Why an envelope was set aside; `reason` is a stable code for metrics and
-/// DLQ headers (the verifier's codes, plus `apply`).
+/// Why an envelope was set aside; `reason` is its metric label and DLQ
+/// header (the verifier's reasons, plus [`Reason::Apply`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    /// The stable reason code.
-    pub reason: &'static str,
+    /// The reason.
+    pub reason: Reason,
     /// What was wrong.
     pub detail: String,
-}
-
-/// Every reason code a [`Rejection`] can carry: the verifier's, `too_large`
-/// and `malformed_event` for unverified reads, and `apply` for an event the
-/// CRDT refused (a catalog that lets one path change kind).
-pub fn rejection_reasons() -> impl Iterator<Item = &'static str> {
-    tidemark_schemas::verify::REASONS.into_iter().chain(["apply"])
 }
 
 /// Decodes, verifies (when `verifier` is given) and validates a batch of
@@ -67,14 +60,17 @@ pub fn check_envelopes(
 
 fn decode_unverified(catalog: &Catalog, bytes: &[u8]) -> Result<EditEvent, Rejection> {
     let reject = |reason, detail| Rejection { reason, detail };
-    let env = Envelope::decode_as(bytes, EDIT_EVENT_PAYLOAD_TYPE).map_err(|e| reject("malformed", e.to_string()))?;
+    let env = Envelope::decode_as(bytes, EDIT_EVENT_PAYLOAD_TYPE).map_err(|e| {
+        let e = VerifyError::from(e);
+        reject(e.reason(), e.to_string())
+    })?;
     let max = catalog.limits().max_event_bytes;
     if env.payload().len() > max {
-        return Err(reject("too_large", format!("payload is {} bytes, the limit is {max}", env.payload().len())));
+        return Err(reject(Reason::TooLarge, format!("payload is {} bytes, the limit is {max}", env.payload().len())));
     }
     let event = EditEvent::from_json(env.payload())
-        .map_err(|e| reject("malformed_event", format!("payload is not an edit event: {e}")))?;
-    catalog.validate(&event, REPLAY_NOW_MS).map_err(|e| reject("invalid_event", e.to_string()))?;
+        .map_err(|e| reject(Reason::MalformedEvent, format!("payload is not an edit event: {e}")))?;
+    catalog.validate(&event, REPLAY_NOW_MS).map_err(|e| reject(e.reason(), e.to_string()))?;
     Ok(event)
 }
 
@@ -83,11 +79,11 @@ fn decode_unverified(catalog: &Catalog, bytes: &[u8]) -> Result<EditEvent, Rejec
 /// resolved more than it opened).
 ///
 /// # Errors
-/// A [`Rejection`] with reason `apply` when the CRDT refuses the event.
+/// A [`Rejection`] with [`Reason::Apply`] when the CRDT refuses the event.
 pub fn apply_event(docs: &mut impl DocStore, event: &EditEvent) -> Result<i64, Rejection> {
     docs.doc_mut(&event.patient_id)
         .apply_counting(event)
-        .map_err(|e| Rejection { reason: "apply", detail: e.to_string() })
+        .map_err(|e| Rejection { reason: Reason::Apply, detail: e.to_string() })
 }
 
 /// Where documents live: a map keyed by patient id.
@@ -158,5 +154,27 @@ impl<'a> Fold<'a> {
     /// The views, sorted by patient id.
     pub fn views(&self) -> impl Iterator<Item = PatientView> + '_ {
         self.docs.values().map(PatientDoc::view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: u8, op: &str, value: u32) -> EditEvent {
+        let json = format!(
+            r#"{{"event_id":"019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d{id:02x}","patient_id":"pt-1","source":"s","author":"a","hlc":{{"wall_ms":{id},"logical":0}},"ops":[{{"op":"{op}","path":"allergies","value":"rxnorm:{value}"}}]}}"#
+        );
+        EditEvent::from_json(json.as_bytes()).expect("test event parses")
+    }
+
+    /// `apply` is produced when a path's kind changed under the document (the
+    /// catalog is not checked here, as in a fold across a catalog change).
+    #[test]
+    fn an_event_the_document_refuses_is_rejected_as_apply() {
+        let mut docs = BTreeMap::new();
+        apply_event(&mut docs, &event(1, "add", 1)).expect("an add on a set applies");
+        let refused = apply_event(&mut docs, &event(2, "set", 2)).expect_err("a set on a set is refused");
+        assert_eq!(refused.reason, Reason::Apply, "{refused:?}");
     }
 }

@@ -7,7 +7,7 @@
 //! validating and the key's source and patient scope. The valid events are
 //! then folded per patient forwards, backwards and twice over: the encoded
 //! states must be identical (the CRDT's order independence and idempotence,
-//! DESIGN.md section 4) and survive the state codec's round trip.
+//! docs/design.md#crdt) and survive the state codec's round trip.
 
 #![no_main]
 

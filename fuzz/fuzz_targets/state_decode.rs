@@ -1,6 +1,6 @@
 //! The merger's state decoder (`PatientDoc::decode`), which reads the
 //! changelog topic on every partition assignment. The format is canonical
-//! (merger/src/crdt/codec.rs): whatever decodes must re-encode to the same
+//! (crdt/src/codec.rs): whatever decodes must re-encode to the same
 //! bytes, and merging a state with itself must change nothing.
 
 #![no_main]

@@ -17,9 +17,10 @@ use axum::response::{IntoResponse, Response};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::Serialize;
-use tidemark_schemas::verify::VerifyError;
+use tidemark_schemas::Reason;
 
 use crate::metrics::{ReasonLabels, RequestLabels};
+use crate::refusal::Refusal;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
 use crate::state::{AppState, now_ms};
 use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
@@ -29,7 +30,7 @@ use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 #[serde(tag = "result", rename_all = "snake_case")]
 enum LineResult {
     Accepted { line: usize, partition: i32, offset: i64 },
-    Rejected { line: usize, status: u16, reason: &'static str, message: String },
+    Rejected { line: usize, status: u16, reason: Refusal, message: String },
 }
 
 #[derive(Serialize)]
@@ -40,7 +41,9 @@ struct ResponseBody {
 }
 
 /// A whole-request error as JSON; 503s carry `Retry-After`.
-pub(crate) fn error_json(status: StatusCode, reason: &'static str, message: String) -> Response {
+pub(crate) fn error_json(reason: impl Into<Refusal>, message: String) -> Response {
+    let reason = reason.into();
+    let status = reason.status();
     let body = serde_json::json!({ "error": { "status": status.as_u16(), "reason": reason, "message": message } });
     with_retry_after((status, axum::Json(body)).into_response())
 }
@@ -50,15 +53,6 @@ fn with_retry_after(mut r: Response) -> Response {
         r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(RETRY_AFTER_S));
     }
     r
-}
-
-fn status_of(e: &VerifyError) -> StatusCode {
-    match e.reason() {
-        "malformed" => StatusCode::BAD_REQUEST,
-        "unknown_key" | "bad_signature" => StatusCode::UNAUTHORIZED,
-        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    }
 }
 
 pub(crate) async fn post_events(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -93,18 +87,13 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
 }
 
 fn too_large(limit: usize) -> Response {
-    error_json(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!("the body is larger than {limit} bytes; split the batch"),
-    )
+    error_json(Reason::TooLarge, format!("the body is larger than {limit} bytes; split the batch"))
 }
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let Some(ndjson) = is_ndjson(headers) else {
         return error_json(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            Refusal::UnsupportedMediaType,
             "Content-Type must be application/json (one envelope) or application/x-ndjson (one per line)".into(),
         );
     };
@@ -114,33 +103,29 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
         return too_large(limit);
     }
     let Ok(_req_permit) = state.requests.try_acquire() else {
-        return error_json(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many requests in flight".into());
+        return error_json(Refusal::Overloaded, "too many requests in flight".into());
     };
     // Without a declared length the body may grow to the limit: reserve that.
     let reserve = u32::try_from(declared.unwrap_or(limit).max(1)).unwrap_or(u32::MAX);
     let Ok(_byte_permit) = state.bytes.try_acquire_many(reserve) else {
-        return error_json(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many bytes in flight".into());
+        return error_json(Refusal::Overloaded, "too many bytes in flight".into());
     };
     if !state.broker_ok.load(Ordering::Relaxed) {
-        return error_json(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the broker cannot take writes".into());
+        return error_json(Refusal::Unavailable, "the broker cannot take writes".into());
     }
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(e) if is_length_limit(&e) => return too_large(limit),
         Err(e) => {
-            return error_json(StatusCode::BAD_REQUEST, "malformed", format!("reading the request body failed: {e}"));
+            return error_json(Reason::Malformed, format!("reading the request body failed: {e}"));
         }
     };
     let lines = split_lines(&body, ndjson);
     if lines.len() > MAX_BATCH_LINES {
-        return error_json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the batch has more than {MAX_BATCH_LINES} lines; split it"),
-        );
+        return error_json(Reason::TooLarge, format!("the batch has more than {MAX_BATCH_LINES} lines; split it"));
     }
     if lines.is_empty() {
-        return error_json(StatusCode::BAD_REQUEST, "malformed", "the body holds no envelope".into());
+        return error_json(Reason::Malformed, "the body holds no envelope".into());
     }
     with_retry_after(verify_and_produce(state, &lines).await)
 }
@@ -186,11 +171,12 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
                 results.push(None);
             }
             Err(e) => {
-                let status = status_of(&e);
+                let reason = Refusal::Event(e.reason());
+                let status = reason.status();
                 first_error.get_or_insert(status);
-                state.metrics.events_rejected.get_or_create(&ReasonLabels { reason: e.reason() }).inc();
+                state.metrics.events_rejected.get_or_create(&ReasonLabels::of(reason)).inc();
                 let message = e.to_string();
-                results.push(Some(LineResult::Rejected { line, status: status.as_u16(), reason: e.reason(), message }));
+                results.push(Some(LineResult::Rejected { line, status: status.as_u16(), reason, message }));
             }
         }
     }
@@ -206,9 +192,10 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
             LineResult::Accepted { line, partition: d.partition, offset: d.offset }
         } else {
             unavailable = true;
-            state.metrics.events_rejected.get_or_create(&ReasonLabels { reason: "unavailable" }).inc();
+            let reason = Refusal::Unavailable;
+            state.metrics.events_rejected.get_or_create(&ReasonLabels::of(reason)).inc();
             let message = "Kafka did not acknowledge the record; retry".into();
-            LineResult::Rejected { line, status: 503, reason: "unavailable", message }
+            LineResult::Rejected { line, status: reason.status().as_u16(), reason, message }
         });
     }
     state.metrics.produce_duration.observe(produce_started.elapsed().as_secs_f64());

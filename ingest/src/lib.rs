@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 mod events;
 pub mod metrics;
+mod refusal;
 mod routes;
 mod server;
 mod state;
@@ -23,6 +24,7 @@ mod topics;
 mod watch;
 
 pub use metrics::IngestMetrics;
+pub use refusal::Refusal;
 pub use routes::ROUTES;
 pub use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 

@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::refusal::Refusal;
+
 /// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -20,8 +22,15 @@ pub struct RequestLabels {
 /// Labels of the rejected-events counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// A code from `tidemark_schemas::verify::REASONS`, or `unavailable`.
+    /// The code of one of [`Refusal::line_refusals`].
     pub reason: &'static str,
+}
+
+impl ReasonLabels {
+    /// The labels of a line refused for `reason`.
+    pub fn of(reason: Refusal) -> Self {
+        Self { reason: reason.as_str() }
+    }
 }
 
 /// The ingest service's metrics.
@@ -62,8 +71,8 @@ impl IngestMetrics {
             let _created =
                 m.requests.get_or_create(&RequestLabels { route: crate::routes::ROUTE_EVENTS, status_class: class });
         }
-        for reason in tidemark_schemas::verify::REASONS.into_iter().chain(["unavailable"]) {
-            let _created = m.events_rejected.get_or_create(&ReasonLabels { reason });
+        for reason in Refusal::line_refusals() {
+            let _created = m.events_rejected.get_or_create(&ReasonLabels::of(reason));
         }
         let r = registry.sub_registry_with_prefix("tidemark_ingest");
         r.register("requests", "HTTP requests by route and status class", m.requests.clone());

@@ -53,9 +53,9 @@ pub struct Item<'a> {
 }
 
 /// Whether every item's signature verifies, as one batch equation. `true`
-/// for an empty batch. This is not `verify_strict`: see the module docs and
-/// [`crate::verify`] for what the batch accepts beyond it, and the
-/// pre-checks and fallback that close the gaps.
+/// for an empty batch. This is not `verify_strict`: see the module docs, and
+/// docs/security.md ("Batch verification") for what the batch accepts beyond
+/// it and the pre-checks and fallback of [`crate::verify`] that close the gaps.
 ///
 /// Precondition: every key is torsion-free (the key registry refuses
 /// small-order and mixed-order keys). Merging reduces `Σ z_i·k_i` mod ℓ
@@ -246,7 +246,7 @@ mod tests {
         assert!(!b.dalek_ok());
     }
 
-    /// The gap `crate::verify` documents: a signature whose `R` carries a
+    /// The gap docs/security.md documents: a signature whose `R` carries a
     /// component `T` of order 8 (`R = [r]B + T`, `s = r + k·a`, so only the
     /// key's holder can make it). `verify_strict` refuses it; the
     /// cofactorless batch equation holds exactly when the item's weight is a

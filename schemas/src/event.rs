@@ -49,14 +49,14 @@ impl EditEvent {
     /// # Errors
     /// The JSON error; `duplicate field ...` for a repeated field of the
     /// event, its clocks or an op, `duplicate key ...` for a repeated key
-    /// inside a value or `observed` (see [`crate::event_de`]).
+    /// inside a value or `observed` (the hand-written `Deserialize` in event_de.rs).
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
 }
 
 /// A field operation. The `op` tag selects the variant on the wire.
-/// `Deserialize` is written out in [`crate::event_de`]: one pass, no repeated keys.
+/// `Deserialize` is written out by hand (event_de.rs): one pass, no repeated keys.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Op {

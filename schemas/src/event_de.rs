@@ -21,9 +21,9 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use crate::dsse::shorten;
 use crate::event::Op;
 use crate::hlc::{Hlc, VersionVector};
+use crate::text::shorten;
 
 fn duplicate_key<E: de::Error>(key: &str) -> E {
     E::custom(format_args!("duplicate key `{}` in an object", shorten(key)))

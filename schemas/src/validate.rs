@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::catalog::{Catalog, FieldKind, ValueType};
 use crate::event::{EditEvent, Op};
 use crate::hlc::Hlc;
+use crate::reason::Reason;
 
 /// At most this many violations are reported for one event; the rest are
 /// summarised by the count.
@@ -98,21 +99,21 @@ pub enum ViolationReason {
 }
 
 impl ViolationReason {
-    /// A stable code from a small fixed set, for metric labels and DLQ headers.
-    pub fn code(&self) -> &'static str {
+    /// The stable code of this rule.
+    pub fn reason(&self) -> Reason {
         match self {
-            ViolationReason::EventIdNotV7 { .. } => "event_id_not_v7",
-            ViolationReason::BadIdentifier { .. } => "bad_identifier",
-            ViolationReason::NoOps => "no_ops",
-            ViolationReason::TooManyOps { .. } => "too_many_ops",
-            ViolationReason::TooManyObserved { .. } => "too_many_observed",
-            ViolationReason::ObservedNotOlder { .. } => "observed_not_older",
-            ViolationReason::HlcInFuture { .. } => "hlc_in_future",
-            ViolationReason::UnknownPath => "unknown_path",
-            ViolationReason::OpNotAllowed { .. } => "op_not_allowed",
-            ViolationReason::WrongType { .. } => "wrong_type",
-            ViolationReason::TooLong { .. } => "too_long",
-            ViolationReason::Ambiguous { .. } => "ambiguous_ops",
+            ViolationReason::EventIdNotV7 { .. } => Reason::EventIdNotV7,
+            ViolationReason::BadIdentifier { .. } => Reason::BadIdentifier,
+            ViolationReason::NoOps => Reason::NoOps,
+            ViolationReason::TooManyOps { .. } => Reason::TooManyOps,
+            ViolationReason::TooManyObserved { .. } => Reason::TooManyObserved,
+            ViolationReason::ObservedNotOlder { .. } => Reason::ObservedNotOlder,
+            ViolationReason::HlcInFuture { .. } => Reason::HlcInFuture,
+            ViolationReason::UnknownPath => Reason::UnknownPath,
+            ViolationReason::OpNotAllowed { .. } => Reason::OpNotAllowed,
+            ViolationReason::WrongType { .. } => Reason::WrongType,
+            ViolationReason::TooLong { .. } => Reason::TooLong,
+            ViolationReason::Ambiguous { .. } => Reason::AmbiguousOps,
         }
     }
 }
@@ -177,16 +178,20 @@ impl fmt::Display for Violation {
 pub struct ValidationError {
     /// The offending event.
     pub event_id: Uuid,
-    /// The violations found, at most [`MAX_REPORTED`].
+    /// The violations found, at most 32, in the order they were found.
     pub violations: Vec<Violation>,
     /// How many more were found but not listed.
     pub omitted: usize,
+    /// The first violation's reason, kept apart so it stays fixed whatever
+    /// happens to `violations`.
+    first: Reason,
 }
 
 impl ValidationError {
-    /// The first violation's reason code: one label for metrics.
-    pub fn code(&self) -> &'static str {
-        self.violations.first().map_or("invalid", |v| v.reason.code())
+    /// The first violation's reason: the one code an ingest answer, a DLQ
+    /// header and a metric label carry (the message lists them all).
+    pub fn reason(&self) -> Reason {
+        self.first
     }
 }
 
@@ -267,10 +272,17 @@ impl Catalog {
         } else {
             self.validate_ops(&event.ops, &mut out);
         }
-        if out.violations.is_empty() {
-            Ok(())
-        } else {
-            Err(ValidationError { event_id: event.event_id, violations: out.violations, omitted: out.omitted })
+        match out.violations.first() {
+            None => Ok(()),
+            Some(v) => {
+                let first = v.reason.reason();
+                Err(ValidationError {
+                    event_id: event.event_id,
+                    violations: out.violations,
+                    omitted: out.omitted,
+                    first,
+                })
+            }
         }
     }
 

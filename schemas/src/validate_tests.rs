@@ -17,7 +17,7 @@ fn event(ops: Value) -> EditEvent {
 fn codes(ev: &EditEvent) -> Vec<&'static str> {
     match Catalog::builtin().validate(ev, NOW) {
         Ok(()) => vec![],
-        Err(e) => e.violations.iter().map(|v| v.reason.code()).collect(),
+        Err(e) => e.violations.iter().map(|v| v.reason.reason().as_str()).collect(),
     }
 }
 
@@ -155,7 +155,7 @@ fn errors_name_event_op_path_and_reason() {
     assert!(msg.contains("019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e"), "{msg}");
     assert!(msg.contains("op 1 (`vitals.heart_rate_bpm_x`): unknown field path"), "{msg}");
     assert!(msg.contains("op 2 (`allergies`): wrong value type: expected code, found a number"), "{msg}");
-    assert_eq!(err.code(), "unknown_path");
+    assert_eq!(err.reason(), Reason::UnknownPath);
 }
 
 #[test]

@@ -114,7 +114,7 @@ mod tests {
     fn lines_follow_the_per_line_results_and_missing_lines_fail() {
         let body = br#"{"accepted":1,"rejected":1,"results":[
             {"result":"accepted","line":1,"partition":0,"offset":3},
-            {"result":"rejected","line":2,"status":422,"reason":"invalid_event","message":"x"}]}"#;
+            {"result":"rejected","line":2,"status":422,"reason":"unknown_path","message":"x"}]}"#;
         assert_eq!(
             outcomes(207, body, 3),
             vec![LineOutcome::Accepted, LineOutcome::Failed(422), LineOutcome::Failed(207)]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tidemark_schemas::{EditEvent, Reason};
 
 use super::config::MergerConfig;
 use super::error::WorkerError;
@@ -31,10 +32,6 @@ pub mod dlq_headers {
     /// Its offset.
     pub const OFFSET: &str = "tidemark-original-offset";
 }
-
-/// Reason code for an event whose record key is not its patient id: folding it
-/// would split the patient's state across partitions.
-pub const KEY_MISMATCH: &str = "key_mismatch";
 
 /// What a processed batch leaves to commit.
 #[derive(Debug, Default)]
@@ -77,12 +74,7 @@ pub async fn process(
         out.offsets.insert(msg.partition(), msg.offset() + 1);
         let docs = parts.get_mut(&msg.partition()).expect("the loop restores a partition before folding it");
         let folded = result.and_then(|event| {
-            if msg.key() != Some(event.patient_id.as_bytes()) {
-                return Err(Rejection {
-                    reason: KEY_MISMATCH,
-                    detail: "the record key is not the event's patient id".into(),
-                });
-            }
+            check_key(msg.key(), &event)?;
             apply_event(docs, &event).map(|delta| (event.patient_id, delta))
         });
         match folded {
@@ -95,7 +87,7 @@ pub async fn process(
             }
             Err(rejection) => {
                 out.dead_lettered += 1;
-                metrics.events_dead_lettered.get_or_create(&ReasonLabel { reason: rejection.reason }).inc();
+                metrics.events_dead_lettered.get_or_create(&ReasonLabel::of(rejection.reason)).inc();
                 let future = send(producer, dead_letter(cfg, msg, &rejection)).await?;
                 pending.push(("dlq", cfg.topics.dlq.clone(), future));
             }
@@ -126,11 +118,20 @@ pub async fn process(
     Ok(out)
 }
 
+/// An event whose record key is not its patient id is [`Reason::KeyMismatch`]:
+/// folding it would split the patient's state across partitions.
+fn check_key(key: Option<&[u8]>, event: &EditEvent) -> Result<(), Rejection> {
+    if key == Some(event.patient_id.as_bytes()) {
+        return Ok(());
+    }
+    Err(Rejection { reason: Reason::KeyMismatch, detail: "the record key is not the event's patient id".into() })
+}
+
 fn dead_letter<'a>(cfg: &'a MergerConfig, msg: &'a OwnedMessage, r: &'a Rejection) -> FutureRecord<'a, [u8], [u8]> {
     let partition = msg.partition().to_string();
     let offset = msg.offset().to_string();
     let headers = OwnedHeaders::new()
-        .insert(Header { key: dlq_headers::REASON, value: Some(r.reason) })
+        .insert(Header { key: dlq_headers::REASON, value: Some(r.reason.as_str()) })
         .insert(Header { key: dlq_headers::DETAIL, value: Some(r.detail.as_str()) })
         .insert(Header { key: dlq_headers::TOPIC, value: Some(msg.topic()) })
         .insert(Header { key: dlq_headers::PARTITION, value: Some(partition.as_str()) })
@@ -163,6 +164,22 @@ where
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err((source, back)) => return Err(WorkerError::Produce { topic: back.topic.to_owned(), source }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_keyed_by_anything_but_its_patient_is_a_key_mismatch() {
+        let json = r#"{"event_id":"019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e","patient_id":"pt-1","source":"s","author":"a","hlc":{"wall_ms":1,"logical":0},"ops":[{"op":"set","path":"vitals.heart_rate_bpm","value":72}]}"#;
+        let event = EditEvent::from_json(json.as_bytes()).expect("test event parses");
+        assert!(check_key(Some(b"pt-1"), &event).is_ok());
+        for key in [Some(&b"pt-2"[..]), None] {
+            let refused = check_key(key, &event).expect_err("another key");
+            assert_eq!(refused.reason, Reason::KeyMismatch, "{key:?}");
         }
     }
 }

@@ -10,12 +10,20 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use tidemark_schemas::Reason;
 
 /// Label: a dead-letter reason code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// One of [`tidemark_crdt::fold::rejection_reasons`].
+    /// The code of a [`Reason`] the merger dead-letters for ([`Reason::dead_lettered`]).
     pub reason: &'static str,
+}
+
+impl ReasonLabel {
+    /// The label of an event dead-lettered for `reason`.
+    pub fn of(reason: Reason) -> Self {
+        Self { reason: reason.as_str() }
+    }
 }
 
 /// Label: an output topic's role.
@@ -72,9 +80,9 @@ impl MergerMetrics {
             restore_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             commit_failures: Counter::default(),
         };
-        for reason in tidemark_crdt::fold::rejection_reasons().chain([super::batch::KEY_MISMATCH]) {
+        for reason in Reason::ALL.iter().filter(|r| r.dead_lettered()) {
             // Pre-create every reason so dashboards see zeros, not gaps.
-            let _ = m.events_dead_lettered.get_or_create(&ReasonLabel { reason });
+            let _ = m.events_dead_lettered.get_or_create(&ReasonLabel::of(*reason));
         }
         let r = registry.sub_registry_with_prefix("tidemark_merger");
         r.register("events_folded", "Edit events folded into patient documents", m.events_folded.clone());

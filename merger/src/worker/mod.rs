@@ -29,7 +29,7 @@ use rdkafka::producer::{FutureProducer, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-pub use batch::{KEY_MISMATCH, dlq_headers};
+pub use batch::dlq_headers;
 pub use config::{Faults, MergerConfig, Topics};
 pub use context::{MergerContext, RebalanceEvent};
 pub use error::WorkerError;

@@ -1,0 +1,65 @@
+//! The key registry (which keys may sign events, for which source and
+//! patients) and the secret signing-key file written by `tidemark keys generate`.
+//!
+//! Key decision: a key's algorithm, source and patient scope come from the
+//! registry, never from a message. The registry refuses, at load time, every
+//! key that would make verification ambiguous: small-order ("weak") Ed25519
+//! keys, keys with a torsion component, and non-canonical encodings. With
+//! those gone, strict and batch verification agree on every signature that
+//! only a key's holder could not have crafted (see [`crate::verify`]).
+//!
+//! Registry file (TOML), one `[[key]]` per key:
+//!
+//! ```toml
+//! [[key]]
+//! id = "site-a-ehr-2026"          # keyid in DSSE signatures
+//! source = "site-a-ehr"           # events signed by this key must have this source
+//! algorithm = "ed25519"
+//! public_key = "<base64 32 bytes>"
+//! patient_prefixes = ["pt-"]      # optional; absent = any patient
+//! ```
+//!
+//! No file I/O here: callers read the file and pass its text.
+
+mod registry;
+mod signing_file;
+
+use std::fmt;
+
+pub use registry::{KeyEntry, KeyRegistry, RegisteredKey, RegistryError};
+pub use signing_file::{SecretKeyError, SigningKeyFile};
+
+/// The algorithm name of Ed25519 keys in registry and key files.
+pub const ED25519: &str = "ed25519";
+
+/// A signature algorithm a registered key uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// Ed25519 (RFC 8032), verified strictly (see [`crate::verify`]).
+    Ed25519,
+}
+
+impl Algorithm {
+    /// The name used in key files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ed25519 => ED25519,
+        }
+    }
+
+    pub(crate) fn parse(name: &str) -> Option<Self> {
+        (name == ED25519).then_some(Algorithm::Ed25519)
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether `id` can name a key: 1-128 bytes of `A-Z a-z 0-9 . _ : -`.
+pub(crate) fn is_valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
