@@ -13,8 +13,10 @@ use clap::Parser as _;
 
 mod cli;
 mod demo;
+mod keyfiles;
 mod load;
 mod lookup;
+mod outcome;
 mod service;
 mod synth;
 

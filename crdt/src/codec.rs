@@ -1,23 +1,10 @@
 //! Compact, deterministic binary encoding of a [`PatientDoc`] for the
 //! changelog topic, and the stable state hash built on it.
 //!
-//! Format v1 (all integers LEB128 varints unless said otherwise):
-//!
-//! ```text
-//! "TMDC" 0x01
-//! strings   n, n x (len, utf8)    sorted, unique: every source and author
-//! patient   len, utf8
-//! updated   ms
-//! version   vv
-//! counter   0x00 n, n x u64 LE (sorted) | 0x01 256 x u8
-//! fields    n, n x (path, kind u8, body)   paths sorted
-//!   register(0): coverage, n, n x (wid, author#, json value text)
-//!   set(1):      n, n x (element, coverage, n, n x wid)
-//!   log(2):      n, n x (wid, author#, text, 0x00 | 0x01 uuid16 op)
-//! coverage  vv, 0x00 | 0x01 wid
-//! vv        n, n x (source#, wall, logical)
-//! wid       wall, logical, source#, uuid16, op
-//! ```
+//! The format (v1) is specified byte by byte in docs/crdt.md, "Binary state
+//! format v1": that block is the one copy, and the test
+//! `the_documented_format_is_this_codecs` holds it to this encoder's
+//! magic, version, kind numbers and counter limit.
 //!
 //! Key decision: the encoding is canonical — every map and list in its one
 //! sorted order, strings interned in a sorted table — so equal states give
@@ -231,5 +218,54 @@ impl<'a> Writer<'a> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::{FORMAT_VERSION, KIND_LOG, KIND_REGISTER, KIND_SET, MAGIC};
+    use crate::counter::{EXACT_LIMIT, REGISTERS};
+
+    /// The fenced block under docs/crdt.md's "Binary state format v1" heading.
+    fn documented_format() -> Vec<&'static str> {
+        let doc = include_str!("../../docs/crdt.md");
+        let section = doc.split("## Binary state format v1").nth(1).expect("docs/crdt.md has the format section");
+        let block = section.split("```text\n").nth(1).and_then(|b| b.split("```").next()).expect("a text block");
+        block.lines().collect()
+    }
+
+    fn row<'a>(lines: &[&'a str], label: &str) -> &'a str {
+        let found = lines.iter().find(|l| l.trim_start().starts_with(label));
+        found.unwrap_or_else(|| panic!("docs/crdt.md's format has no `{label}` row: {lines:#?}"))
+    }
+
+    #[test]
+    fn the_documented_format_is_this_codecs() {
+        let lines = documented_format();
+        let magic = std::str::from_utf8(MAGIC).expect("ASCII magic");
+        assert_eq!(lines[0], format!("\"{magic}\" 0x{FORMAT_VERSION:02x}"), "magic and version");
+        let labels: Vec<&str> = lines.iter().filter_map(|l| l.split_whitespace().next()).collect();
+        assert_eq!(
+            labels,
+            [
+                format!("\"{magic}\""),
+                "strings".into(),
+                "patient".into(),
+                "updated".into(),
+                "version".into(),
+                "counter".into(),
+                "fields".into(),
+                format!("register({KIND_REGISTER}):"),
+                format!("set({KIND_SET}):"),
+                format!("log({KIND_LOG}):"),
+                "coverage".into(),
+                "vv".into(),
+                "wid".into(),
+            ],
+            "the rows, in the order the encoder writes them, with its kind numbers"
+        );
+        let counter = row(&lines, "counter");
+        assert!(counter.contains(&format!("n <= {EXACT_LIMIT}")), "the exact counter's limit: {counter}");
+        assert!(counter.contains(&format!("0x01 {REGISTERS} x u8")), "the estimator's registers: {counter}");
     }
 }

@@ -1,6 +1,6 @@
 //! What the commands share: the Kafka connection flags of the services, and
-//! loading the record catalog and the key registry (each error names the file
-//! and what was wrong with it).
+//! loading the record catalog (each error names the file and what was wrong
+//! with it).
 
 use std::fs;
 use std::path::Path;
@@ -8,7 +8,6 @@ use std::path::Path;
 use anyhow::Context as _;
 use clap::Args;
 use tidemark_schemas::Catalog;
-use tidemark_schemas::keys::KeyRegistry;
 
 /// A catalog: the built-in v1 one, or one loaded from a file.
 pub enum CatalogChoice {
@@ -37,15 +36,6 @@ impl CatalogChoice {
             CatalogChoice::Loaded(c) => c,
         }
     }
-}
-
-/// Reads and checks a key registry file.
-///
-/// # Errors
-/// If the file cannot be read or an entry is refused.
-pub fn load_registry(path: &Path) -> anyhow::Result<KeyRegistry> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading key registry {}", path.display()))?;
-    KeyRegistry::from_toml_str(&text).with_context(|| format!("loading key registry {}", path.display()))
 }
 
 /// The Kafka connection every service takes, flattened into its flags.

@@ -14,7 +14,7 @@ use tidemark_crdt::fold::Fold;
 use tidemark_schemas::verify::Verifier;
 
 use super::Outcome;
-use super::config::{self, CatalogChoice};
+use super::config::CatalogChoice;
 use super::lines::{self, Line};
 
 /// Lines per chunk: signatures of a chunk are verified as one batch.
@@ -36,7 +36,7 @@ pub struct FoldArgs {
 
 pub fn run(args: FoldArgs) -> anyhow::Result<Outcome> {
     let catalog = CatalogChoice::load(args.catalog.as_deref())?;
-    let verifier = args.keys.as_deref().map(config::load_registry).transpose()?.map(Verifier::new);
+    let verifier = args.keys.as_deref().map(crate::keyfiles::load_registry).transpose()?.map(Verifier::new);
     let mut fold = Fold::new(catalog.get(), verifier.as_ref());
     let mut input = lines::open(args.input.as_deref())?;
     let mut err = io::stderr().lock();

@@ -2,18 +2,14 @@
 //! exists with loose permissions.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use ed25519_dalek::SigningKey;
-use rand::TryRng as _;
-use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
-use tidemark_seal::{ArchiverSigningKey, RecipientSecretKey};
-use zeroize::Zeroizing;
+use tidemark_schemas::keys::KeyRegistry;
 
 use super::Outcome;
-use super::files::write_new;
+use crate::keyfiles::{create_archiver_key, create_recipient_key, new_signing_key, write_new, write_signing_key};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -114,48 +110,6 @@ fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// A new Ed25519 signing key with id `name` for `source`, from the
-/// operating system's randomness.
-///
-/// # Errors
-/// If there is no randomness, or the id or source is refused.
-pub(crate) fn new_signing_key(name: &str, source: &str) -> anyhow::Result<SigningKeyFile> {
-    let mut seed = Zeroizing::new([0u8; 32]);
-    rand::rngs::SysRng.try_fill_bytes(seed.as_mut()).context("reading randomness from the operating system")?;
-    SigningKeyFile::new(name, source, SigningKey::from_bytes(&seed)).context("checking the key's id and source")
-}
-
-/// Writes a signing key (mode 0600) and its public key, neither over an existing file.
-///
-/// # Errors
-/// If a file exists or cannot be written.
-pub(crate) fn write_signing_key(key: &SigningKeyFile, key_path: &Path, pub_path: &Path) -> anyhow::Result<()> {
-    write_new(key_path, key.to_toml().as_bytes(), 0o600)?;
-    write_new(pub_path, format!("{}\n", key.registry_entry(None).public_key).as_bytes(), 0o644)
-}
-
-/// Generates a recipient key pair and writes it (secret 0600, then public).
-///
-/// # Errors
-/// If there is no randomness or a file cannot be written.
-pub(crate) fn create_recipient_key(key_path: &Path, pub_path: &Path) -> anyhow::Result<RecipientSecretKey> {
-    let key = RecipientSecretKey::generate().context("generating a recipient key")?;
-    tidemark_seal::save_recipient_secret(key_path, &key)?;
-    tidemark_seal::save_recipient_public(pub_path, key.public_key())?;
-    Ok(key)
-}
-
-/// Generates an archiver key pair and writes it (secret 0600, then public).
-///
-/// # Errors
-/// If there is no randomness or a file cannot be written.
-pub(crate) fn create_archiver_key(key_path: &Path, pub_path: &Path) -> anyhow::Result<ArchiverSigningKey> {
-    let key = ArchiverSigningKey::generate().context("generating an archiver key")?;
-    tidemark_seal::save_archiver_secret(key_path, &key)?;
-    tidemark_seal::save_archiver_public(pub_path, &key.verifying_key())?;
-    Ok(key)
-}
-
 /// Writes a recipient or archiver key pair with the archiver's key-file functions,
 /// so the CLI and the archiver service read and write one format.
 fn generate_archive_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
@@ -192,18 +146,10 @@ fn generate_dataset_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-/// Reads a signing key file, refusing it when group or others may read it
-/// (the one secret-file check every key kind goes through).
-///
-/// # Errors
-/// If the file cannot be read, is readable by others, or is not a valid key file.
-pub fn load_signing_key(path: &Path) -> anyhow::Result<SigningKeyFile> {
-    let text = tidemark_seal::keyfile::read_text(path, true)?;
-    SigningKeyFile::from_toml_str(&text).with_context(|| format!("loading key file {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]

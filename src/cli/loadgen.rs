@@ -19,7 +19,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::Outcome;
-use super::keys::load_signing_key;
+use crate::keyfiles::load_signing_key;
 use crate::load::{
     EventsClient, Load, OnAccepted, Percentiles, Recorder, SecondSummary, Shape, Source, Totals, Worker,
 };

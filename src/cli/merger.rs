@@ -13,7 +13,7 @@ use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
 use tidemark_schemas::verify::Verifier;
 
 use super::Outcome;
-use super::config::{self, CatalogChoice, KafkaArgs};
+use super::config::{CatalogChoice, KafkaArgs};
 use crate::service::{runner, telemetry};
 
 #[derive(Debug, Args)]
@@ -60,7 +60,7 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("--max-batch-events must be at least 1");
     }
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
-    let verifier = Verifier::new(config::load_registry(&args.keys)?);
+    let verifier = Verifier::new(crate::keyfiles::load_registry(&args.keys)?);
     let cfg = MergerConfig {
         kafka: args.kafka.connection(),
         group: args.group,

@@ -1,17 +1,16 @@
 //! Command-line definitions and dispatch. Each subcommand lives in its own
 //! module with its `Args` and a `run` that returns an [`Outcome`].
 
-use std::process::ExitCode;
-
 use clap::{Parser, Subcommand};
+
+pub use crate::outcome::{EXIT_USAGE, Outcome};
 
 mod archiver;
 pub(crate) mod config;
 mod demo;
-pub(crate) mod files;
 mod fold;
 mod ingest;
-pub(crate) mod keys;
+mod keys;
 mod lines;
 mod loadgen;
 mod merger;
@@ -19,14 +18,6 @@ mod sign;
 mod snapshot;
 mod state;
 mod verify;
-
-/// Exit code: some input failed verification or validation.
-pub const EXIT_INPUT_FAILED: u8 = 1;
-/// Exit code: usage or configuration error (clap uses 2 for usage errors too).
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: a service stopped on a runtime failure (broker, storage, a broken
-/// invariant); it was logged, and a restart may help.
-pub const EXIT_SERVICE_FAILED: u8 = 3;
 
 /// Tidemark: signed patient-record edits, merged by CRDT, archived encrypted.
 #[derive(Debug, Parser)]
@@ -66,33 +57,6 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Send signed synthetic edits at a target rate to a running ingest; report throughput and latency.
     Loadgen(loadgen::LoadgenArgs),
-}
-
-/// How a command that ran to the end went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Everything succeeded.
-    Ok,
-    /// Some input lines failed; each was reported.
-    SomeInputFailed,
-    /// A service stopped on a runtime failure, already logged.
-    ServiceFailed,
-}
-
-impl Outcome {
-    /// `Ok` unless `failed` lines is positive.
-    pub fn from_failures(failed: usize) -> Self {
-        if failed == 0 { Outcome::Ok } else { Outcome::SomeInputFailed }
-    }
-
-    /// The process exit code.
-    pub fn exit_code(self) -> ExitCode {
-        match self {
-            Outcome::Ok => ExitCode::SUCCESS,
-            Outcome::SomeInputFailed => ExitCode::from(EXIT_INPUT_FAILED),
-            Outcome::ServiceFailed => ExitCode::from(EXIT_SERVICE_FAILED),
-        }
-    }
 }
 
 /// Runs the chosen subcommand.

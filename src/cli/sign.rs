@@ -12,8 +12,8 @@ use tidemark_schemas::keys::SigningKeyFile;
 use tidemark_schemas::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, dsse};
 
 use super::Outcome;
-use super::keys::load_signing_key;
 use super::lines::{self, Line};
+use crate::keyfiles::load_signing_key;
 
 #[derive(Debug, Args)]
 pub struct SignArgs {

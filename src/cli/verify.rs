@@ -13,7 +13,7 @@ use tidemark_schemas::Catalog;
 use tidemark_schemas::verify::Verifier;
 
 use super::Outcome;
-use super::config::{self, CatalogChoice};
+use super::config::CatalogChoice;
 use super::lines::{self, Line};
 
 /// Lines per batch verification: large enough for batching to pay off,
@@ -34,7 +34,7 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<Outcome> {
-    let registry = config::load_registry(&args.keys)?;
+    let registry = crate::keyfiles::load_registry(&args.keys)?;
     let catalog = CatalogChoice::load(args.catalog.as_deref())?;
     let catalog = catalog.get();
     let verifier = Verifier::new(registry);

@@ -270,7 +270,7 @@ async fn drain(pipeline: &pipeline::Pipeline, accepted: u64) -> anyhow::Result<v
 /// Whether the live views equal the reference fold (`tidemark fold`) of
 /// exactly the envelopes ingest accepted: the pipeline's correctness check.
 fn reference_matches(dir: &setup::DemoDir, live: &views::Views) -> anyhow::Result<bool> {
-    let registry = crate::cli::config::load_registry(&dir.registry())?;
+    let registry = crate::keyfiles::load_registry(&dir.registry())?;
     let verifier = tidemark_schemas::verify::Verifier::new(registry);
     let catalog = tidemark_schemas::Catalog::builtin();
     let mut fold = tidemark_crdt::fold::Fold::new(catalog, Some(&verifier));

@@ -118,7 +118,7 @@ impl Pipeline {
         };
         services.push(("ingest", ingest_task));
 
-        let verifier = Arc::new(Verifier::new(crate::cli::config::load_registry(&opts.registry)?));
+        let verifier = Arc::new(Verifier::new(crate::keyfiles::load_registry(&opts.registry)?));
         let merger_options = merger_kafka_options(&opts.kafka_options);
         let mut mergers = Vec::new();
         for i in 0..opts.mergers {

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use tidemark_schemas::keys::{KeyEntry, KeyRegistry, SigningKeyFile};
 use tidemark_seal::{ArchiverSigningKey, RecipientSecretKey};
 
-use crate::cli::keys::{
+use crate::keyfiles::{
     create_archiver_key, create_recipient_key, load_signing_key, new_signing_key, write_signing_key,
 };
 

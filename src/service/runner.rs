@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::{metrics_server, shutdown, telemetry};
-use crate::cli::Outcome;
+use crate::outcome::Outcome;
 
 /// How a service's error is classified, once for every service: a
 /// configuration error (wrong flags, topics that cannot work) needs an
