@@ -47,21 +47,21 @@ pub struct IngestMetrics {
     /// Produce-to-acknowledgement latency of one request's records.
     pub produce_duration: Histogram,
     /// Requests being handled.
-    pub in_flight: Gauge,
+    pub in_flight_requests: Gauge,
     /// Producers replaced after a fatal error or an outage.
     pub producer_replaced: Counter,
 }
 
 impl IngestMetrics {
     /// Creates the metrics and registers them under `tidemark_ingest_`.
-    pub fn new(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry) -> Self {
         let m = IngestMetrics {
             requests: Family::default(),
             events_accepted: Counter::default(),
             events_rejected: Family::default(),
             request_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             produce_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
-            in_flight: Gauge::default(),
+            in_flight_requests: Gauge::default(),
             producer_replaced: Counter::default(),
         };
         // Every series exists from the start at 0, so the first 5xx or
@@ -90,7 +90,7 @@ impl IngestMetrics {
             prometheus_client::registry::Unit::Seconds,
             m.produce_duration.clone(),
         );
-        r.register("in_flight_requests", "Requests being handled", m.in_flight.clone());
+        r.register("in_flight_requests", "Requests being handled", m.in_flight_requests.clone());
         r.register(
             "producer_replaced",
             "Kafka producers replaced after a fatal error or three failed broker checks",
