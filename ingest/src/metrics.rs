@@ -1,5 +1,8 @@
-//! Every ingest metric, in one place. Labels come from small fixed sets:
-//! route, status class, rejection reason. Never a patient id or payload.
+//! Every ingest metric, in one place: name, help text, unit, buckets and
+//! labels. Labels come from small fixed sets: route, status class, rejection
+//! reason; never a patient id or payload. Each field is named as the metric
+//! it registers. docs/metrics.md specifies these metrics and
+//! tests/metrics_spec.rs holds it equal to this file.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

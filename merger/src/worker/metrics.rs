@@ -1,8 +1,8 @@
-//! The merger's metrics, named and described in one place.
-//!
-//! Names follow `tidemark_merger_<what>_<unit>`; counters get `_total` from
-//! the exposition; labels come from small fixed sets (reason codes, output
-//! topic roles, partition numbers), never a patient id.
+//! Every merger metric, in one place: name, help text, unit, buckets and
+//! labels. Labels come from small fixed sets: reason code, output topic role,
+//! partition number; never a patient id or payload. Each field is named as
+//! the metric it registers. docs/metrics.md specifies these metrics and
+//! tests/metrics_spec.rs holds it equal to this file.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
