@@ -1,5 +1,9 @@
-//! Every archiver metric, in one place. Labels come from small fixed sets:
-//! profile (`identified`, `deidentified`) and result (`ok`, `failed`).
+//! Every archiver metric, in one place: name, help text, unit, buckets and
+//! labels. Labels come from small fixed sets: profile (`identified`,
+//! `deidentified`) and result (`ok`, `failed`); never a patient id or
+//! payload. Each field is named as the metric it registers. docs/metrics.md
+//! specifies these metrics and tests/metrics_spec.rs holds it equal to this
+//! file.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -33,43 +37,53 @@ pub struct ArchiverMetrics {
     /// Rows written in committed snapshots.
     pub rows: Family<ProfileLabels, Counter>,
     /// Encrypted bytes written in committed snapshots.
-    pub bytes: Family<ProfileLabels, Counter>,
-    /// Parts that failed to be written (the snapshot then fails).
+    pub written: Family<ProfileLabels, Counter>,
+    /// Snapshots that failed while writing their parts (a table, encryption
+    /// or storage error), by profile.
     pub parts_failed: Family<ProfileLabels, Counter>,
     /// Snapshot duration, from the cut to the manifest.
-    pub duration: Histogram,
+    pub snapshot_duration: Histogram,
     /// Unix time of the last committed snapshot; its age is
     /// `time() - tidemark_archiver_last_success_timestamp_seconds`.
-    pub last_success: Family<ProfileLabels, Gauge<f64, AtomicU64>>,
+    pub last_success_timestamp: Family<ProfileLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl ArchiverMetrics {
     /// Creates the metrics and registers them under `tidemark_archiver_`.
-    pub fn new(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry) -> Self {
         let m = ArchiverMetrics {
             snapshots: Family::default(),
             rows: Family::default(),
-            bytes: Family::default(),
+            written: Family::default(),
             parts_failed: Family::default(),
-            duration: Histogram::new(exponential_buckets(0.1, 2.0, 14)),
-            last_success: Family::default(),
+            snapshot_duration: Histogram::new(exponential_buckets(0.1, 2.0, 14)),
+            last_success_timestamp: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("tidemark_archiver");
         r.register("snapshots", "Snapshots attempted, by profile and result", m.snapshots.clone());
         r.register("rows", "Rows written in committed snapshots", m.rows.clone());
-        r.register_with_unit("written", "Encrypted bytes written in committed snapshots", Unit::Bytes, m.bytes.clone());
-        r.register("parts_failed", "Parts that could not be written", m.parts_failed.clone());
+        r.register_with_unit(
+            "written",
+            "Encrypted bytes written in committed snapshots",
+            Unit::Bytes,
+            m.written.clone(),
+        );
+        r.register(
+            "parts_failed",
+            "Snapshots that failed while writing their parts, by profile",
+            m.parts_failed.clone(),
+        );
         r.register_with_unit(
             "snapshot_duration",
             "Time from capturing the cut to committing the manifest",
             Unit::Seconds,
-            m.duration.clone(),
+            m.snapshot_duration.clone(),
         );
         r.register_with_unit(
             "last_success_timestamp",
             "Unix time of the last committed snapshot",
             Unit::Seconds,
-            m.last_success.clone(),
+            m.last_success_timestamp.clone(),
         );
         for profile in ["identified", "deidentified"] {
             for result in ["ok", "failed"] {
@@ -77,7 +91,7 @@ impl ArchiverMetrics {
             }
             let labels = ProfileLabels { profile };
             let _ = m.rows.get_or_create(&labels);
-            let _ = m.bytes.get_or_create(&labels);
+            let _ = m.written.get_or_create(&labels);
             let _ = m.parts_failed.get_or_create(&labels);
         }
         m

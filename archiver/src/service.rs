@@ -82,14 +82,14 @@ fn record(cfg: &ArchiverConfig, outcome: &Result<Vec<Committed>, SnapshotError>,
     let profiles: Vec<&'static str> = cfg.spec.profiles.iter().map(|p| p.profile.name()).collect();
     match outcome {
         Ok(committed) => {
-            m.duration.observe(elapsed.as_secs_f64());
+            m.snapshot_duration.observe(elapsed.as_secs_f64());
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
             for (profile, c) in profiles.iter().zip(committed) {
                 let labels = ProfileLabels { profile };
                 m.snapshots.get_or_create(&ResultLabels { profile, result: "ok" }).inc();
                 m.rows.get_or_create(&labels).inc_by(c.manifest.rows);
-                m.bytes.get_or_create(&labels).inc_by(c.bytes);
-                m.last_success.get_or_create(&labels).set(now);
+                m.written.get_or_create(&labels).inc_by(c.bytes);
+                m.last_success_timestamp.get_or_create(&labels).set(now);
             }
         }
         Err(e) => {

@@ -5,7 +5,7 @@
 //! on its own and memory holds a few partitions' views, never the whole
 //! topic. Partitions are read one after the other, and each is built
 //! (decoded, sorted, written as Parquet, sealed) on a blocking thread while
-//! the next is read, up to [`builders`] at once; parts are stored in
+//! the next is read, up to `builders()` at once; parts are stored in
 //! partition order whatever order the builds finish in.
 //! Every profile is written from the same read, each with its own snapshot id,
 //! recipients and manifest. The manifest is put last; a failure anywhere

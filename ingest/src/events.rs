@@ -57,10 +57,10 @@ fn with_retry_after(mut r: Response) -> Response {
 
 pub(crate) async fn post_events(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
-    state.metrics.in_flight.inc();
+    state.metrics.in_flight_requests.inc();
     let (parts, body) = request.into_parts();
     let resp = handle(&state, &parts.headers, body).await;
-    state.metrics.in_flight.dec();
+    state.metrics.in_flight_requests.dec();
     let class = match resp.status().as_u16() {
         200..=299 => "2xx",
         400..=499 => "4xx",

@@ -1,5 +1,8 @@
-//! Every ingest metric, in one place. Labels come from small fixed sets:
-//! route, status class, rejection reason. Never a patient id or payload.
+//! Every ingest metric, in one place: name, help text, unit, buckets and
+//! labels. Labels come from small fixed sets: route, status class, rejection
+//! reason; never a patient id or payload. Each field is named as the metric
+//! it registers. docs/metrics.md specifies these metrics and
+//! tests/metrics_spec.rs holds it equal to this file.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -47,21 +50,21 @@ pub struct IngestMetrics {
     /// Produce-to-acknowledgement latency of one request's records.
     pub produce_duration: Histogram,
     /// Requests being handled.
-    pub in_flight: Gauge,
+    pub in_flight_requests: Gauge,
     /// Producers replaced after a fatal error or an outage.
     pub producer_replaced: Counter,
 }
 
 impl IngestMetrics {
     /// Creates the metrics and registers them under `tidemark_ingest_`.
-    pub fn new(registry: &mut Registry) -> Self {
+    pub fn register(registry: &mut Registry) -> Self {
         let m = IngestMetrics {
             requests: Family::default(),
             events_accepted: Counter::default(),
             events_rejected: Family::default(),
             request_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             produce_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
-            in_flight: Gauge::default(),
+            in_flight_requests: Gauge::default(),
             producer_replaced: Counter::default(),
         };
         // Every series exists from the start at 0, so the first 5xx or
@@ -90,7 +93,7 @@ impl IngestMetrics {
             prometheus_client::registry::Unit::Seconds,
             m.produce_duration.clone(),
         );
-        r.register("in_flight_requests", "Requests being handled", m.in_flight.clone());
+        r.register("in_flight_requests", "Requests being handled", m.in_flight_requests.clone());
         r.register(
             "producer_replaced",
             "Kafka producers replaced after a fatal error or three failed broker checks",

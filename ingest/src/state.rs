@@ -107,7 +107,7 @@ mod tests {
             shutdown_grace: Duration::from_secs(1),
             produce_timeout: Duration::from_secs(7),
             startup_timeout: Duration::from_secs(1),
-            metrics: IngestMetrics::new(&mut prometheus_client::registry::Registry::default()),
+            metrics: IngestMetrics::register(&mut prometheus_client::registry::Registry::default()),
             on_listening: None,
         }
     }

@@ -128,7 +128,7 @@ pub fn run(args: ArchiverArgs) -> anyhow::Result<Outcome> {
         "archiver",
         args.log_format,
         args.metrics_listen,
-        ArchiverMetrics::new,
+        ArchiverMetrics::register,
         move |metrics, addr, shutdown| {
             println!("tidemark-archiver listening metrics={addr}");
             let cfg = ArchiverConfig {

@@ -60,27 +60,33 @@ pub struct IngestArgs {
 
 pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
-    runner::run("ingest", args.log_format, args.metrics_listen, IngestMetrics::new, move |metrics, maddr, shutdown| {
-        let cfg = IngestConfig {
-            kafka: args.kafka.connection(),
-            keys: args.keys,
-            catalog,
-            listen: args.listen,
-            topic_prefix: args.kafka.topic_prefix,
-            partitions: args.partitions,
-            max_body_bytes: args.max_body_bytes,
-            max_in_flight_requests: args.max_in_flight_requests,
-            max_in_flight_bytes: args.max_in_flight_bytes,
-            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
-            produce_timeout: Duration::from_millis(args.produce_timeout_ms),
-            startup_timeout: Duration::from_millis(args.startup_timeout_ms),
-            metrics,
-            on_listening: Some(Arc::new(move |addr| {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "tidemark-ingest listening http={addr} metrics={maddr}");
-                let _ = out.flush();
-            })),
-        };
-        tidemark_ingest::run(cfg, shutdown)
-    })
+    runner::run(
+        "ingest",
+        args.log_format,
+        args.metrics_listen,
+        IngestMetrics::register,
+        move |metrics, maddr, shutdown| {
+            let cfg = IngestConfig {
+                kafka: args.kafka.connection(),
+                keys: args.keys,
+                catalog,
+                listen: args.listen,
+                topic_prefix: args.kafka.topic_prefix,
+                partitions: args.partitions,
+                max_body_bytes: args.max_body_bytes,
+                max_in_flight_requests: args.max_in_flight_requests,
+                max_in_flight_bytes: args.max_in_flight_bytes,
+                shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+                produce_timeout: Duration::from_millis(args.produce_timeout_ms),
+                startup_timeout: Duration::from_millis(args.startup_timeout_ms),
+                metrics,
+                on_listening: Some(Arc::new(move |addr| {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "tidemark-ingest listening http={addr} metrics={maddr}");
+                    let _ = out.flush();
+                })),
+            };
+            tidemark_ingest::run(cfg, shutdown)
+        },
+    )
 }

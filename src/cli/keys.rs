@@ -14,7 +14,7 @@ use crate::keyfiles::{create_archiver_key, create_recipient_key, new_signing_key
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Generate a key pair: DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub;
-    /// for a signing key also DIR/NAME.registry.toml (a [[key]] entry to append
+    /// for a signing key also DIR/NAME.registry.toml (a `[[key]]` entry to append
     /// to the key registry).
     Generate(GenerateArgs),
 }

@@ -22,7 +22,7 @@ const CHUNK_LINES: usize = 256;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Key registry file (TOML, [[key]] entries).
+    /// Key registry file (TOML, `[[key]]` entries).
     #[arg(long, env = "TIDEMARK_KEYS", value_name = "REGISTRY")]
     keys: PathBuf,
     /// Record catalog file (TOML) [default: the built-in v1 catalog].

@@ -127,7 +127,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Summary> {
         &mut registry,
     )
     .await?;
-    let archiver_metrics = ArchiverMetrics::new(&mut registry);
+    let archiver_metrics = ArchiverMetrics::register(&mut registry);
     let (metrics_addr, metrics_task) =
         metrics_server::serve(([127, 0, 0, 1], 0).into(), registry, pipeline.shutdown.clone()).await?;
     match &opts.brokers {

@@ -69,7 +69,7 @@ pub async fn process(
     let mut out = BatchOutcome { check_time: started.elapsed(), ..BatchOutcome::default() };
     let fold_started = Instant::now();
     let mut touched: BTreeSet<(i32, String)> = BTreeSet::new();
-    let mut pending: Vec<(&'static str, String, DeliveryFuture)> = Vec::new();
+    let mut pending: Vec<(OutputLabel, String, DeliveryFuture)> = Vec::new();
     for (msg, result) in batch.iter().zip(checked) {
         out.offsets.insert(msg.partition(), msg.offset() + 1);
         let docs = parts.get_mut(&msg.partition()).expect("the loop restores a partition before folding it");
@@ -89,7 +89,7 @@ pub async fn process(
                 out.dead_lettered += 1;
                 metrics.events_dead_lettered.get_or_create(&ReasonLabel::of(rejection.reason)).inc();
                 let future = send(producer, dead_letter(cfg, msg, &rejection)).await?;
-                pending.push(("dlq", cfg.topics.dlq.clone(), future));
+                pending.push((OutputLabel::DLQ, cfg.topics.dlq.clone(), future));
             }
         }
     }
@@ -97,17 +97,17 @@ pub async fn process(
         let doc = &parts[&partition][&patient];
         let state = doc.encode();
         let record = FutureRecord::to(&cfg.topics.changelog).key(&patient).payload(&state).partition(partition);
-        pending.push(("changelog", cfg.topics.changelog.clone(), send(producer, record).await?));
+        pending.push((OutputLabel::CHANGELOG, cfg.topics.changelog.clone(), send(producer, record).await?));
         let view = serde_json::to_vec(&doc.view()).expect("a view always serialises");
         let record = FutureRecord::to(&cfg.topics.state).key(&patient).payload(&view).partition(partition);
-        pending.push(("state", cfg.topics.state.clone(), send(producer, record).await?));
+        pending.push((OutputLabel::STATE, cfg.topics.state.clone(), send(producer, record).await?));
     }
     out.fold_time = fold_started.elapsed();
     let ack_started = Instant::now();
     for (output, topic, future) in pending {
         match future.await {
             Ok(Ok(_)) => {
-                metrics.records_produced.get_or_create(&OutputLabel { output }).inc();
+                metrics.records_produced.get_or_create(&output).inc();
             }
             Ok(Err((source, _))) => return Err(WorkerError::Produce { topic, source }),
             Err(_) => return Err(WorkerError::Produce { topic, source: KafkaError::Canceled }),

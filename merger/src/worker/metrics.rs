@@ -1,8 +1,8 @@
-//! The merger's metrics, named and described in one place.
-//!
-//! Names follow `tidemark_merger_<what>_<unit>`; counters get `_total` from
-//! the exposition; labels come from small fixed sets (reason codes, output
-//! topic roles, partition numbers), never a patient id.
+//! Every merger metric, in one place: name, help text, unit, buckets and
+//! labels. Labels come from small fixed sets: reason code, output topic role,
+//! partition number; never a patient id or payload. Each field is named as
+//! the metric it registers. docs/metrics.md specifies these metrics and
+//! tests/metrics_spec.rs holds it equal to this file.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -33,6 +33,17 @@ pub struct OutputLabel {
     pub output: &'static str,
 }
 
+impl OutputLabel {
+    /// A document's encoded state, on the changelog topic.
+    pub const CHANGELOG: Self = Self { output: "changelog" };
+    /// A patient's view, on the state topic.
+    pub const STATE: Self = Self { output: "state" };
+    /// A refused event, on the dead-letter topic.
+    pub const DLQ: Self = Self { output: "dlq" };
+    /// Every output, for pre-registering the series.
+    pub const ALL: [Self; 3] = [Self::CHANGELOG, Self::STATE, Self::DLQ];
+}
+
 /// Label: a partition of the edit topic.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabel {
@@ -52,7 +63,7 @@ pub struct MergerMetrics {
     /// Records produced, by output topic.
     pub records_produced: Family<OutputLabel, Counter>,
     /// Events per batch.
-    pub batch_events: Histogram,
+    pub batch_size: Histogram,
     /// Wall time per batch, from fold to committed offsets.
     pub batch_duration: Histogram,
     /// Messages behind the partition's end, per assigned partition.
@@ -73,16 +84,20 @@ impl MergerMetrics {
             events_dead_lettered: Family::default(),
             conflicts_created: Counter::default(),
             records_produced: Family::default(),
-            batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             batch_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             consumer_lag: Family::default(),
             documents: Gauge::default(),
             restore_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             commit_failures: Counter::default(),
         };
+        // Pre-create every reason and output so that dashboards see zeros,
+        // not gaps, and the first increase after a start is one rate() sees.
         for reason in Reason::ALL.iter().filter(|r| r.dead_lettered()) {
-            // Pre-create every reason so dashboards see zeros, not gaps.
             let _ = m.events_dead_lettered.get_or_create(&ReasonLabel::of(*reason));
+        }
+        for output in OutputLabel::ALL {
+            let _ = m.records_produced.get_or_create(&output);
         }
         let r = registry.sub_registry_with_prefix("tidemark_merger");
         r.register("events_folded", "Edit events folded into patient documents", m.events_folded.clone());
@@ -93,12 +108,7 @@ impl MergerMetrics {
         );
         r.register("conflicts_created", "Register conflicts opened by folded events", m.conflicts_created.clone());
         r.register("records_produced", "Records produced and acknowledged, by output", m.records_produced.clone());
-        r.register_with_unit(
-            "batch_size",
-            "Edit events per batch",
-            Unit::Other("events".into()),
-            m.batch_events.clone(),
-        );
+        r.register_with_unit("batch_size", "Edit events per batch", Unit::Other("events".into()), m.batch_size.clone());
         r.register_with_unit(
             "batch_duration",
             "Time from a batch's fold to its committed offsets",

@@ -16,7 +16,7 @@ mod batch;
 mod config;
 mod context;
 mod error;
-mod metrics;
+pub mod metrics;
 mod restore;
 mod topics;
 
@@ -236,7 +236,7 @@ impl Worker<'_> {
             self.metrics.commit_failures.inc();
             tracing::warn!(error = %e, "offset commit failed; the batch will be replayed by the partition's owner");
         }
-        self.metrics.batch_events.observe(batch.len() as f64);
+        self.metrics.batch_size.observe(batch.len() as f64);
         self.metrics.batch_duration.observe(started.elapsed().as_secs_f64());
         self.metrics
             .documents
