@@ -9,3 +9,5 @@
 //! restoring from the changelog, producing state, committing, metrics.
 
 pub mod worker;
+
+pub use worker::{MergerConfig, MergerMetrics, WorkerError, run};

@@ -61,23 +61,6 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     }
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
     let verifier = Verifier::new(crate::keyfiles::load_registry(&args.keys)?);
-    let cfg = MergerConfig {
-        kafka: args.kafka.connection(),
-        group: args.group,
-        topics: Topics::with_prefix(&args.kafka.topic_prefix),
-        partitions: args.partitions,
-        max_batch_events: args.max_batch_events,
-        max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),
-        lag_interval: Duration::from_secs(5),
-        restore_stall_timeout: Duration::from_secs(60),
-        startup_timeout: Duration::from_secs(15),
-        catalog: Arc::new(catalog),
-        verifier: Arc::new(verifier),
-        faults: worker::Faults {
-            #[cfg(feature = "fault-injection")]
-            abort_before_commit_after_batches: args.fault_abort_before_commit_after_batches,
-        },
-    };
     runner::run(
         "merger",
         args.log_format,
@@ -85,7 +68,25 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
         MergerMetrics::register,
         move |metrics, addr, shutdown| {
             println!("tidemark-merger listening metrics={addr}");
-            worker::run(cfg, metrics, shutdown)
+            let cfg = MergerConfig {
+                metrics,
+                kafka: args.kafka.connection(),
+                group: args.group,
+                topics: Topics::with_prefix(&args.kafka.topic_prefix),
+                partitions: args.partitions,
+                max_batch_events: args.max_batch_events,
+                max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),
+                lag_interval: Duration::from_secs(5),
+                restore_stall_timeout: Duration::from_secs(60),
+                startup_timeout: Duration::from_secs(15),
+                catalog: Arc::new(catalog),
+                verifier: Arc::new(verifier),
+                faults: worker::Faults {
+                    #[cfg(feature = "fault-injection")]
+                    abort_before_commit_after_batches: args.fault_abort_before_commit_after_batches,
+                },
+            };
+            worker::run(cfg, shutdown)
         },
     )
 }

@@ -136,13 +136,13 @@ impl Pipeline {
                 startup_timeout: Duration::from_secs(15),
                 catalog: Arc::new(catalog.clone()),
                 verifier: Arc::clone(&verifier),
+                metrics: metrics.clone(),
                 faults: worker::Faults::default(),
             };
             let token = shutdown.clone();
-            let m = metrics.clone();
             services.push((
                 "merger",
-                tokio::spawn(async move { worker::run(cfg, m, token).await.map_err(|e| e.to_string()) }),
+                tokio::spawn(async move { worker::run(cfg, token).await.map_err(|e| e.to_string()) }),
             ));
             mergers.push(metrics);
         }

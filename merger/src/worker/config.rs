@@ -56,6 +56,8 @@ pub struct MergerConfig {
     pub catalog: Arc<Catalog>,
     /// Signature verification against the key registry.
     pub verifier: Arc<Verifier>,
+    /// Metrics (registered by the caller).
+    pub metrics: super::MergerMetrics,
     /// Fault injection for the crash tests (empty in production builds).
     pub faults: Faults,
 }

@@ -56,7 +56,8 @@ fn producer_config(cfg: &MergerConfig) -> rdkafka::ClientConfig {
 /// # Errors
 /// [`WorkerError`]: broker unreachable at start, topics not co-partitioned, a
 /// corrupt changelog, or an output that Kafka did not acknowledge.
-pub async fn run(cfg: MergerConfig, metrics: MergerMetrics, shutdown: CancellationToken) -> Result<(), WorkerError> {
+pub async fn run(cfg: MergerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let metrics = cfg.metrics.clone();
     let partitions = topics::ensure_topics(&cfg).await?;
     tracing::info!(topic = %cfg.topics.edits, partitions, group = %cfg.group, "merger starting");
     let producer: FutureProducer =
