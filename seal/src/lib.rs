@@ -1,5 +1,6 @@
-//! Pure encryption layer of snapshot parts: no I/O beyond `std::io` streams and
-//! key files.
+//! Tidemark's snapshot-part encryption and its key files: no I/O beyond
+//! `std::io` streams and key files, and no rdkafka, tokio or Parquet, so the
+//! archiver, the CLI's readers and the fuzz targets all link this one copy.
 //!
 //! Key decision: a part is sealed as a STREAM of fixed-size AES-256-GCM chunks
 //! under a fresh per-part key, and that key is wrapped for each recipient with a
