@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use common::pipeline::{latest_views, read_all};
 use common::service::Service;
-use common::{data, s, tidemark};
+use common::{data, eventually, s, tidemark};
 use tidemark_testkit::{SeededRng, TansuBroker, unique_group, unique_topic};
 
 const PARTITIONS: i32 = 4;
@@ -219,15 +219,13 @@ async fn chaos(plan: Plan) {
     }
 
     // Load ends (its retries ride out the last fault); keep supervising meanwhile.
-    let deadline = Instant::now() + plan.load + Duration::from_secs(150);
-    let status = loop {
+    let status = eventually("loadgen finishes", plan.load + Duration::from_secs(150), || {
         if let Some(status) = loadgen.try_wait().expect("loadgen state") {
-            break status;
+            return Ok(status);
         }
-        assert!(Instant::now() < deadline, "loadgen did not finish\n{}", services[0].log_tail());
         supervise(&mut services, &mut broker, &mut broker_heals, &mut panics_seen);
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        Err(services[0].log_tail())
+    });
     let mut report = String::new();
     std::io::Read::read_to_string(&mut loadgen.stdout.take().expect("stdout"), &mut report).expect("report");
     let loadgen_log = fs::read_to_string(dir.join("loadgen.log")).unwrap_or_default();
@@ -255,16 +253,13 @@ async fn chaos(plan: Plan) {
         })
         .collect();
     let state = format!("{prefix}tidemark.patient-state.v1");
-    let converge_by = Instant::now() + Duration::from_secs(120);
     let mut seen = BTreeMap::new();
-    while Instant::now() < converge_by {
+    // Not a failure by itself: the report below says what differs.
+    let _converged = common::within(Duration::from_secs(120), || {
         supervise(&mut services, &mut broker, &mut broker_heals, &mut panics_seen);
         seen = latest_views(&read_all(&bootstrap, &state, PARTITIONS));
-        if seen == want {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        seen == want
+    });
     let mismatches: Vec<&String> = want
         .keys()
         .chain(seen.keys())
