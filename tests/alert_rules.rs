@@ -5,8 +5,10 @@
 //! annotations on-call needs, and a section in docs/runbook.md.
 //!
 //! promtool comes with the Debian `prometheus` package (scripts/deps). Without
-//! it these tests skip with a message, unless `CI_REQUIRE_PROMTOOL` is set (CI
+//! it these tests skip with a message, unless `CI_REQUIRE_TOOLS` is set (CI
 //! sets it), where they fail.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -48,11 +50,7 @@ fn promtool(args: &[&str]) -> Option<std::process::Output> {
     match Command::new("promtool").args(args).current_dir(root()).output() {
         Ok(out) => Some(out),
         Err(e) => {
-            assert!(
-                std::env::var_os("CI_REQUIRE_PROMTOOL").is_none(),
-                "promtool is required (CI_REQUIRE_PROMTOOL is set) but cannot run: {e}"
-            );
-            eprintln!("promtool not installed ({e}); skipping. scripts/deps installs it.");
+            common::skip_without_tool("promtool", &format!("it cannot run ({e})"));
             None
         }
     }

@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use common::pipeline::{latest_views, read_all};
 use common::service::Service;
-use common::{data, s, tidemark};
-use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
+use common::{data, eventually, s, tidemark};
+use tidemark_testkit::{SeededRng, TansuBroker, unique_group, unique_topic};
 
 const PARTITIONS: i32 = 4;
 
@@ -44,23 +44,9 @@ files = sorted(glob.glob(sys.argv[1] + '/*.parquet'))
 ids = pq.read_table(files).column('patient_id').to_pylist() if files else []
 sys.exit(len(ids) != len(set(ids)))";
 
-/// A SplitMix64 stream: the fault schedule is a function of the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.below(hi - lo))
-    }
+/// A pause of `lo..hi` milliseconds drawn from the fault schedule's generator.
+fn millis(rng: &mut SeededRng, lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(lo + rng.below((hi - lo) as usize) as u64)
 }
 
 /// Restarts the broker, again after a pause when it does not come up (a
@@ -120,7 +106,8 @@ async fn chaos_long_run_loses_nothing_acknowledged() {
 
 async fn chaos(plan: Plan) {
     let seed = seed();
-    let mut rng = Rng(seed);
+    // The fault schedule is a function of the seed.
+    let mut rng = SeededRng::new(seed);
     let mut broker = TansuBroker::start().expect("tansu starts");
     let bootstrap = broker.bootstrap().to_owned();
     let prefix = format!("{}.", unique_topic("chaos"));
@@ -193,10 +180,10 @@ async fn chaos(plan: Plan) {
     // The schedule: every kind once (in a seeded order), then random kinds.
     let mut kinds: Vec<usize> = (0..5).collect();
     for i in (1..kinds.len()).rev() {
-        kinds.swap(i, rng.below(i as u64 + 1) as usize);
+        kinds.swap(i, rng.below(i + 1));
     }
     while kinds.len() < plan.faults {
-        kinds.push(rng.below(5) as usize);
+        kinds.push(rng.below(5));
     }
     kinds.truncate(plan.faults);
     // One fault per slot, at a seeded moment in the slot's first two thirds.
@@ -205,7 +192,8 @@ async fn chaos(plan: Plan) {
     // second kill interrupts, holding its partitions for good (seen under
     // CPU load with slots of 2 s); Apache Kafka expires it.
     let slot = (plan.load.as_millis() as u64).saturating_sub(3000) / plan.faults as u64;
-    let at: Vec<u64> = (0..plan.faults as u64).map(|i| 1500 + i * slot + rng.below(slot * 2 / 3)).collect();
+    let at: Vec<u64> =
+        (0..plan.faults as u64).map(|i| 1500 + i * slot + rng.below((slot * 2 / 3) as usize) as u64).collect();
 
     let started = Instant::now();
     let mut faults = Vec::new();
@@ -216,7 +204,7 @@ async fn chaos(plan: Plan) {
             supervise(&mut services, &mut broker, &mut broker_heals, &mut panics_seen);
             std::thread::sleep(Duration::from_millis(100));
         }
-        let down = if *kind == 4 { rng.millis(300, 1500) } else { rng.millis(100, 2000) };
+        let down = if *kind == 4 { millis(&mut rng, 300, 1500) } else { millis(&mut rng, 100, 2000) };
         let name = if *kind == 4 { "broker" } else { services[*kind].name };
         if *kind == 4 {
             broker.kill().expect("tansu dies");
@@ -231,15 +219,13 @@ async fn chaos(plan: Plan) {
     }
 
     // Load ends (its retries ride out the last fault); keep supervising meanwhile.
-    let deadline = Instant::now() + plan.load + Duration::from_secs(150);
-    let status = loop {
+    let status = eventually("loadgen finishes", plan.load + Duration::from_secs(150), || {
         if let Some(status) = loadgen.try_wait().expect("loadgen state") {
-            break status;
+            return Ok(status);
         }
-        assert!(Instant::now() < deadline, "loadgen did not finish\n{}", services[0].log_tail());
         supervise(&mut services, &mut broker, &mut broker_heals, &mut panics_seen);
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        Err(services[0].log_tail())
+    });
     let mut report = String::new();
     std::io::Read::read_to_string(&mut loadgen.stdout.take().expect("stdout"), &mut report).expect("report");
     let loadgen_log = fs::read_to_string(dir.join("loadgen.log")).unwrap_or_default();
@@ -267,16 +253,13 @@ async fn chaos(plan: Plan) {
         })
         .collect();
     let state = format!("{prefix}tidemark.patient-state.v1");
-    let converge_by = Instant::now() + Duration::from_secs(120);
     let mut seen = BTreeMap::new();
-    while Instant::now() < converge_by {
+    // Not a failure by itself: the report below says what differs.
+    let _converged = common::within(Duration::from_secs(120), || {
         supervise(&mut services, &mut broker, &mut broker_heals, &mut panics_seen);
         seen = latest_views(&read_all(&bootstrap, &state, PARTITIONS));
-        if seen == want {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        seen == want
+    });
     let mismatches: Vec<&String> = want
         .keys()
         .chain(seen.keys())

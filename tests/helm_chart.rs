@@ -13,6 +13,8 @@
 //! must parse; where `if`/`else` branches both hold YAML, both are kept and
 //! must parse together. Helpers (`_*.tpl`) are checked per `define` block.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -560,8 +562,7 @@ fn prometheus_rule_substitutions_match_the_rule_file() {
             assert!(out.status.success(), "rendered rules fail promtool:\n{}", String::from_utf8_lossy(&out.stdout))
         }
         Err(e) => {
-            assert!(std::env::var_os("CI_REQUIRE_PROMTOOL").is_none(), "promtool is required: {e}");
-            eprintln!("promtool not installed ({e}); skipping the rendered-rules check");
+            common::skip_without_tool("promtool", &format!("it cannot run ({e}), so the rendered rules go unchecked"))
         }
     }
 }

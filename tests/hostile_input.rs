@@ -44,7 +44,6 @@ impl Setup {
         Self { broker, ingest, prefix, accepted: Vec::new(), seed: 9_000 }
     }
 
-    /// POSTs one JSON envelope (`application/json`).
     /// Posts one envelope and requires it refused with `status`, its one
     /// result naming `reason` and a message that contains `needle`.
     fn refused(&self, body: &[u8], status: u16, reason: &str, needle: &str) {
@@ -55,6 +54,7 @@ impl Setup {
         assert!(message.contains(needle), "{message}");
     }
 
+    /// POSTs one JSON envelope (`application/json`); the status and the answer.
     fn post_json(&self, body: &[u8]) -> (u16, Value) {
         let (status, _, body) = self.ingest.post("application/json", body);
         (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("a non-JSON answer ({e}): {body}")))

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::ingest::{Ingest, PARTITIONS};
 use common::pipeline::{read_all, sign_event, workload};
-use common::{data, s};
+use common::{data, eventually, s};
 use tidemark_testkit::{TansuBroker, unique_topic};
 
 async fn setup(name: &str) -> (TansuBroker, String) {
@@ -133,16 +133,24 @@ async fn ingest_registry_reloads_on_change_and_keeps_the_old_one_when_bad() {
         seed += 1;
         ingest.post("application/json", workload(1, 1, seed)[0].envelope.as_bytes()).0
     };
+    let reloads = |result: &str| {
+        let series = format!("tidemark_ingest_registry_reloads_total{{result=\"{result}\"}}");
+        ingest.series(&series).unwrap_or_else(|| panic!("no {series} in\n{}", ingest.scrape()))
+    };
     assert_eq!(send(), 202);
+    assert_eq!((reloads("ok"), reloads("failed")), (0.0, 0.0), "nothing reloaded yet");
     std::fs::write(&keys, "this is not a registry").unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The poll sees the change and fails to load it; only then does the old
+    // registry still verifying mean the bad one did not replace it.
+    eventually("ingest tries the bad registry and fails", Duration::from_secs(15), || {
+        let failed = reloads("failed");
+        if failed >= 1.0 { Ok(()) } else { Err(format!("failed reloads {failed}\n{}", ingest.log_tail())) }
+    });
+    assert_eq!(reloads("ok"), 0.0, "the bad registry did not load");
     assert_eq!(send(), 202, "a bad registry must not replace the loaded one");
     std::fs::write(&keys, original.replace("id = \"test-site-a-ehr\"", "id = \"another-key\"")).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while send() != 401 {
-        assert!(std::time::Instant::now() < deadline, "the new registry was not loaded");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually("the new registry is loaded", Duration::from_secs(15), || send() == 401);
+    assert_eq!(reloads("ok"), 1.0, "the good registry counts as reloaded");
 }
 
 /// Throughput measurement, not a check: 1,000-event NDJSON batches sent one

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::ingest::{Ingest, PARTITIONS};
 use common::service::Service;
-use common::{data, s, tidemark};
+use common::{data, eventually, s, tidemark};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
 /// A merger of a fresh group on `prefix`'s topics, logging to `dir`.
@@ -96,21 +96,18 @@ async fn loadgen_reports_clean_throughput_and_state_reads_back_the_fold() {
 
     // `tidemark state` reads each patient's live view; once the merger has
     // caught up it equals the fold's line, byte for byte.
+    // One minute for all of them.
     let deadline = Instant::now() + Duration::from_secs(60);
     for (patient, line) in want.iter().take(8) {
-        loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        eventually(&format!("the state of {patient} equals the fold"), left, || {
             let got =
                 tidemark(&["state", "--brokers", broker.bootstrap(), "--topic-prefix", &prefix, patient], b"", &[]);
             if got.code == Some(0) && got.stdout.trim_end() == line {
-                break;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "state of {patient} never equalled the fold:\nwant {line}\n{got:?}\nmerger:\n{}",
-                merger.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
+            Err(format!("want {line}\n{got:?}\nmerger:\n{}", merger.log_tail()))
+        });
     }
     let all = tidemark(
         &[
@@ -191,19 +188,17 @@ async fn written_events_replay_to_the_same_fold() {
     assert_eq!(report["target_rate"], serde_json::Value::Null, "--rate 0 is unlimited: {run:?}");
 
     // Patients' live views equal the fold of the file.
+    // One minute for all of them.
     let deadline = Instant::now() + Duration::from_secs(60);
     for line in fold.stdout.lines().take(10) {
         let view: serde_json::Value = serde_json::from_str(line).expect("a view");
         let patient = view["patient_id"].as_str().expect("id");
-        loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        eventually(&format!("{patient} reaches the fold's view"), left, || {
             let state =
                 tidemark(&["state", "--brokers", broker.bootstrap(), "--topic-prefix", &prefix, patient], b"", &[]);
-            if state.stdout.trim() == line {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{patient} never reached the fold's view: {state:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            if state.stdout.trim() == line { Ok(()) } else { Err(format!("{state:?}")) }
+        });
     }
 
     // Bad combinations and files fail with the reason.

@@ -7,82 +7,30 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::pipeline::{Signed, latest_views, produce, read_all, workload};
-use common::{data, s};
+use common::service::Service;
+use common::{data, eventually, eventually_every, s};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
-/// A merger child process whose log goes to a file, killed on drop.
-struct Merger {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Merger {
-    fn spawn(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &str) -> Self {
-        Self::spawn_with(bootstrap, prefix, group, dir, name, &[])
-    }
-
-    fn spawn_with(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &str, extra: &[&str]) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let file = fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["merger", "--brokers", bootstrap, "--keys", s(&data("test-registry.toml"))])
-            .args(["--topic-prefix", prefix, "--group", group, "--partitions", "4"])
-            .args(["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
-            .args(["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"])
-            .args(extra)
-            .env_remove("TIDEMARK_KEYS")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("the merger starts");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The `/metrics` text, from the address the merger logged at start.
-    fn scrape(&self) -> String {
-        let log = self.log();
-        let addr: String = log
-            .split("metrics=")
-            .nth(1)
-            .map(|rest| rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect())
-            .unwrap_or_else(|| panic!("the merger logs its metrics address:\n{log}"));
-        common::http_get(&addr, "/metrics")
-    }
-
-    fn sigkill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then the exit status within `grace`.
-    fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Merger {
-    fn drop(&mut self) {
-        self.sigkill();
-    }
+/// Starts `tidemark merger` (info logs, to `DIR/NAME.log`) with `extra` arguments.
+fn merger(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &'static str, extra: &[&str]) -> Service {
+    let registry = data("test-registry.toml");
+    let args = ["merger", "--brokers", bootstrap, "--keys", s(&registry)]
+        .iter()
+        .chain(&["--topic-prefix", prefix, "--group", group, "--partitions", "4"])
+        .chain(&["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
+        .chain(&["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"])
+        .chain(extra)
+        .map(|a| (*a).to_owned())
+        .collect();
+    let mut m = Service::new(name, args, dir);
+    m.set_env("RUST_LOG", "info");
+    m.started()
 }
 
 /// `tidemark fold --keys` of the envelopes: the reference views by patient.
@@ -115,21 +63,23 @@ fn tamper(item: &Signed) -> Signed {
     Signed { patient: item.patient.clone(), envelope: env.to_string() }
 }
 
-/// Polls the state topic until it equals `want` or `timeout` passes; returns what it saw last.
+/// Waits (up to `limit`) for the state topic to equal `want`; panics with
+/// the difference and the mergers' logs.
 fn wait_for_views(
     bootstrap: &str,
     topic: &str,
     want: &BTreeMap<String, serde_json::Value>,
-    timeout: Duration,
-) -> BTreeMap<String, serde_json::Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    limit: Duration,
+    mergers: &[&Service],
+) {
+    eventually("the state topic equals the reference fold", limit, || {
         let seen = latest_views(&read_all(bootstrap, topic, 4));
-        if &seen == want || Instant::now() > deadline {
-            return seen;
+        if &seen == want {
+            return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        let logs: Vec<String> = mergers.iter().map(|m| format!("--- {}\n{}", m.log.display(), m.log_text())).collect();
+        Err(format!("{}logs:\n{}", diff(want, &seen), logs.join("\n")))
+    });
 }
 
 fn diff(want: &BTreeMap<String, serde_json::Value>, seen: &BTreeMap<String, serde_json::Value>) -> String {
@@ -159,16 +109,11 @@ async fn state_topic_equals_the_reference_fold_and_poison_goes_to_the_dlq() {
     items.insert(100, poisoned.clone());
     produce(broker.bootstrap(), &edits, &items).await;
 
-    let mut merger = Merger::spawn(broker.bootstrap(), &prefix, &unique_group("merge"), dir.path(), "m1");
+    let mut merger = merger(broker.bootstrap(), &prefix, &unique_group("merge"), dir.path(), "m1", &[]);
     let want = reference(&items, dir.path());
     assert_eq!(want.len(), 40, "the reference folds every patient");
-    let seen = wait_for_views(
-        broker.bootstrap(),
-        &format!("{prefix}tidemark.patient-state.v1"),
-        &want,
-        Duration::from_secs(90),
-    );
-    assert!(seen == want, "state topic != reference fold:\n{}\nmerger log:\n{}", diff(&want, &seen), merger.log());
+    let state = format!("{prefix}tidemark.patient-state.v1");
+    wait_for_views(broker.bootstrap(), &state, &want, Duration::from_secs(90), &[&merger]);
 
     let dlq = read_all(broker.bootstrap(), &format!("{prefix}tidemark.edits.dlq.v1"), 4);
     assert_eq!(dlq.len(), 1, "exactly the tampered envelope is dead-lettered: {dlq:?}");
@@ -199,17 +144,49 @@ async fn state_topic_equals_the_reference_fold_and_poison_goes_to_the_dlq() {
     common::promtool_check(&metrics);
 
     let status = merger.terminate(Duration::from_secs(15));
-    assert!(status.is_some_and(|s| s.success()), "SIGTERM drains and exits 0: {status:?}\n{}", merger.log());
+    assert!(status.is_some_and(|s| s.success()), "SIGTERM drains and exits 0: {status:?}\n{}", merger.log_text());
 }
 
-/// Waits until a merger has produced its first state record (bounded): the
-/// moment to kill it mid-stream.
-fn wait_for_first_state_record(broker: &TansuBroker, prefix: &str) {
-    let state = format!("{prefix}tidemark.patient-state.v1");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while read_all(broker.bootstrap(), &state, 4).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Series that show how far the mergers got.
+const STATE_PRODUCED: &str = "tidemark_merger_records_produced_total{output=\"state\"}";
+const FOLDED: &str = "tidemark_merger_events_folded_total";
+
+/// Batches of the replicas that are killed mid-stream: small, so that
+/// folding the first half takes many batches and the kill lands among them.
+const SMALL_BATCHES: [&str; 2] = ["--max-batch-events", "5"];
+
+/// Waits (30 s at most) until `victim` or the `running` mergers of its group
+/// have produced their first state record, then SIGKILLs `victim`, and
+/// asserts that the kill came mid-stream: some state records produced, but
+/// not yet all of the `given` events folded (as the metrics read just before
+/// the kill say).
+fn kill_mid_stream(victim: &mut Service, running: &mut [&mut Service], given: usize) {
+    let sum =
+        |text: &[String], series: &str| text.iter().map(|t| common::metric(t, series).unwrap_or(0.0)).sum::<f64>();
+    let scraped = eventually_every(
+        "a merger produces its first state record",
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        || {
+            let text: Vec<String> = std::iter::once(&mut *victim)
+                .chain(running.iter_mut().map(|m| &mut **m))
+                .map(Service::scrape)
+                .collect();
+            if sum(&text, STATE_PRODUCED) > 0.0 {
+                Ok(text)
+            } else {
+                Err(format!("folded {} events", sum(&text, FOLDED)))
+            }
+        },
+    );
+    victim.kill();
+    let folded = sum(&scraped, FOLDED);
+    eprintln!("{} killed when the mergers had folded {folded} of {given} events", victim.name);
+    assert!(
+        folded < given as f64,
+        "the kill came after the mergers had folded all {given} events ({folded}), not mid-stream\n{}",
+        victim.log_tail()
+    );
 }
 
 /// Starts a broker with a 4-partition edit topic under a unique prefix.
@@ -226,14 +203,10 @@ fn assert_converges(
     broker: &TansuBroker,
     prefix: &str,
     want: &BTreeMap<String, serde_json::Value>,
-    mergers: &[&Merger],
+    mergers: &[&Service],
 ) {
     let topic = format!("{prefix}tidemark.patient-state.v1");
-    let seen = wait_for_views(broker.bootstrap(), &topic, want, Duration::from_secs(120));
-    if &seen != want {
-        let logs: Vec<String> = mergers.iter().map(|m| format!("--- {}\n{}", m.log.display(), m.log())).collect();
-        panic!("state topic != reference fold:\n{}\nlogs:\n{}", diff(want, &seen), logs.join("\n"));
-    }
+    wait_for_views(broker.bootstrap(), &topic, want, Duration::from_secs(120), mergers);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,10 +215,10 @@ async fn two_replicas_and_a_third_joining_mid_stream_converge_to_the_fold() {
     let group = unique_group("join");
     let items = workload(60, 10, 2);
     let (first, second) = items.split_at(items.len() / 2);
-    let a = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a");
-    let b = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "b");
+    let a = merger(broker.bootstrap(), &prefix, &group, dir.path(), "a", &[]);
+    let b = merger(broker.bootstrap(), &prefix, &group, dir.path(), "b", &[]);
     produce(broker.bootstrap(), &edits, first).await;
-    let c = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "c");
+    let c = merger(broker.bootstrap(), &prefix, &group, dir.path(), "c", &[]);
     produce(broker.bootstrap(), &edits, second).await;
     let want = reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&a, &b, &c]);
@@ -258,12 +231,11 @@ async fn a_replica_killed_mid_stream_and_restarted_replays_harmlessly() {
     let items = workload(60, 10, 3);
     let (first, second) = items.split_at(items.len() / 2);
     produce(broker.bootstrap(), &edits, first).await;
-    let mut a = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a");
+    let mut a = merger(broker.bootstrap(), &prefix, &group, dir.path(), "a", &SMALL_BATCHES);
     // Kill it while it folds the first half: some batches produced, maybe not committed.
-    wait_for_first_state_record(&broker, &prefix);
-    a.sigkill();
+    kill_mid_stream(&mut a, &mut [], first.len());
     produce(broker.bootstrap(), &edits, second).await;
-    let a2 = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a2");
+    let a2 = merger(broker.bootstrap(), &prefix, &group, dir.path(), "a2", &[]);
     let want = reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&a, &a2]);
 }
@@ -274,17 +246,16 @@ async fn a_group_member_killed_mid_batch_then_a_third_joining_and_the_killed_one
     let group = unique_group("churn");
     let items = workload(60, 10, 4);
     let (first, second) = items.split_at(items.len() / 2);
-    let mut a = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a");
-    let b = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "b");
+    let mut a = merger(broker.bootstrap(), &prefix, &group, dir.path(), "a", &SMALL_BATCHES);
+    let mut b = merger(broker.bootstrap(), &prefix, &group, dir.path(), "b", &SMALL_BATCHES);
     produce(broker.bootstrap(), &edits, first).await;
-    wait_for_first_state_record(&broker, &prefix);
-    a.sigkill();
+    kill_mid_stream(&mut a, &mut [&mut b], first.len());
     // Tansu 0.6.0 mis-assigns partitions when a member is evicted while others
     // are joining (see docs/merger.md); let the eviction (6 s session) settle first.
     std::thread::sleep(Duration::from_secs(8));
-    let c = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "c");
+    let c = merger(broker.bootstrap(), &prefix, &group, dir.path(), "c", &[]);
     produce(broker.bootstrap(), &edits, second).await;
-    let a_again = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "a-again");
+    let a_again = merger(broker.bootstrap(), &prefix, &group, dir.path(), "a-again", &[]);
     let want = reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&a, &b, &c, &a_again]);
 }
@@ -297,14 +268,14 @@ async fn killed_between_producing_and_committing_the_replay_is_harmless() {
     let items = workload(50, 8, 5);
     produce(broker.bootstrap(), &edits, &items).await;
     let args = ["--max-batch-events", "100", "--fault-abort-before-commit-after-batches", "2"];
-    let mut crashed = Merger::spawn_with(broker.bootstrap(), &prefix, &group, dir.path(), "crashed", &args);
-    let status = crashed.child.wait().expect("the merger exits");
-    assert!(!status.success() && crashed.log().contains("fault injection"), "{status:?}\n{}", crashed.log());
+    let mut crashed = merger(broker.bootstrap(), &prefix, &group, dir.path(), "crashed", &args);
+    let status = crashed.wait_exit(Duration::from_secs(120)).expect("the merger aborts (fault injection)");
+    assert!(!status.success() && crashed.log_text().contains("fault injection"), "{status:?}\n{}", crashed.log_text());
     let state = format!("{prefix}tidemark.patient-state.v1");
     let before = read_all(broker.bootstrap(), &state, 4);
     assert!(!before.is_empty(), "the crashed merger produced outputs before dying");
 
-    let again = Merger::spawn(broker.bootstrap(), &prefix, &group, dir.path(), "again");
+    let again = merger(broker.bootstrap(), &prefix, &group, dir.path(), "again", &[]);
     let want = reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&crashed, &again]);
 }
@@ -313,10 +284,10 @@ async fn killed_between_producing_and_committing_the_replay_is_harmless() {
 async fn topics_that_are_not_co_partitioned_are_refused_with_both_counts() {
     let (broker, dir, prefix, _edits) = setup("copart").await;
     broker.create_topic(&format!("{prefix}tidemark.patient-changelog.v1"), 3).await.expect("changelog topic");
-    let mut m = Merger::spawn(broker.bootstrap(), &prefix, &unique_group("copart"), dir.path(), "m");
-    let status = m.child.wait().expect("the merger exits");
-    assert_eq!(status.code(), Some(2), "configuration error\n{}", m.log());
-    let log = m.log();
+    let mut m = merger(broker.bootstrap(), &prefix, &unique_group("copart"), dir.path(), "m", &[]);
+    let status = m.wait_exit(Duration::from_secs(60)).expect("the merger refuses to start");
+    assert_eq!(status.code(), Some(2), "configuration error\n{}", m.log_text());
+    let log = m.log_text();
     assert!(
         log.contains("not co-partitioned") && log.contains("has 4 partitions but") && log.contains("has 3"),
         "{log}"

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::ingest::post;
 use common::pipeline::{Signed, latest_views, produce, read_all, sign_event};
 use common::service::Service;
-use common::{data, http_get, s, tidemark};
+use common::{data, eventually, http_get, s, tidemark};
 use serde_json::json;
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
@@ -136,27 +136,28 @@ async fn no_marker_reaches_a_log_or_a_metric() {
 
     // Wait until the view is folded and both profiles have a snapshot.
     let state = format!("{prefix}tidemark.patient-state.v1");
+    // One minute for both.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !latest_views(&read_all(broker.bootstrap(), &state, 4)).contains_key(PATIENT) {
-        assert!(Instant::now() < deadline, "the merger never folded the patient:\n{}", services[1].log_tail());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let left = || deadline.saturating_duration_since(Instant::now());
+    eventually("the merger folds the patient", left(), || {
+        let folded = latest_views(&read_all(broker.bootstrap(), &state, 4)).contains_key(PATIENT);
+        if folded { Ok(()) } else { Err(services[1].log_tail()) }
+    });
     let dlq = format!("{prefix}tidemark.edits.dlq.v1");
-    while read_all(broker.bootstrap(), &dlq, 4).is_empty() {
-        assert!(Instant::now() < deadline, "the poison event never reached the DLQ:\n{}", services[1].log_tail());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually("the poison event reaches the DLQ", left(), || {
+        if read_all(broker.bootstrap(), &dlq, 4).is_empty() { Err(services[1].log_tail()) } else { Ok(()) }
+    });
     let mut collected = Vec::new();
     // Both archivers committed a snapshot holding the patient (the only row),
     // so the marker data went through both profiles' code.
     for svc in &services[2..] {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !svc.log_text().lines().any(|l| l.starts_with("snapshot committed") && !l.contains(" rows=0 ")) {
-            assert!(Instant::now() < deadline, "{} never archived the patient:\n{}", svc.name, svc.log_tail());
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        eventually(&format!("{} archives the patient", svc.name), Duration::from_secs(30), || {
+            let archived =
+                svc.log_text().lines().any(|l| l.starts_with("snapshot committed") && !l.contains(" rows=0 "));
+            if archived { Ok(()) } else { Err(svc.log_tail()) }
+        });
     }
-    for svc in &services {
+    for svc in &mut services {
         let addr = svc.wait_for("tidemark-", "metrics=", Duration::from_secs(5));
         let metrics = http_get(&addr, "/metrics");
         common::promtool_check(&metrics);
@@ -164,7 +165,7 @@ async fn no_marker_reaches_a_log_or_a_metric() {
     }
     for svc in &mut services {
         assert_eq!(
-            svc.terminate(Duration::from_secs(30)),
+            svc.terminate(Duration::from_secs(30)).and_then(|status| status.code()),
             Some(0),
             "{} drains and exits 0:\n{}",
             svc.name,

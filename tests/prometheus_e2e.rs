@@ -28,7 +28,7 @@
 //! `promtool check metrics`.
 //!
 //! Without the prometheus binaries the test skips with a message, unless
-//! `CI_REQUIRE_PROMTOOL` is set (CI sets it), where it fails. Every wait is
+//! `CI_REQUIRE_TOOLS` is set (CI sets it), where it fails. Every wait is
 //! bounded; every child is killed on drop.
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -39,14 +39,15 @@ use std::fs;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::ingest::{HalfSent, Ingest};
 use common::pipeline::{Signed, produce, sign_event, workload};
-use common::{data, s};
+use common::service::Service;
+use common::{data, eventually, s};
 use serde_json::{Value, json};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
@@ -60,69 +61,11 @@ fn chart_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/tidemark/files").join(name)
 }
 
-/// A child process whose stdout and stderr go to a log file; killed on drop.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, program: &Path, args: &[&str], dir: &Path) -> Self {
-        let log = dir.join(format!("{name}.log"));
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new(program)
-            .args(args)
-            .current_dir(dir)
-            .env_remove("TIDEMARK_KEYS")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name} ({}): {e}", program.display()));
-        Self { name: name.to_owned(), child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The `metrics=ADDR` the service prints or logs once its listener is bound.
-    fn metrics_addr(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let log = self.log();
-            if let Some(rest) = log.split("metrics=").nth(1) {
-                return rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
-            }
-            let exited = self.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "{} never bound its metrics ({exited:?}):\n{log}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Whether the Prometheus binaries are here; if not, skip unless CI requires them.
 fn prometheus_installed() -> bool {
     let found = ["prometheus", "promtool"].iter().all(|b| Command::new(b).arg("--version").output().is_ok());
     if !found {
-        assert!(
-            std::env::var_os("CI_REQUIRE_PROMTOOL").is_none(),
-            "prometheus and promtool are required (CI_REQUIRE_PROMTOOL is set); scripts/deps installs them"
-        );
-        eprintln!("prometheus/promtool not installed; skipping. scripts/deps installs them.");
+        common::skip_without_tool("prometheus and promtool", "they are not installed");
     }
     found
 }
@@ -327,18 +270,6 @@ fn prometheus_config(dir: &Path, targets: &[(&str, &str)]) -> PathBuf {
     path
 }
 
-/// Polls until `done` holds or `limit` passes; false on timeout.
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    done()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has_data() {
     if !prometheus_installed() {
@@ -352,22 +283,23 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
     for (kind, name) in [("archiver", "arch"), ("recipient", "analytics")] {
         common::tidemark(&["keys", "generate", "--kind", kind, "--out", s(&keys), "--name", name], b"", &[]).code(0);
     }
-    let bin = Path::new(env!("CARGO_BIN_EXE_tidemark"));
     let bootstrap = broker.bootstrap().to_owned();
 
     // One request at a time, so that a held request makes the next one a 503.
     let ingest = Ingest::spawn(&bootstrap, &prefix, &["--max-in-flight-requests", "1"]);
     let registry = data("test-registry.toml");
     let group = unique_group("prom");
-    let mut merger = Proc::spawn(
+    let mut merger = Service::new(
         "merger",
-        bin,
-        &["merger", "--brokers", &bootstrap, "--keys", s(&registry), "--topic-prefix", &prefix, "--group", &group]
+        ["merger", "--brokers", &bootstrap, "--keys", s(&registry), "--topic-prefix", &prefix, "--group", &group]
             .into_iter()
             .chain(["--partitions", "4", "--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
-            .collect::<Vec<_>>(),
+            .map(str::to_owned)
+            .collect(),
         dir.path(),
     );
+    merger.set_env("RUST_LOG", "info");
+    merger.start();
     let merger_metrics = merger.metrics_addr();
 
     // Before Prometheus: accepted events with concurrent writes (conflicts)
@@ -385,23 +317,25 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
     assert_eq!(status, 422, "{body}");
     // The archiver starts once the merger has written the state topic, so
     // that its first snapshot has a topic to read (and nothing fails).
-    let folded = wait_until(Duration::from_secs(60), || {
-        common::metric(&common::http_get(&merger_metrics, "/metrics"), "tidemark_merger_events_folded_total")
-            .is_some_and(|n| n > 0.0)
+    eventually("the merger folds the first events", Duration::from_secs(60), || {
+        let folded =
+            common::metric(&common::http_get(&merger_metrics, "/metrics"), "tidemark_merger_events_folded_total");
+        if folded.is_some_and(|n| n > 0.0) { Ok(()) } else { Err(merger.log_text()) }
     });
-    assert!(folded, "the merger folded nothing:\n{}", merger.log());
     let (arch_key, recipient, archive) =
         (keys.join("arch.key"), keys.join("analytics.pub"), dir.path().join("archive"));
-    let mut archiver = Proc::spawn(
+    let mut archiver = Service::new(
         "archiver",
-        bin,
-        &["archiver", "--brokers", &bootstrap, "--topic-prefix", &prefix, "--out", s(&archive)]
+        ["archiver", "--brokers", &bootstrap, "--topic-prefix", &prefix, "--out", s(&archive)]
             .into_iter()
             .chain(["--archiver-key", s(&arch_key), "--recipient", s(&recipient), "--interval-s", "2"])
             .chain(["--metrics-listen", "127.0.0.1:0"])
-            .collect::<Vec<_>>(),
+            .map(str::to_owned)
+            .collect(),
         dir.path(),
     );
+    archiver.set_env("RUST_LOG", "info");
+    archiver.start();
     let archiver_metrics = archiver.metrics_addr();
 
     let prom_addr = format!("127.0.0.1:{}", common::free_port());
@@ -414,28 +348,29 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
         ],
     );
     let prom_data = dir.path().join("prometheus-data");
-    let prometheus = Proc::spawn(
+    let prometheus = Service::program(
         "prometheus",
         Path::new("prometheus"),
-        &[
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.tsdb.path={}", prom_data.display()),
-            &format!("--web.listen-address={prom_addr}"),
-            "--storage.tsdb.retention.time=1h",
+        vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", prom_data.display()),
+            format!("--web.listen-address={prom_addr}"),
+            "--storage.tsdb.retention.time=1h".to_owned(),
         ],
         dir.path(),
-    );
-    let ready = wait_until(Duration::from_secs(30), || {
-        TcpStream::connect(&prom_addr).is_ok() && get(&prom_addr, "/-/ready").0 == 200
+    )
+    .started();
+    eventually("prometheus becomes ready", Duration::from_secs(30), || {
+        let ready = TcpStream::connect(&prom_addr).is_ok() && get(&prom_addr, "/-/ready").0 == 200;
+        if ready { Ok(()) } else { Err(prometheus.log_text()) }
     });
-    assert!(ready, "prometheus never became ready:\n{}", prometheus.log());
 
     // Every target is scraped.
-    let all_up = wait_until(Duration::from_secs(30), || {
+    eventually("prometheus scrapes every target", Duration::from_secs(30), || {
         let up = query(&prom_addr, "up == 1");
-        up["data"]["result"].as_array().is_some_and(|r| r.len() == 3)
+        let all = up["data"]["result"].as_array().is_some_and(|r| r.len() == 3);
+        if all { Ok(()) } else { Err(get(&prom_addr, "/api/v1/targets").1) }
     });
-    assert!(all_up, "not every target is up: {}", get(&prom_addr, "/api/v1/targets").1);
 
     // While scraped, so that rates see the counters move: more accepted
     // events, a 503 (a held request fills the in-flight bound) and a poison
@@ -453,35 +388,38 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
         assert_eq!(status, 503, "the in-flight bound refuses a second request: {body}");
         let (status, _, body) = held.finish();
         assert_eq!(status, 202, "{body}");
-        let scraped = wait_until(Duration::from_secs(15), || {
+        eventually("the 5xx series reaches Prometheus", Duration::from_secs(15), || {
             has_data(&query(&prom_addr, "tidemark_ingest_requests_total{status_class=\"5xx\"}"))
         });
-        assert!(scraped, "the 5xx series never reached Prometheus");
     }
     produce(&bootstrap, &format!("{prefix}tidemark.edits.v1"), &[tamper(&items[7])]).await;
 
     // Every query that must return data does, within the bound.
     let wanted = data_queries();
     assert!(wanted.len() > 30, "too few queries found: {wanted:?}");
-    let mut empty = Vec::new();
-    let have_all = wait_until(DATA_TIMEOUT, || {
-        empty = wanted.iter().filter(|(_, q)| !has_data(&query(&prom_addr, q))).cloned().collect();
-        empty.is_empty()
+    eventually("every query that must return data does", DATA_TIMEOUT, || {
+        let empty: Vec<String> = wanted
+            .iter()
+            .filter(|(_, q)| !has_data(&query(&prom_addr, q)))
+            .map(|(w, q)| format!("{w}: {q}\n  -> {}", query(&prom_addr, q)))
+            .collect();
+        if empty.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "queries without data:\n{}\n--- merger log:\n{}\n--- archiver log:\n{}",
+            empty.join("\n"),
+            merger.log_text(),
+            archiver.log_text()
+        ))
     });
-    assert!(
-        have_all,
-        "queries without data after {DATA_TIMEOUT:?}:\n{}\n--- merger log:\n{}\n--- archiver log:\n{}",
-        empty.iter().map(|(w, q)| format!("{w}: {q}\n  -> {}", query(&prom_addr, q))).collect::<Vec<_>>().join("\n"),
-        merger.log(),
-        archiver.log()
-    );
 
     // The alert expressions as written: valid, and evaluated without error.
     for (name, expr) in rule_exprs() {
         let answer = query(&prom_addr, &expr);
         assert_eq!(answer["status"], "success", "{name}: `{expr}` -> {answer}");
     }
-    let evaluated = wait_until(Duration::from_secs(15), || {
+    eventually("every rule is evaluated with health ok", Duration::from_secs(15), || {
         let (_, body) = get(&prom_addr, "/api/v1/rules");
         let rules: Value = serde_json::from_str(&body).unwrap();
         let all: Vec<&Value> = rules["data"]["groups"]
@@ -490,9 +428,8 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
             .flatten()
             .flat_map(|g| g["rules"].as_array().unwrap())
             .collect();
-        all.len() == rule_exprs().len() && all.iter().all(|r| r["health"] == "ok")
+        if all.len() == rule_exprs().len() && all.iter().all(|r| r["health"] == "ok") { Ok(()) } else { Err(body) }
     });
-    assert!(evaluated, "rules not all evaluated with health ok: {}", get(&prom_addr, "/api/v1/rules").1);
 
     // The 503 above makes the 5xx ratio alert pending (it fires after 5
     // minutes); nothing fires on this otherwise healthy pipeline.
@@ -500,7 +437,8 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
         alerts.iter().any(|a| a["labels"]["alertname"] == name && a["state"] == "pending")
     };
     let mut alerts = Vec::new();
-    wait_until(Duration::from_secs(15), || {
+    // Not a failure by itself: the assertions below say what was missing.
+    let _pending = common::within(Duration::from_secs(15), || {
         let answer: Value = serde_json::from_str(&get(&prom_addr, "/api/v1/alerts").1).unwrap();
         alerts = answer["data"]["alerts"].as_array().unwrap().clone();
         pending(&alerts, "TidemarkIngest5xxRatioHigh")

@@ -1,7 +1,7 @@
 //! Every ingest metric, in one place: name, help text, unit, buckets and
 //! labels. Labels come from small fixed sets: route, status class, rejection
-//! reason; never a patient id or payload. Each field is named as the metric
-//! it registers. docs/metrics.md specifies these metrics and
+//! reason, reload result; never a patient id or payload. Each field is named
+//! as the metric it registers. docs/metrics.md specifies these metrics and
 //! tests/metrics_spec.rs holds it equal to this file.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -36,6 +36,20 @@ impl ReasonLabels {
     }
 }
 
+/// Labels of the registry-reload counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `ok` (the new registry is in use) or `failed` (the old one stays).
+    pub result: &'static str,
+}
+
+impl ReloadLabels {
+    /// A reload that put the new registry in use.
+    pub const OK: Self = Self { result: "ok" };
+    /// A reload that failed, keeping the previous registry.
+    pub const FAILED: Self = Self { result: "failed" };
+}
+
 /// The ingest service's metrics.
 #[derive(Clone)]
 pub struct IngestMetrics {
@@ -53,6 +67,8 @@ pub struct IngestMetrics {
     pub in_flight_requests: Gauge,
     /// Producers replaced after a fatal error or an outage.
     pub producer_replaced: Counter,
+    /// Key-registry reloads (on a file change or SIGHUP), by result.
+    pub registry_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl IngestMetrics {
@@ -66,6 +82,7 @@ impl IngestMetrics {
             produce_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             in_flight_requests: Gauge::default(),
             producer_replaced: Counter::default(),
+            registry_reloads: Family::default(),
         };
         // Every series exists from the start at 0, so the first 5xx or
         // rejection after a restart is an increase that rate() and alerts
@@ -76,6 +93,9 @@ impl IngestMetrics {
         }
         for reason in Refusal::line_refusals() {
             let _created = m.events_rejected.get_or_create(&ReasonLabels::of(reason));
+        }
+        for result in [ReloadLabels::OK, ReloadLabels::FAILED] {
+            let _created = m.registry_reloads.get_or_create(&result);
         }
         let r = registry.sub_registry_with_prefix("tidemark_ingest");
         r.register("requests", "HTTP requests by route and status class", m.requests.clone());
@@ -98,6 +118,11 @@ impl IngestMetrics {
             "producer_replaced",
             "Kafka producers replaced after a fatal error or three failed broker checks",
             m.producer_replaced.clone(),
+        );
+        r.register(
+            "registry_reloads",
+            "Key-registry reloads after a file change or SIGHUP, by result (failed keeps the previous registry)",
+            m.registry_reloads.clone(),
         );
         m
     }

@@ -9,6 +9,7 @@ use rdkafka::producer::{FutureProducer, Producer as _};
 use tidemark_schemas::verify::Verifier;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::ReloadLabels;
 use crate::state::{AppState, load_registry, now_ms, producer_config};
 use crate::topics;
 
@@ -72,7 +73,8 @@ fn replace_producer(state: &AppState) {
 }
 
 /// Reloads the key registry on SIGHUP and when the file's mtime or length
-/// changes (polled every 2 s). A bad registry is logged; the old one stays.
+/// changes (polled every 2 s). A bad registry is logged and counted
+/// (`registry_reloads_total{result="failed"}`); the old one stays.
 pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken) {
     let stamp = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
     let mut last = stamp(&state.cfg.keys);
@@ -94,9 +96,13 @@ pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken
                 if let Ok(mut slot) = state.verifier.write() {
                     *slot = v;
                 }
+                state.metrics.registry_reloads.get_or_create(&ReloadLabels::OK).inc();
                 tracing::info!(by_signal, "key registry reloaded");
             }
-            Err(e) => tracing::error!(error = %e, "key registry reload failed; keeping the previous one"),
+            Err(e) => {
+                state.metrics.registry_reloads.get_or_create(&ReloadLabels::FAILED).inc();
+                tracing::error!(error = %e, "key registry reload failed; keeping the previous one");
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::load::{
     EventsClient, Load, OnAccepted, Percentiles, Recorder, SecondSummary, Shape, Source, Totals, Worker,
 };
 use crate::service::shutdown;
-use crate::synth::{Clinic, ClinicConfig, SplitMix};
+use crate::synth::{Clinic, ClinicConfig, SeededRng};
 
 #[derive(Debug, Args)]
 pub struct LoadgenArgs {
@@ -137,7 +137,7 @@ fn write_events(args: &LoadgenArgs, path: &Path) -> anyhow::Result<Outcome> {
     let clinic = clinic(args)?;
     let authors: Vec<(usize, String)> =
         (0..args.concurrency).map(|i| (i % clinic.site_count(), format!("loadgen-{i}"))).collect();
-    let mut rng = SplitMix::new(args.seed);
+    let mut rng = SeededRng::new(args.seed);
     let mut out = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
     for i in 0..args.events {
         let (site, author) = &authors[i % authors.len()];

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{EventsClient, LineOutcome, Recorder};
-use crate::synth::{Clinic, Planned, SplitMix};
+use crate::synth::{Clinic, Planned, SeededRng};
 
 /// How much load, for how long.
 #[derive(Clone, Copy, Debug)]
@@ -79,10 +79,10 @@ impl Load {
         let end = start + self.shape.duration;
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
-        // Each worker's seed is a draw of one generator: seeds that differ by
-        // a multiple of SplitMix's increment would give shifted copies of one
-        // stream (two clinicians typing the same vitals).
-        let mut seeds = SplitMix::new(self.seed);
+        // Each worker's seed is a draw of one generator rather than seed +
+        // worker: neighbouring seeds of a small generator can give correlated
+        // streams (two clinicians typing the same vitals).
+        let mut seeds = SeededRng::new(self.seed);
         for worker in self.workers {
             let ctx = WorkerCtx {
                 source: self.source.clone(),
@@ -91,7 +91,7 @@ impl Load {
                 recorder: Arc::clone(&self.recorder),
                 on_accepted: self.on_accepted.clone(),
                 next: Arc::clone(&next),
-                rng: SplitMix::new(seeds.next_u64()),
+                rng: SeededRng::new(seeds.next_u64()),
                 worker,
                 start,
                 end,
@@ -109,7 +109,7 @@ struct WorkerCtx {
     recorder: Arc<Recorder>,
     on_accepted: Option<OnAccepted>,
     next: Arc<AtomicU64>,
-    rng: SplitMix,
+    rng: SeededRng,
     worker: Worker,
     start: Instant,
     end: Instant,

@@ -23,7 +23,7 @@ use tidemark_schemas::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, Hlc, Op, VersionVecto
 use uuid::Uuid;
 
 use super::clock::SiteClock;
-use super::rng::SplitMix;
+use tidemark_testkit::SeededRng;
 
 /// How the population and the edits are shaped.
 #[derive(Clone, Debug)]
@@ -122,13 +122,13 @@ impl Clinic {
         self.books[patient].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn pick_patient(&self, rng: &mut SplitMix) -> usize {
+    fn pick_patient(&self, rng: &mut SeededRng) -> usize {
         let hot = ((self.cfg.patients as f64 * self.cfg.hot_patients) as usize).max(1);
         if rng.chance(self.cfg.hot_share) { rng.below(hot) } else { rng.below(self.cfg.patients) }
     }
 
     /// Plans and signs the next edit of a clinician `author` at `site`.
-    pub fn plan(&self, site: usize, author: &str, rng: &mut SplitMix) -> Planned {
+    pub fn plan(&self, site: usize, author: &str, rng: &mut SeededRng) -> Planned {
         let patient = self.pick_patient(rng);
         let (observed, ops) = {
             let mut book = self.book(patient);
@@ -180,7 +180,7 @@ fn set(path: &str, value: Value) -> Op {
 }
 
 /// A new patient's demographics, as the first event of the record.
-fn registration_ops(rng: &mut SplitMix) -> Vec<Op> {
+fn registration_ops(rng: &mut SeededRng) -> Vec<Op> {
     let year = 1931 + rng.below(90);
     let birth = format!("{year}-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28));
     vec![
@@ -195,7 +195,7 @@ fn registration_ops(rng: &mut SplitMix) -> Vec<Op> {
 
 /// One clinical edit: a vitals round, an allergy or problem list change, a
 /// medication, a note or a visit.
-fn edit_ops(rng: &mut SplitMix) -> Vec<Op> {
+fn edit_ops(rng: &mut SeededRng) -> Vec<Op> {
     let roll = rng.below(100);
     match roll {
         0..40 => {
@@ -258,7 +258,7 @@ mod tests {
             KeyRegistry::from_entries(keys.iter().map(|k| k.registry_entry(None)).collect()).expect("registry");
         let verifier = Verifier::new(registry);
         let clinic = Clinic::new(keys, ClinicConfig::new(50));
-        let mut rng = SplitMix::new(42);
+        let mut rng = SeededRng::new(42);
         let catalog = tidemark_schemas::Catalog::builtin();
         for i in 0..3000 {
             let p = clinic.plan(i % 3, "clin-1", &mut rng);
@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn stale_reads_leave_acknowledged_edits_unobserved() {
         let clinic = Clinic::new(sites(2), ClinicConfig::new(5));
-        let mut rng = SplitMix::new(1);
+        let mut rng = SeededRng::new(1);
         let mut stale = 0;
         for i in 0..500 {
             let before: Vec<VersionVector> = (0..5).map(|p| clinic.book(p).acked.clone()).collect();

@@ -4,7 +4,6 @@
 
 mod clinic;
 mod clock;
-mod rng;
 
 pub use clinic::{Clinic, ClinicConfig, Planned};
-pub use rng::SplitMix;
+pub use tidemark_testkit::SeededRng;

@@ -21,15 +21,23 @@
 //! whole pipeline on a [`MockBroker`], so the root package lists it under
 //! `[dependencies]`, not `[dev-dependencies]`. It panics nowhere and returns
 //! [`Error`]s that carry the broker's log tail.
+//!
+//! Also what every harness needs alike: [`free_port`] (a loopback port a
+//! restarted service can keep) and [`SeededRng`] (the one seeded generator of
+//! tests, benchmarks and the synthetic workload).
 
 mod admin;
 mod error;
 mod mock;
 mod names;
+mod ports;
+mod rng;
 mod tansu;
 
 pub use admin::{DEFAULT_TOPIC_TIMEOUT, create_topic};
 pub use error::Error;
 pub use mock::{Cluster as MockCluster, MockBroker};
 pub use names::{unique_group, unique_topic};
+pub use ports::free_port;
+pub use rng::SeededRng;
 pub use tansu::{READY_TIMEOUT, Storage as TansuStorage, TANSU_VERSION, TansuBroker, tansu_binary};

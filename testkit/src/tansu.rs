@@ -1,10 +1,8 @@
 //! A Tansu broker process per test, on 127.0.0.1 with sqlite in a temp dir.
 
-use std::collections::hash_map::RandomState;
 use std::fs::{File, OpenOptions};
-use std::hash::BuildHasher;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +13,7 @@ use tempfile::TempDir;
 
 use crate::Error;
 use crate::admin::{DEFAULT_TOPIC_TIMEOUT, create_topic};
+use crate::ports::free_port;
 
 /// The Tansu version `scripts/tansu install` builds and the cache path names.
 pub const TANSU_VERSION: &str = "0.6.0";
@@ -324,26 +323,6 @@ pub fn tansu_binary() -> Result<PathBuf, Error> {
     if path.is_file() { Ok(path) } else { Err(Error::TansuNotInstalled { path }) }
 }
 
-/// A port free on 127.0.0.1, picked below Linux's default ephemeral range
-/// (32768-60999) so that outgoing connections cannot take it before a
-/// restart. The broker may still lose a race for it; `start` then retries.
-fn free_port() -> Result<u16, Error> {
-    let random = RandomState::new();
-    let mut last = None;
-    for attempt in 0u64..200 {
-        let offset = random.hash_one((std::process::id(), attempt)) % 12_000;
-        let port = 20_000 + u16::try_from(offset).unwrap_or(0);
-        match TcpListener::bind((Ipv4Addr::LOCALHOST, port)) {
-            Ok(_) => return Ok(port),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(Error::Io {
-        what: "finding a free port on 127.0.0.1 in 20000-31999 (200 tries)".to_owned(),
-        source: last.unwrap_or_else(|| std::io::Error::other("no port tried")),
-    })
-}
-
 /// The last `lines` lines of the file at `path` (reading at most its last
 /// 64 KiB), or a note saying why there are none.
 fn log_tail(path: &Path, lines: usize) -> String {
@@ -369,12 +348,6 @@ fn log_tail(path: &Path, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn free_port_is_bindable_and_below_the_ephemeral_range() {
-        let port = free_port().expect("some port is free");
-        assert!((20_000..32_000).contains(&port), "{port}");
-    }
 
     #[test]
     fn log_tail_keeps_the_last_lines() {

@@ -1,60 +1,49 @@
 //! `tidemark ingest` as a child process, and the plain HTTP/1.1 its tests
 //! speak to it (a raw socket, so a test can hold a request half sent).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
+use super::service::{START_TIMEOUT, Service};
 use super::{data, s};
 
 /// Partitions of the edit topic in the ingest tests.
 pub const PARTITIONS: i32 = 4;
 
-/// A running ingest service; killed when dropped.
+/// A running ingest service (a [`Service`] logging to its own temporary
+/// directory); killed when dropped.
 pub struct Ingest {
-    child: Child,
+    service: Service,
     /// The HTTP API's address.
     pub http: String,
     /// The metrics endpoint's address.
     pub metrics: String,
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    /// Holds the log; declared last, so it goes after the process.
+    _dir: tempfile::TempDir,
 }
 
 impl Ingest {
     /// Starts `tidemark ingest` on `bootstrap` with the test registry (unless
     /// `extra` names `--keys`) and waits for its listening line.
     pub fn spawn(bootstrap: &str, prefix: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the ingest log");
         let default_keys = data("test-registry.toml");
         let keys: Vec<&str> = if extra.contains(&"--keys") { vec![] } else { vec!["--keys", s(&default_keys)] };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-            .args(["ingest", "--brokers", bootstrap])
-            .args(&keys)
-            .args(["--topic-prefix", prefix, "--partitions", &PARTITIONS.to_string()])
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("TIDEMARK_KEYS")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ingest starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in `{line}`"))
-                .to_owned()
-        };
-        let (http, metrics) = (field("http="), field("metrics="));
-        Self { child, http, metrics }
+        let partitions = PARTITIONS.to_string();
+        let args = ["ingest", "--brokers", bootstrap]
+            .iter()
+            .chain(&keys)
+            .chain(&["--topic-prefix", prefix, "--partitions", &partitions])
+            .chain(&["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .chain(extra)
+            .map(|a| (*a).to_owned())
+            .collect();
+        let mut service = Service::new("ingest", args, dir.path()).started();
+        let http = service.wait_for("tidemark-ingest listening", "http=", START_TIMEOUT);
+        let metrics = service.metrics_addr();
+        Self { service, http, metrics, _dir: dir }
     }
 
     /// POSTs `body` to `/v1/events`; returns (status, lowercased head, body).
@@ -64,35 +53,40 @@ impl Ingest {
 
     /// Sends a signal (`-HUP`, `-TERM`) to the process.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().expect("kill runs");
-        assert!(ok.success(), "kill {sig} failed");
+        self.service.signal(sig);
     }
 
     /// Waits up to `limit` for the process to exit.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        self.service.wait_exit(limit)
+    }
+
+    /// The last lines it logged.
+    pub fn log_tail(&self) -> String {
+        self.service.log_tail()
+    }
+
+    /// The `/metrics` text.
+    pub fn scrape(&self) -> String {
+        super::http_get(&self.metrics, "/metrics")
+    }
+
+    /// The value of one series (name with its exact label set), if exported.
+    pub fn series(&self, series: &str) -> Option<f64> {
+        super::metric(&self.scrape(), series)
     }
 
     /// The in-flight requests gauge.
     pub fn in_flight(&self) -> f64 {
-        let text = super::http_get(&self.metrics, "/metrics");
-        super::metric(&text, "tidemark_ingest_in_flight_requests").expect("in-flight gauge")
+        self.series("tidemark_ingest_in_flight_requests").expect("in-flight gauge")
     }
 
     /// Polls `/metrics` until the in-flight gauge reads `want` (10 s at most).
     pub fn wait_in_flight(&self, want: f64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.in_flight() != want {
-            assert!(Instant::now() < deadline, "in-flight requests never reached {want}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::eventually(&format!("in-flight requests reach {want}"), Duration::from_secs(10), || {
+            let now = self.in_flight();
+            if now == want { Ok(()) } else { Err(now) }
+        });
     }
 }
 

@@ -1,21 +1,119 @@
-//! Shared helpers of the binary's end-to-end tests: run `tidemark`, and on a
-//! failed assertion print what ran and what it saw.
+//! Shared helpers of the binary's end-to-end tests: run `tidemark` (once, or
+//! as a service), wait for a condition, pick a port, and on a failed
+//! assertion print what ran and what it saw.
 #![allow(dead_code, unreachable_pub)]
 
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A file under `tests/data`.
 pub fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
-/// A loopback port that was free a moment ago, for a service that must keep
-/// its address across restarts.
+/// A loopback port that was free a moment ago, below the ephemeral range, so
+/// that a service restarted on it finds it still free (see
+/// [`tidemark_testkit::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    tidemark_testkit::free_port().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What one look at the world says: done (with a value), or not yet (with
+/// what was seen, for the failure message).
+pub trait Check {
+    /// The value a wait returns once the check passes.
+    type Output;
+    /// `Ok` when done; `Err` with what was seen, if the check says.
+    fn outcome(self) -> Result<Self::Output, Option<String>>;
+}
+
+impl Check for bool {
+    type Output = ();
+    fn outcome(self) -> Result<(), Option<String>> {
+        if self { Ok(()) } else { Err(None) }
+    }
+}
+
+impl<T> Check for Option<T> {
+    type Output = T;
+    fn outcome(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: fmt::Display> Check for Result<T, E> {
+    type Output = T;
+    fn outcome(self) -> Result<T, Option<String>> {
+        self.map_err(|seen| Some(seen.to_string()))
+    }
+}
+
+/// Runs `check` until it passes or `limit` has passed; at least once, and
+/// once more at the limit. Polls every 20 ms at first, backing off to every
+/// 500 ms, so a quick condition is seen quickly and a slow one (a broker
+/// read) does not load the machine. `Err` holds the last observation.
+pub fn within<C: Check>(limit: Duration, check: impl FnMut() -> C) -> Result<C::Output, Option<String>> {
+    poll(limit, None, check)
+}
+
+/// Waits (see [`within`]) for `check` to pass and returns its value; panics
+/// after `limit` saying `what` was awaited and what was last seen. The
+/// end-to-end tests wait for a condition through here, [`eventually_every`]
+/// or [`within`], never with a loop of their own.
+pub fn eventually<C: Check>(what: &str, limit: Duration, check: impl FnMut() -> C) -> C::Output {
+    or_panic(what, limit, poll(limit, None, check))
+}
+
+/// [`eventually`], polling every `every` without backing off: for a moment
+/// that must be caught soon after it comes (e.g. to kill a service mid-stream).
+pub fn eventually_every<C: Check>(what: &str, limit: Duration, every: Duration, check: impl FnMut() -> C) -> C::Output {
+    or_panic(what, limit, poll(limit, Some(every), check))
+}
+
+fn poll<C: Check>(
+    limit: Duration,
+    every: Option<Duration>,
+    mut check: impl FnMut() -> C,
+) -> Result<C::Output, Option<String>> {
+    let deadline = Instant::now() + limit;
+    let mut pause = every.unwrap_or(Duration::from_millis(20));
+    loop {
+        let last = match check().outcome() {
+            Ok(done) => return Ok(done),
+            Err(seen) => seen,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(last);
+        }
+        std::thread::sleep(pause.min(left));
+        if every.is_none() {
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+fn or_panic<T>(what: &str, limit: Duration, outcome: Result<T, Option<String>>) -> T {
+    match outcome {
+        Ok(done) => done,
+        Err(None) => panic!("{what}: not within {limit:?}"),
+        Err(Some(seen)) => panic!("{what}: not within {limit:?}; last seen:\n{seen}"),
+    }
+}
+
+/// For a test that needs an external tool (promtool, Prometheus,
+/// schemathesis) which is not installed: says it skips, or panics when
+/// `CI_REQUIRE_TOOLS` is set (CI sets it), so that CI never passes a test
+/// it did not run. `why` says what could not run.
+pub fn skip_without_tool(tool: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI_REQUIRE_TOOLS").is_none(),
+        "{tool} is required (CI_REQUIRE_TOOLS is set) but {why}; scripts/deps installs it"
+    );
+    eprintln!("{tool}: {why}; skipping. scripts/deps installs it.");
 }
 
 /// A copy of the test signing key in `dir`, mode 0600: a checkout leaves
@@ -139,8 +237,7 @@ pub fn promtool_check(text: &str) {
         .stderr(Stdio::piped())
         .spawn()
     else {
-        assert!(std::env::var_os("CI_REQUIRE_PROMTOOL").is_none(), "promtool is required but not installed");
-        eprintln!("promtool not installed; skipping the exposition lint");
+        skip_without_tool("promtool", "it is not installed, so the exposition lint cannot run");
         return;
     };
     child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");

@@ -11,6 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use tidemark_schemas::dsse;
 use tidemark_schemas::keys::SigningKeyFile;
+use tidemark_testkit::SeededRng;
 
 use super::data;
 
@@ -23,24 +24,24 @@ pub struct Signed {
     pub envelope: String,
 }
 
+/// Wall-clock time of every workload's first events: a fixed instant in the
+/// past, so that ingest (which refuses only events from the future) accepts
+/// them and the same seed gives the same bytes on every run.
+const BASE_MS: u64 = 1_763_794_800_000;
+
 /// `events_per_patient` signed events for each of `patients` patients, with
 /// concurrent register writes (shared `observed`), allergy add/remove races
-/// and notes; deterministic for a seed.
+/// and notes; deterministic for a seed (ids and HLCs included). Distinct
+/// seeds give distinct event ids.
 pub fn workload(patients: usize, events_per_patient: usize, seed: u64) -> Vec<Signed> {
     let key = test_key();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as u64;
-    let mut rng = seed | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = SeededRng::new(seed);
+    let mut next = move || rng.next_u64();
     let mut out = Vec::new();
     for e in 0..events_per_patient {
         for p in 0..patients {
             let patient = format!("pt-{p:05}");
-            let wall = now - 60_000 + (e as u64) * 10;
+            let wall = BASE_MS + (e as u64) * 10;
             let observed = if next() % 3 == 0 {
                 json!({"site-a-ehr": {"wall_ms": wall.saturating_sub(25), "logical": 0}})
             } else {

@@ -1,20 +1,31 @@
-//! A `tidemark` service as a child process whose stdout and stderr, from
-//! every start, go to one log file: restartable, killable, and readable
-//! afterwards (the chaos and PHI-hygiene tests read every line it wrote).
+//! A service as a child process: `tidemark ingest`, `merger`, `archiver`
+//! (or another program, such as Prometheus) whose stdout and stderr, from
+//! every start, go to one log file. Restartable, killable, scraped through
+//! the address it prints, and readable afterwards (the chaos and PHI-hygiene
+//! tests read every line it wrote). Killed when dropped; a test that fails
+//! while it runs prints the tail of its log.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// How long a service may take to print its `listening` line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A service started with fixed arguments and environment.
 pub struct Service {
     /// Its name in messages and the log file's name.
     pub name: &'static str,
+    program: PathBuf,
+    /// The working directory of a program other than `tidemark`.
+    cwd: Option<PathBuf>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
     /// The log file.
     pub log: PathBuf,
+    /// Where in the log the current run's output starts.
+    run_starts_at: u64,
     child: Option<Child>,
     /// Times it exited on its own and [`Service::supervise`] restarted it.
     pub self_exits: u32,
@@ -25,12 +36,23 @@ impl Service {
     pub fn new(name: &'static str, args: Vec<String>, dir: &Path) -> Self {
         Self {
             name,
+            program: PathBuf::from(env!("CARGO_BIN_EXE_tidemark")),
+            cwd: None,
             args,
             envs: vec![("RUST_LOG".into(), "warn".into())],
             log: dir.join(format!("{name}.log")),
+            run_starts_at: 0,
             child: None,
             self_exits: 0,
         }
+    }
+
+    /// A service that will run `PROGRAM ARGS` in `dir`, logging to `DIR/NAME.log`.
+    pub fn program(name: &'static str, program: &Path, args: Vec<String>, dir: &Path) -> Self {
+        let mut service = Self::new(name, args, dir);
+        service.program = program.to_owned();
+        service.cwd = Some(dir.to_owned());
+        service
     }
 
     /// Sets an environment variable for the next starts.
@@ -42,13 +64,29 @@ impl Service {
     /// Starts the process (appending to its log).
     pub fn start(&mut self) {
         let log = OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        self.run_starts_at = log.metadata().expect("log file metadata").len();
         let err = log.try_clone().expect("log handle");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+        let mut cmd = Command::new(&self.program);
         cmd.args(&self.args).env_remove("TIDEMARK_KEYS").stdin(Stdio::null()).stdout(log).stderr(err);
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("{} starts: {e}", self.name)));
+        let started = cmd.spawn().unwrap_or_else(|e| panic!("{} ({}) starts: {e}", self.name, self.program.display()));
+        self.child = Some(started);
+    }
+
+    /// [`Service::start`], for a service built and started in one expression.
+    pub fn started(mut self) -> Self {
+        self.start();
+        self
+    }
+
+    /// Its process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL, as a crash would, and reap it.
@@ -59,20 +97,30 @@ impl Service {
         }
     }
 
-    /// SIGTERM, then waits up to `grace` for it to exit; its exit code.
-    pub fn terminate(&mut self, grace: Duration) -> Option<i32> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
+    /// Sends a signal (`-HUP`, `-TERM`) to the process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.id().unwrap_or_else(|| panic!("{} is not running", self.name));
+        let ok = Command::new("kill").args([sig, &pid.to_string()]).status().expect("kill runs");
+        assert!(ok.success(), "kill {sig} {} failed", self.name);
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None`
+    /// if it still runs (or was not started).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = super::within(limit, || child.try_wait().expect("try_wait")).ok()?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// SIGTERM, then waits up to `grace` for it to exit: its exit status, or
+    /// `None` (after a SIGKILL) if it did not exit in time.
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
+        self.child.as_ref()?;
+        self.signal("-TERM");
+        let status = self.wait_exit(grace);
+        self.kill();
+        status
     }
 
     /// Restarts the service if it exited on its own; true if it had.
@@ -86,7 +134,7 @@ impl Service {
         exited
     }
 
-    /// Everything it logged.
+    /// Everything it logged, over every start.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -98,29 +146,55 @@ impl Service {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
-    /// Waits (up to `limit`) for a logged line that starts with `needle`
-    /// (the services print their `tidemark-NAME listening ...` and `snapshot
-    /// committed ...` lines at the start of a line); returns the value of
-    /// `key=` on it (e.g. `metrics=`).
-    pub fn wait_for(&self, needle: &str, key: &str, limit: Duration) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let text = self.log_text();
-            if let Some(line) = text.lines().find(|l| l.starts_with(needle)) {
-                return line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix(key))
-                    .unwrap_or_else(|| panic!("no {key} in `{line}`"))
-                    .to_owned();
+    /// What the current run logged.
+    fn run_log(&self) -> String {
+        let text = self.log_text();
+        let from = usize::try_from(self.run_starts_at).unwrap_or(usize::MAX);
+        text.get(from..).unwrap_or_default().to_owned()
+    }
+
+    /// Waits (up to `limit`) for a line of the current run that starts with
+    /// `needle` (the services print their `tidemark-NAME listening ...` and
+    /// `snapshot committed ...` lines at the start of a line); returns the
+    /// value of `key=` on it (e.g. `metrics=`). Fails at once if the process
+    /// exits meanwhile.
+    pub fn wait_for(&mut self, needle: &str, key: &str, limit: Duration) -> String {
+        let what = format!("{} logs `{needle}`", self.name);
+        let line = super::eventually(&what, limit, || {
+            if let Some(line) = self.run_log().lines().find(|l| l.starts_with(needle)) {
+                return Ok(line.to_owned());
             }
-            assert!(Instant::now() < deadline, "{} never logged `{needle}`:\n{}", self.name, self.log_tail());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            assert!(
+                exited.is_none(),
+                "{} exited ({exited:?}) before logging `{needle}`:\n{}",
+                self.name,
+                self.log_tail()
+            );
+            Err(self.log_tail())
+        });
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in `{line}`"))
+            .to_owned()
+    }
+
+    /// The metrics address the current run printed on its `listening` line.
+    pub fn metrics_addr(&mut self) -> String {
+        self.wait_for("tidemark-", "metrics=", START_TIMEOUT)
+    }
+
+    /// The current run's `/metrics` text.
+    pub fn scrape(&mut self) -> String {
+        super::http_get(&self.metrics_addr(), "/metrics")
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- {} log, last 30 lines ({}):\n{}", self.name, self.log.display(), self.log_tail());
+        }
     }
 }
