@@ -103,14 +103,17 @@ fn supervise_watchers(
     let mut watchers = tokio::task::JoinSet::new();
     watchers.spawn(watch::watch_broker(state.clone(), bg.clone()));
     watchers.spawn(watch::watch_registry(state.clone(), bg.clone()));
-    let shutdown = shutdown.clone();
+    let (shutdown, bg) = (shutdown.clone(), bg.clone());
     tokio::spawn(async move {
         while let Some(ended) = watchers.join_next().await {
-            if let Err(join) = ended {
-                tracing::error!(error = %join, "A background watcher stopped; the service stops too.");
-                shutdown.cancel();
-                return Some(join.to_string());
-            }
+            let cause = match ended {
+                Err(join) => join.to_string(),
+                Ok(()) if !bg.is_cancelled() => "a watcher returned before shutdown".to_owned(),
+                Ok(()) => continue,
+            };
+            tracing::error!(error = %cause, "A background watcher stopped; the service stops too.");
+            shutdown.cancel();
+            return Some(cause);
         }
         None
     })

@@ -64,9 +64,8 @@ impl Connection {
     /// the cluster. `group_id` only names the client in broker logs.
     ///
     /// Fetches do not wait for more data (a reader up to a cut wants what is
-    /// already there), and partition-end events are on: they are the stop
-    /// rule of [`crate::scan::scan_partition`], so they are set after the
-    /// operator's options.
+    /// already there). Never committing and starting from the oldest record
+    /// are set after the operator's options, so no option changes them.
     ///
     /// # Errors
     /// [`KafkaFailure::Kafka`] if the client cannot be created.
@@ -80,12 +79,13 @@ impl Connection {
             ("fetch.wait.max.ms", "20"),
             ("fetch.max.bytes", "67108864"),
             ("max.partition.fetch.bytes", "16777216"),
-            ("auto.offset.reset", "earliest"),
         ]);
+        // A start offset the retention already dropped must mean "from the
+        // oldest record", never "from the end": that would be an empty read.
         c.set("group.id", group_id)
+            .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "true");
+            .set("enable.auto.offset.store", "false");
         c
     }
 }
@@ -122,11 +122,11 @@ mod tests {
     #[test]
     fn a_reader_keeps_its_stop_rule_whatever_the_options() {
         let mut conn = connection();
-        conn.options.push(("enable.partition.eof".into(), "false".into()));
         conn.options.push(("enable.auto.commit".into(), "true".into()));
         conn.options.push(("fetch.wait.max.ms".into(), "500".into()));
+        conn.options.push(("auto.offset.reset".into(), "latest".into()));
         let c = conn.reader_config("probe");
-        assert_eq!(c.get("enable.partition.eof"), Some("true"), "partition end is the stop rule");
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"), "a reader never skips to the end");
         assert_eq!(c.get("enable.auto.commit"), Some("false"), "a reader never commits");
         assert_eq!(c.get("fetch.wait.max.ms"), Some("500"), "tuning stays the operator's");
         assert_eq!(c.get("group.id"), Some("probe"));

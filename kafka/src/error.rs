@@ -18,15 +18,17 @@ pub enum KafkaFailure {
     #[error("topic {0} does not exist")]
     NoTopic(String),
     /// Topics asked for did not show up in the metadata in time: retry later.
-    #[error("topics {topics} did not appear in the metadata within {timeout_ms} ms")]
+    #[error("topics {topics} did not appear in the metadata within {timeout_ms} ms{}", last(last_error))]
     TopicsNotVisible {
         /// The topics waited for, comma-separated.
         topics: String,
         /// How long was waited.
         timeout_ms: u128,
+        /// The last metadata request's error, if one failed.
+        last_error: Option<String>,
     },
     /// Reading a partition up to a cut made no progress for too long: retry later.
-    #[error("reading {topic}/{partition} stalled at offset {at} before the cut at {end}")]
+    #[error("reading {topic}/{partition} stalled at offset {at} before the cut at {end}{}", last(last_error))]
     Stalled {
         /// The topic.
         topic: String,
@@ -36,7 +38,15 @@ pub enum KafkaFailure {
         at: i64,
         /// The cut.
         end: i64,
+        /// The client's last error during the read, if any (authorization,
+        /// a deleted topic, an unreachable broker).
+        last_error: Option<String>,
     },
+}
+
+/// ` (last client error: ...)` when there was one.
+fn last(error: &Option<String>) -> String {
+    error.as_deref().map(|e| format!(" (last client error: {e})")).unwrap_or_default()
 }
 
 impl KafkaFailure {

@@ -8,8 +8,9 @@
 //! idempotence and the delivery timeout are set after the operator's options
 //! and so can never be weakened by them; topics are created and checked by
 //! [`topics::ensure`]; and a partition is read up to a cut by one reader,
-//! [`scan::scan_partition`], with one stop rule (the cut's offset, or the
-//! partition's end, which on a compacted topic may come before the cut).
+//! [`scan::scan_partition`], with one stop rule: the first record at or past
+//! the cut (a partition end seen below the cut, as a new leader may briefly
+//! report, does not end a read).
 
 pub mod connection;
 pub mod error;

@@ -3,12 +3,16 @@
 //!
 //! Key decision: one stop rule for every reader. A cut is a partition's end
 //! offset captured once, before reading; the reader stops at the first record
-//! at or past the cut, or at the partition's end, whichever comes first. The
-//! second matters on compacted topics: the records just before the cut may
-//! have been compacted away, so waiting for offset `cut - 1` would never end.
-//! A read that makes no progress for its stall timeout fails, and the caller
-//! retries later. Transient client errors are logged and ridden out (librdkafka
-//! reconnects by itself) until that timeout.
+//! at or past the cut. Compaction cannot make the cut unreachable: a record
+//! is only removed once a later record of its key supersedes it, so when the
+//! records just before the cut are gone, a record at or past the cut exists
+//! and ends the read. A partition-end event below the cut does not end it:
+//! after a leader failover the new leader's end offset can briefly lag the
+//! one the cut saw, and stopping there would restore or snapshot a state
+//! that silently misses records. A read that makes no progress for its stall
+//! timeout fails (with the client's last error, if any), and the caller
+//! retries later. Transient client errors are logged and ridden out
+//! (librdkafka reconnects by itself) until that timeout.
 
 use std::time::{Duration, Instant};
 
@@ -90,8 +94,8 @@ pub fn capture_cut(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> R
 /// Reads `cut.partition` of `topic` from `cut.low` up to `cut.end`
 /// (exclusive), calling `visit` with each record in offset order, under the
 /// module's stop rule. `consumer` must come from
-/// [`Connection::reader`](crate::Connection::reader) (partition-end events
-/// on); it is assigned to this partition for the read and released after.
+/// [`Connection::reader`](crate::Connection::reader); it is assigned to
+/// this partition for the read and released after.
 /// `visit` may stop the read with its own error.
 ///
 /// # Errors
@@ -115,9 +119,10 @@ pub fn scan_partition<E: From<KafkaFailure>>(
     consumer.assign(&tpl).map_err(KafkaFailure::kafka(assigning()))?;
     let mut next = low;
     let mut progress = Instant::now();
+    let mut last_error = None;
     while next < end {
         match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
+            Some(Ok(m)) if m.partition() == partition => {
                 progress = Instant::now();
                 if m.offset() >= end {
                     break;
@@ -125,16 +130,20 @@ pub fn scan_partition<E: From<KafkaFailure>>(
                 next = m.offset() + 1;
                 visit(Record { offset: m.offset(), key: m.key().unwrap_or_default(), value: m.payload() })?;
             }
-            // The partition's end as it is now, which is at or past the cut:
-            // everything before the cut that still exists has been read.
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            // Another partition's record (a reader reused across partitions
+            // after an incomplete release) is not this read's.
+            Some(Ok(_)) => {}
+            // The partition's end as one fetch saw it, below the cut (else
+            // the loop would have ended): not the end of what the cut holds.
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => {
                 tracing::warn!(error = %e, topic, partition, "A partition read failed; the client retries until the stall timeout.");
+                last_error = Some(e.to_string());
             }
             None => {}
         }
         if progress.elapsed() > stall_timeout {
-            return Err(KafkaFailure::Stalled { topic: topic.to_owned(), partition, at: next, end }.into());
+            return Err(KafkaFailure::Stalled { topic: topic.to_owned(), partition, at: next, end, last_error }.into());
         }
     }
     consumer.unassign().map_err(KafkaFailure::kafka(format!("releasing {topic}/{partition}")))?;

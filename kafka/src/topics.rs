@@ -107,17 +107,22 @@ async fn wait_visible(
     timeout: Duration,
 ) -> Result<Vec<usize>, KafkaFailure> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
     loop {
-        // A metadata request that fails is retried like one that finds no topic yet.
-        if let Ok(counts) = partition_counts(conn, Duration::from_secs(5).min(timeout)).await {
-            let found: Option<Vec<usize>> = specs.iter().map(|s| count_of(&counts, s.name)).collect();
-            if let Some(found) = found {
-                return Ok(found);
+        // A metadata request that fails is retried like one that finds no
+        // topic yet; its error is kept for the report.
+        match partition_counts(conn, Duration::from_secs(5).min(timeout)).await {
+            Ok(counts) => {
+                let found: Option<Vec<usize>> = specs.iter().map(|s| count_of(&counts, s.name)).collect();
+                if let Some(found) = found {
+                    return Ok(found);
+                }
             }
+            Err(e) => last_error = Some(e.to_string()),
         }
         if tokio::time::Instant::now() > deadline {
             let topics = specs.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
-            return Err(KafkaFailure::TopicsNotVisible { topics, timeout_ms: timeout.as_millis() });
+            return Err(KafkaFailure::TopicsNotVisible { topics, timeout_ms: timeout.as_millis(), last_error });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -1,7 +1,8 @@
 //! The partition reader's stop rule against librdkafka's mock cluster: it
-//! stops at the cut, and at the partition's end when the records just before
-//! the cut are gone (as compaction leaves a topic), instead of waiting for
-//! them until its stall timeout.
+//! stops at the cut; a partition end below the cut (what a new leader still
+//! catching up reports) does not end the read, the records up to the cut do;
+//! and a cut that never becomes reachable fails as a stall, with no record
+//! missing silently.
 
 use std::time::{Duration, Instant};
 
@@ -53,15 +54,43 @@ async fn a_read_stops_at_the_cut_and_skips_what_came_after() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_read_whose_last_records_are_gone_stops_at_the_partition_end() {
+async fn a_partition_end_below_the_cut_does_not_end_the_read() {
+    let (broker, conn) = broker_with_records(5).await;
+    // The cut says 8 while the partition ends at 5: the records the cut
+    // holds arrive a moment later, as from a new leader catching up.
+    let reader = tokio::task::spawn_blocking({
+        let conn = conn.clone();
+        move || read(&conn, PartitionCut { partition: 0, low: 0, end: 8 })
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!reader.is_finished(), "the reader stopped at the partition end, below the cut");
+    let producer: FutureProducer = conn.durable_producer(&[], None).create().expect("producer");
+    for i in 5..9 {
+        let value = format!("v{i}");
+        producer
+            .send(FutureRecord::to(TOPIC).partition(0).key("late").payload(&value), Duration::from_secs(5))
+            .await
+            .expect("delivered");
+    }
+    let seen = reader.await.expect("the reader thread").expect("read");
+    assert_eq!(seen.iter().map(|(o, _)| *o).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>(), "up to the cut, no more");
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_that_never_becomes_reachable_fails_as_a_stall() {
     let (_broker, conn) = broker_with_records(5).await;
-    // The cut says 8, but the partition ends at 5: to the reader this is a
-    // compacted tail, offsets 5..8 will never come.
+    let reader = conn.reader("scan-test").expect("reader");
     let started = Instant::now();
-    let seen =
-        tokio::task::block_in_place(|| read(&conn, PartitionCut { partition: 0, low: 0, end: 8 })).expect("read");
-    assert_eq!(seen.len(), 5, "every record that exists is read");
-    assert!(started.elapsed() < STALL / 2, "the reader stopped at the partition end, not at its stall timeout");
+    let cut = PartitionCut { partition: 0, low: 0, end: 8 };
+    let result = tokio::task::block_in_place(|| {
+        scan::scan_partition(&reader, TOPIC, cut, Duration::from_secs(2), |_: Record<'_>| Ok::<_, KafkaFailure>(()))
+    });
+    match result {
+        Err(KafkaFailure::Stalled { partition: 0, at: 5, end: 8, .. }) => {}
+        other => panic!("expected a stall at offset 5 before the cut at 8, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "the stall timeout bounds the read");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,9 +3,9 @@
 //! Every record for a patient is merged into its document, not just the last:
 //! until compaction runs, the partition may hold a record written by a worker
 //! that lost the partition without knowing it, and the CRDT merge makes the
-//! order of such records irrelevant. The changelog is compacted, so the read
-//! stops at the partition's end as well as at the cut
-//! ([`tidemark_kafka::scan`]'s stop rule).
+//! order of such records irrelevant. The read ends at the first record at or
+//! past the cut ([`tidemark_kafka::scan`]'s stop rule, which a compacted
+//! changelog cannot break and a lagging new leader cannot cut short).
 
 use std::collections::HashMap;
 
