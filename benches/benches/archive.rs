@@ -30,15 +30,11 @@ use tidemark_benches::age_peer::{Age, AgeError};
 use tidemark_benches::crypto_bounds::{aes_gcm_chunks, aes_gcm_then_sha256_chunks, sha256};
 use tidemark_benches::report::{Mode, best, fixed, gbps, grouped, met, of_rate, row};
 use tidemark_benches::workload::{self, Mix};
-use tidemark_benches::{folded, parquet_bound};
+use tidemark_benches::{LAYOUT_NOW_MS, folded, parquet_bound};
 use tidemark_schemas::{Catalog, PatientView};
 use tidemark_seal::header::header_len;
 use tidemark_seal::stream::{DEFAULT_CHUNK_SIZE, sealed_len};
 use tidemark_seal::{RecipientPublicKey, RecipientSecretKey, kem, open_part, seal_part};
-
-/// The snapshot time layouts are built at (2026-06-01T00:00:00Z): fixed, so
-/// the de-identified birth-year floor does not move with the wall clock.
-const NOW_MS: u64 = 1_780_272_000_000;
 
 tidemark_benches::service_allocator!();
 
@@ -81,8 +77,9 @@ impl Input {
         let mut records = folded::state_records(&views);
         // A scan returns records in hash-map order: shuffle deterministically.
         records.sort_by_key(|r| shuffle_key(r));
-        let layout =
-            Arc::new(TableLayout::new(Catalog::builtin(), &Profile::Identified, NOW_MS).expect("the built-in layout"));
+        let layout = Arc::new(
+            TableLayout::new(Catalog::builtin(), &Profile::Identified, LAYOUT_NOW_MS).expect("the built-in layout"),
+        );
         let options = PartOptions::default();
         let batches: Vec<RecordBatch> =
             views.chunks(options.batch_rows).map(|c| to_batch(&layout, c).expect("views fit the catalog")).collect();

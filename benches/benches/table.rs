@@ -17,13 +17,10 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde_json::json;
 use tidemark_archiver::table::{PartOptions, PartWriter, Profile, TableLayout, sort_views, to_batch};
+use tidemark_benches::LAYOUT_NOW_MS;
 use tidemark_benches::report::best;
 use tidemark_schemas::{Catalog, ConflictView, FieldView, Hlc, LogEntryView, OpId, PatientView};
 use uuid::Uuid;
-
-/// The snapshot time layouts are built at (2026-06-01T00:00:00Z): fixed, so
-/// the de-identified birth-year floor does not move with the wall clock.
-const NOW_MS: u64 = 1_780_272_000_000;
 
 const PATIENTS: usize = 200_000;
 
@@ -138,9 +135,10 @@ fn report(name: &str, views: &[PatientView], layout: &Arc<TableLayout>) {
 
 fn main() {
     let catalog = Catalog::builtin();
-    let identified = Arc::new(TableLayout::new(catalog, &Profile::Identified, NOW_MS).expect("layout"));
-    let deidentified =
-        Arc::new(TableLayout::new(catalog, &Profile::Deidentified { dataset_key: [7; 32] }, NOW_MS).expect("layout"));
+    let identified = Arc::new(TableLayout::new(catalog, &Profile::Identified, LAYOUT_NOW_MS).expect("layout"));
+    let deidentified = Arc::new(
+        TableLayout::new(catalog, &Profile::Deidentified { dataset_key: [7; 32] }, LAYOUT_NOW_MS).expect("layout"),
+    );
     let mut views: Vec<PatientView> = (0..PATIENTS).map(view).collect();
     let ndjson = best(3, || {
         let mut out = io::sink();
