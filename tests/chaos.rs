@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::pipeline::{latest_views, read_all};
-use common::service::Service;
+use common::service::{Service, tidemark_service};
 use common::{data, eventually, s, tidemark};
 use tidemark_testkit::{SeededRng, TansuBroker, unique_group, unique_topic};
 
@@ -162,10 +162,10 @@ async fn chaos(plan: Plan) {
     );
     // Index 0 ingest, 1 and 2 mergers, 3 archiver; the broker is fault kind 4.
     let mut services = vec![
-        Service::new("ingest", ingest_args, dir),
-        Service::new("merger-1", merger_args(1), dir),
-        Service::new("merger-2", merger_args(2), dir),
-        Service::new("archiver", archiver_args, dir),
+        tidemark_service("ingest", ingest_args, dir),
+        tidemark_service("merger-1", merger_args(1), dir),
+        tidemark_service("merger-2", merger_args(2), dir),
+        tidemark_service("archiver", archiver_args, dir),
     ];
     for svc in &mut services {
         // Info level: rebalances and restores are in the logs a failure prints.
@@ -230,7 +230,7 @@ async fn chaos(plan: Plan) {
             std::thread::sleep(Duration::from_millis(100));
         }
         let down = if *kind == 4 { millis(&mut rng, 300, 1500) } else { millis(&mut rng, 100, 2000) };
-        let name = if *kind == 4 { "broker" } else { services[*kind].name };
+        let name = if *kind == 4 { "broker".to_owned() } else { services[*kind].name.clone() };
         if *kind == 4 {
             broker.kill().expect("tansu dies");
             std::thread::sleep(down);

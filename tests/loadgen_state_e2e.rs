@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::ingest::{Ingest, PARTITIONS};
-use common::service::Service;
+use common::service::{Service, tidemark_service};
 use common::{data, eventually, s, tidemark};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
@@ -25,7 +25,7 @@ fn merger(bootstrap: &str, prefix: &str, dir: &Path) -> Service {
         .chain(["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
         .map(str::to_owned)
         .collect();
-    let mut merger = Service::new("merger", args, dir);
+    let mut merger = tidemark_service("merger", args, dir);
     merger.start();
     merger
 }

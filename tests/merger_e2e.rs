@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::pipeline::{Signed, latest_views, produce, read_all, workload};
-use common::service::Service;
+use common::service::{Service, tidemark_service};
 use common::{data, eventually, eventually_every, s};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
@@ -28,7 +28,7 @@ fn merger(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &'static
         .chain(extra)
         .map(|a| (*a).to_owned())
         .collect();
-    let mut m = Service::new(name, args, dir);
+    let mut m = tidemark_service(name, args, dir);
     m.set_env("RUST_LOG", "info");
     m.started()
 }

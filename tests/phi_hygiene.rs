@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::ingest::post;
 use common::pipeline::{Signed, latest_views, produce, read_all, sign_event};
-use common::service::Service;
+use common::service::tidemark_service;
 use common::{data, eventually, http_get, s, tidemark};
 use serde_json::json;
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
@@ -69,24 +69,24 @@ async fn no_marker_reaches_a_log_or_a_metric() {
     };
     let group = unique_group("phi");
     let mut services = vec![
-        Service::new(
+        tidemark_service(
             "ingest",
             with(base("ingest"), &["--keys", s(&registry), "--partitions", "4", "--listen", &listen]),
             dir,
         ),
-        Service::new(
+        tidemark_service(
             "merger",
             with(base("merger"), &["--keys", s(&registry), "--group", &group, "--partitions", "4"]),
             dir,
         ),
-        Service::new("archiver-identified", archiver("identified"), dir),
-        Service::new("archiver-deidentified", archiver("deidentified"), dir),
+        tidemark_service("archiver-identified", archiver("identified"), dir),
+        tidemark_service("archiver-deidentified", archiver("deidentified"), dir),
     ];
     for svc in &mut services {
         svc.set_env("RUST_LOG", "debug");
         svc.start();
     }
-    let names: Vec<&str> = services.iter().map(|s| s.name).collect();
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["ingest", "merger", "archiver-identified", "archiver-deidentified"]);
     services[0].wait_for("tidemark-ingest listening", "http=", Duration::from_secs(30));
 

@@ -46,7 +46,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::ingest::{HalfSent, Ingest};
 use common::pipeline::{Signed, produce, sign_event, workload};
-use common::service::Service;
+use common::service::{Service, tidemark_service};
 use common::{data, eventually, s};
 use serde_json::{Value, json};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
@@ -289,7 +289,7 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
     let ingest = Ingest::spawn(&bootstrap, &prefix, &["--max-in-flight-requests", "1"]);
     let registry = data("test-registry.toml");
     let group = unique_group("prom");
-    let mut merger = Service::new(
+    let mut merger = tidemark_service(
         "merger",
         ["merger", "--brokers", &bootstrap, "--keys", s(&registry), "--topic-prefix", &prefix, "--group", &group]
             .into_iter()
@@ -324,7 +324,7 @@ async fn prometheus_scrapes_the_pipeline_and_every_dashboard_and_alert_query_has
     });
     let (arch_key, recipient, archive) =
         (keys.join("arch.key"), keys.join("analytics.pub"), dir.path().join("archive"));
-    let mut archiver = Service::new(
+    let mut archiver = tidemark_service(
         "archiver",
         ["archiver", "--brokers", &bootstrap, "--topic-prefix", &prefix, "--out", s(&archive)]
             .into_iter()

@@ -29,12 +29,12 @@ use tidemark_archiver::table::{PartOptions, PartWriter, Profile, TableLayout, so
 use tidemark_benches::age_peer::{Age, AgeError};
 use tidemark_benches::crypto_bounds::{aes_gcm_chunks, aes_gcm_then_sha256_chunks, sha256};
 use tidemark_benches::report::{Mode, best, fixed, gbps, grouped, met, of_rate, row};
-use tidemark_benches::workload::{self, Mix};
 use tidemark_benches::{LAYOUT_NOW_MS, folded, parquet_bound};
 use tidemark_schemas::{Catalog, PatientView};
 use tidemark_seal::header::header_len;
 use tidemark_seal::stream::{DEFAULT_CHUNK_SIZE, sealed_len};
 use tidemark_seal::{RecipientPublicKey, RecipientSecretKey, kem, open_part, seal_part};
+use tidemark_testkit::workload::{self, Mix};
 
 tidemark_benches::service_allocator!();
 

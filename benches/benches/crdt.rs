@@ -15,11 +15,11 @@ use std::time::Duration;
 use automerge::{Automerge, Change};
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use tidemark_benches::report::{Mode, grouped, mean, median, met, percentile, row, timings};
-use tidemark_benches::workload::{self, Mix};
 use tidemark_benches::{automerge_peer, conflict};
 use tidemark_crdt::PatientDoc;
 use tidemark_crdt::fold::apply_event;
 use tidemark_schemas::EditEvent;
+use tidemark_testkit::workload::{self, Mix};
 
 tidemark_benches::service_allocator!();
 

@@ -20,11 +20,11 @@ use ed25519_dalek::Signature;
 use serde_json::Value;
 use tidemark_benches::report::{Mode, best, fixed, grouped, met, of_rate, row};
 use tidemark_benches::signed::Signed;
-use tidemark_benches::workload::{self, Mix};
 use tidemark_schemas::batch_ed25519;
 use tidemark_schemas::dsse::Envelope;
 use tidemark_schemas::verify::{BatchMode, Verifier};
 use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
+use tidemark_testkit::workload::{self, Mix};
 
 tidemark_benches::service_allocator!();
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use tidemark_benches::folded::{self, copy_each, state_records, total_bytes};
 use tidemark_benches::report::{Mode, best, fixed, grouped, of_rate, row};
-use tidemark_benches::workload::{self, Mix};
 use tidemark_crdt::PatientDoc;
 use tidemark_schemas::PatientView;
+use tidemark_testkit::workload::{self, Mix};
 
 tidemark_benches::service_allocator!();
 

@@ -109,7 +109,7 @@ mod tests {
     use automerge::ObjType;
 
     use super::*;
-    use crate::workload;
+    use tidemark_testkit::workload;
 
     #[test]
     fn one_change_per_event_and_replicas_hold_the_edits() {

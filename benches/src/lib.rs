@@ -19,7 +19,6 @@ pub mod parquet_bound;
 pub mod pipeline;
 pub mod report;
 pub mod signed;
-pub mod workload;
 
 /// Declares mimalloc, the `tidemark` binary's allocator, as this target's
 /// global allocator: a stage costs here what it costs in the service, and the

@@ -12,18 +12,24 @@
 //! that observed everything resolve the conflicts. Edits sent at the same
 //! time by different workers add real in-flight concurrency on top.
 //!
+//! What an edit writes comes from the shared workload's vocabulary
+//! ([`Record`]): the same fields, codes and notes as the tests' and the
+//! benchmarks' events, with a patient's first event registering their
+//! demographics and each site editing by its role (an EHR, a lab, a
+//! pharmacy, from the source name).
+//!
 //! Nothing here decides what the pipeline must output: the reference is
 //! `tidemark fold` of the accepted envelopes.
 
 use std::sync::{Mutex, PoisonError};
 
-use serde_json::{Value, json};
 use tidemark_schemas::keys::SigningKeyFile;
-use tidemark_schemas::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, Hlc, Op, VersionVector, dsse};
+use tidemark_schemas::{EditEvent, Hlc, VersionVector};
+use tidemark_testkit::SeededRng;
+use tidemark_testkit::workload::{self, Record, Role};
 use uuid::Uuid;
 
 use super::clock::SiteClock;
-use tidemark_testkit::SeededRng;
 
 /// How the population and the edits are shaped.
 #[derive(Clone, Debug)]
@@ -63,7 +69,8 @@ pub struct Planned {
 /// What is known of one patient: what clinicians read before editing.
 #[derive(Debug, Default)]
 struct Book {
-    registered: bool,
+    /// The record as edits left it; `None` until the patient is registered.
+    record: Option<Record>,
     /// Version of the acknowledged events.
     acked: VersionVector,
     /// `acked` as it was before the last acknowledgement.
@@ -72,6 +79,8 @@ struct Book {
 
 struct Site {
     key: SigningKeyFile,
+    /// What the site edits, from its source name.
+    role: Role,
     clock: SiteClock,
 }
 
@@ -82,20 +91,6 @@ pub struct Clinic {
     books: Vec<Mutex<Book>>,
 }
 
-const GIVEN: &[&str] = &["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "John", "Radia", "Ken"];
-const FAMILY: &[&str] = &["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Backus", "Perlman"];
-const ALLERGIES: &[&str] =
-    &["rxnorm:7980", "rxnorm:723", "rxnorm:2670", "rxnorm:1191", "snomed:91935009", "snomed:300913006"];
-const PROBLEMS: &[&str] = &["icd10:I10", "icd10:E11.9", "icd10:J45.909", "icd10:N18.3", "icd10:F41.1", "icd10:M54.5"];
-const MEDICATIONS: &[&str] = &["rxnorm:860975", "rxnorm:197361", "rxnorm:314076", "rxnorm:617314", "rxnorm:308136"];
-const NOTES: &[&str] = &[
-    "Seen in clinic; reports improved sleep. Continue current plan, review in two weeks.",
-    "Night shift: patient comfortable, observations stable, pain controlled with oral analgesia.",
-    "Discussed medication side effects; patient prefers to continue. Bloods requested.",
-    "Transferred from emergency department for observation; family informed.",
-    "Dietitian review: advised on salt intake, weight to be rechecked at next visit.",
-];
-
 impl Clinic {
     /// A population of `cfg.patients` patients edited by one site per key.
     ///
@@ -104,7 +99,10 @@ impl Clinic {
     pub fn new(sites: Vec<SigningKeyFile>, cfg: ClinicConfig) -> Self {
         assert!(!sites.is_empty() && cfg.patients > 0, "a clinic needs a site and a patient");
         let books = (0..cfg.patients).map(|_| Mutex::new(Book::default())).collect();
-        let sites = sites.into_iter().map(|key| Site { key, clock: SiteClock::default() }).collect();
+        let sites = sites
+            .into_iter()
+            .map(|key| Site { role: Role::of_source(key.source()), key, clock: SiteClock::default() })
+            .collect();
         Self { cfg, sites, books }
     }
 
@@ -132,19 +130,20 @@ impl Clinic {
         let patient = self.pick_patient(rng);
         let (observed, ops) = {
             let mut book = self.book(patient);
-            if book.registered {
-                let observed = if rng.chance(0.03) {
-                    None // a legacy feed writing blind: covers everything older
-                } else if rng.chance(self.cfg.stale_read) {
-                    Some(book.earlier.clone())
-                } else {
-                    Some(book.acked.clone())
-                };
-                (observed, edit_ops(rng))
+            let observed = if book.record.is_none() {
+                Some(book.acked.clone())
+            } else if rng.chance(0.03) {
+                None // a legacy feed writing blind: covers everything older
+            } else if rng.chance(self.cfg.stale_read) {
+                Some(book.earlier.clone())
             } else {
-                book.registered = true;
-                (Some(book.acked.clone()), registration_ops(rng))
-            }
+                Some(book.acked.clone())
+            };
+            let ops = match &mut book.record {
+                Some(record) => record.edit_ops(rng, self.sites[site].role),
+                None => book.record.insert(Record::new(rng.next_u64())).registration_ops(),
+            };
+            (observed, ops)
         };
         let seen = observed.as_ref().and_then(|o| o.values().max().copied());
         let s = &self.sites[site];
@@ -157,10 +156,7 @@ impl Clinic {
             observed,
             ops,
         };
-        let hlc = event.hlc;
-        let payload = serde_json::to_vec(&event).expect("an EditEvent always serialises");
-        let envelope = dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, &payload, s.key.signing_key(), s.key.id()).to_json();
-        Planned { patient, site, hlc, envelope }
+        Planned { patient, site, hlc: event.hlc, envelope: workload::sign(&event, &s.key) }
     }
 
     /// Records that Kafka acknowledged `planned`: later edits may observe it.
@@ -175,65 +171,10 @@ impl Clinic {
     }
 }
 
-fn set(path: &str, value: Value) -> Op {
-    Op::Set { path: path.to_owned(), value }
-}
-
-/// A new patient's demographics, as the first event of the record.
-fn registration_ops(rng: &mut SeededRng) -> Vec<Op> {
-    let year = 1931 + rng.below(90);
-    let birth = format!("{year}-{:02}-{:02}", 1 + rng.below(12), 1 + rng.below(28));
-    vec![
-        set("demographics.given_name", json!(rng.pick(GIVEN))),
-        set("demographics.family_name", json!(rng.pick(FAMILY))),
-        set("demographics.birth_date", json!(birth)),
-        set("demographics.sex", json!(rng.pick(&["administrative-gender:female", "administrative-gender:male"]))),
-        set("demographics.postal_code", json!(format!("{:05}", rng.below(100_000)))),
-        set("demographics.phone", json!(format!("+1-555-{:04}", rng.below(10_000)))),
-    ]
-}
-
-/// One clinical edit: a vitals round, an allergy or problem list change, a
-/// medication, a note or a visit.
-fn edit_ops(rng: &mut SeededRng) -> Vec<Op> {
-    let roll = rng.below(100);
-    match roll {
-        0..40 => {
-            let mut ops = vec![
-                set("vitals.heart_rate_bpm", json!(55 + rng.below(50))),
-                set("vitals.systolic_bp_mmhg", json!(100 + rng.below(60))),
-                set("vitals.diastolic_bp_mmhg", json!(60 + rng.below(35))),
-            ];
-            if rng.chance(0.5) {
-                ops.push(set("vitals.temperature_c", json!(36.0 + rng.below(30) as f64 / 10.0)));
-            }
-            ops
-        }
-        40..55 => vec![Op::Add { path: "allergies".into(), value: json!(rng.pick(ALLERGIES)) }],
-        55..63 => vec![Op::Remove { path: "allergies".into(), value: json!(rng.pick(ALLERGIES)) }],
-        63..73 => {
-            let path = if rng.chance(0.5) { "problems" } else { "medications" };
-            let value = json!(if path == "problems" { rng.pick(PROBLEMS) } else { rng.pick(MEDICATIONS) });
-            if rng.chance(0.7) {
-                vec![Op::Add { path: path.into(), value }]
-            } else {
-                vec![Op::Remove { path: path.into(), value }]
-            }
-        }
-        73..83 => vec![Op::Append { path: "notes".into(), value: json!({"text": rng.pick(NOTES)}) }],
-        83..90 => vec![set("vitals.weight_kg", json!(45.0 + rng.below(900) as f64 / 10.0))],
-        90..95 => vec![set("encounter.last_visit_at", json!(tidemark_schemas::format_utc_ms(now_ms())))],
-        _ => vec![set("demographics.phone", json!(format!("+1-555-{:04}", rng.below(10_000))))],
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::SigningKey;
+    use tidemark_schemas::dsse;
     use tidemark_schemas::keys::KeyRegistry;
     use tidemark_schemas::verify::Verifier;
 
@@ -262,7 +203,7 @@ mod tests {
         let catalog = tidemark_schemas::Catalog::builtin();
         for i in 0..3000 {
             let p = clinic.plan(i % 3, "clin-1", &mut rng);
-            let verified = verifier.verify_and_validate(p.envelope.as_bytes(), catalog, now_ms());
+            let verified = verifier.verify_and_validate(p.envelope.as_bytes(), catalog, u64::MAX);
             assert!(verified.is_ok(), "event {i}: {:?}\n{}", verified.err(), p.envelope);
             clinic.acknowledged(&p);
         }

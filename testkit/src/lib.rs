@@ -19,23 +19,33 @@
 //! Tests must not depend on a quirk of either: production runs on any Kafka.
 //! Tests use this crate, and so does the binary: `tidemark demo` runs the
 //! whole pipeline on a [`MockBroker`], so the root package lists it under
-//! `[dependencies]`, not `[dev-dependencies]`. It panics nowhere and returns
-//! [`Error`]s that carry the broker's log tail.
+//! `[dependencies]`, not `[dev-dependencies]`. The brokers panic nowhere and
+//! return [`Error`]s that carry the broker's log tail.
 //!
-//! Also what every harness needs alike: [`free_port`] (a loopback port a
-//! restarted service can keep) and [`SeededRng`] (the one seeded generator of
-//! tests, benchmarks and the synthetic workload).
+//! Also what every harness needs alike, one copy each: [`free_port`] (a
+//! loopback port a restarted service can keep), [`SeededRng`] (the one
+//! seeded generator), [`workload`] (the one edit workload of tests,
+//! benchmarks and the demo), [`process::Service`] (the one child-process
+//! wrapper of the end-to-end tests and the pipeline benchmark), [`wait`]
+//! (the one way to wait for a condition) and [`http_get`]. The last three
+//! panic with what they saw: they run under a test or a harness, where that
+//! is the report.
 
 mod admin;
 mod error;
+mod http;
 mod mock;
 mod names;
 mod ports;
+pub mod process;
 mod rng;
 mod tansu;
+pub mod wait;
+pub mod workload;
 
 pub use admin::{DEFAULT_TOPIC_TIMEOUT, create_topic};
 pub use error::Error;
+pub use http::http_get;
 pub use mock::{Cluster as MockCluster, MockBroker};
 pub use names::{unique_group, unique_topic};
 pub use ports::free_port;

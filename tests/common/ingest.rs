@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use super::service::{START_TIMEOUT, Service};
+use super::service::{START_TIMEOUT, Service, tidemark_service};
 use super::{data, s};
 
 /// Partitions of the edit topic in the ingest tests.
@@ -40,7 +40,7 @@ impl Ingest {
             .chain(extra)
             .map(|a| (*a).to_owned())
             .collect();
-        let mut service = Service::new("ingest", args, dir.path()).started();
+        let mut service = tidemark_service("ingest", args, dir.path()).started();
         let http = service.wait_for("tidemark-ingest listening", "http=", START_TIMEOUT);
         let metrics = service.metrics_addr();
         Self { service, http, metrics, _dir: dir }

@@ -7,7 +7,6 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// A file under `tests/data`.
 pub fn data(name: &str) -> PathBuf {
@@ -19,89 +18,6 @@ pub fn data(name: &str) -> PathBuf {
 /// [`tidemark_testkit::free_port`]).
 pub fn free_port() -> u16 {
     tidemark_testkit::free_port().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// What one look at the world says: done (with a value), or not yet (with
-/// what was seen, for the failure message).
-pub trait Check {
-    /// The value a wait returns once the check passes.
-    type Output;
-    /// `Ok` when done; `Err` with what was seen, if the check says.
-    fn outcome(self) -> Result<Self::Output, Option<String>>;
-}
-
-impl Check for bool {
-    type Output = ();
-    fn outcome(self) -> Result<(), Option<String>> {
-        if self { Ok(()) } else { Err(None) }
-    }
-}
-
-impl<T> Check for Option<T> {
-    type Output = T;
-    fn outcome(self) -> Result<T, Option<String>> {
-        self.ok_or(None)
-    }
-}
-
-impl<T, E: fmt::Display> Check for Result<T, E> {
-    type Output = T;
-    fn outcome(self) -> Result<T, Option<String>> {
-        self.map_err(|seen| Some(seen.to_string()))
-    }
-}
-
-/// Runs `check` until it passes or `limit` has passed; at least once, and
-/// once more at the limit. Polls every 20 ms at first, backing off to every
-/// 500 ms, so a quick condition is seen quickly and a slow one (a broker
-/// read) does not load the machine. `Err` holds the last observation.
-pub fn within<C: Check>(limit: Duration, check: impl FnMut() -> C) -> Result<C::Output, Option<String>> {
-    poll(limit, None, check)
-}
-
-/// Waits (see [`within`]) for `check` to pass and returns its value; panics
-/// after `limit` saying `what` was awaited and what was last seen. The
-/// end-to-end tests wait for a condition through here, [`eventually_every`]
-/// or [`within`], never with a loop of their own.
-pub fn eventually<C: Check>(what: &str, limit: Duration, check: impl FnMut() -> C) -> C::Output {
-    or_panic(what, limit, poll(limit, None, check))
-}
-
-/// [`eventually`], polling every `every` without backing off: for a moment
-/// that must be caught soon after it comes (e.g. to kill a service mid-stream).
-pub fn eventually_every<C: Check>(what: &str, limit: Duration, every: Duration, check: impl FnMut() -> C) -> C::Output {
-    or_panic(what, limit, poll(limit, Some(every), check))
-}
-
-fn poll<C: Check>(
-    limit: Duration,
-    every: Option<Duration>,
-    mut check: impl FnMut() -> C,
-) -> Result<C::Output, Option<String>> {
-    let deadline = Instant::now() + limit;
-    let mut pause = every.unwrap_or(Duration::from_millis(20));
-    loop {
-        let last = match check().outcome() {
-            Ok(done) => return Ok(done),
-            Err(seen) => seen,
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(last);
-        }
-        std::thread::sleep(pause.min(left));
-        if every.is_none() {
-            pause = (pause * 2).min(Duration::from_millis(500));
-        }
-    }
-}
-
-fn or_panic<T>(what: &str, limit: Duration, outcome: Result<T, Option<String>>) -> T {
-    match outcome {
-        Ok(done) => done,
-        Err(None) => panic!("{what}: not within {limit:?}"),
-        Err(Some(seen)) => panic!("{what}: not within {limit:?}; last seen:\n{seen}"),
-    }
 }
 
 /// For a test that needs an external tool (promtool, Prometheus,
@@ -194,31 +110,9 @@ pub mod ingest;
 pub mod pipeline;
 pub mod service;
 
-/// A plain HTTP/1.1 GET on loopback; returns the body. Panics with what it saw.
-pub fn http_get(addr: &str, path: &str) -> String {
-    use std::io::Read as _;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("request");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("response");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("not HTTP: {raw}"));
-    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
-}
+pub use tidemark_testkit::http_get;
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use tidemark_testkit::wait::{eventually, eventually_every, within};
 
 /// The value of one series (name with its exact label set) in exposition text.
 pub fn metric(text: &str, series: &str) -> Option<f64> {

@@ -8,10 +8,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use serde_json::json;
 use tidemark_schemas::dsse;
 use tidemark_schemas::keys::SigningKeyFile;
-use tidemark_testkit::SeededRng;
+use tidemark_testkit::workload::{self, Shape, generate_shaped};
 
 use super::data;
 
@@ -24,49 +23,17 @@ pub struct Signed {
     pub envelope: String,
 }
 
-/// Wall-clock time of every workload's first events: a fixed instant in the
-/// past, so that ingest (which refuses only events from the future) accepts
-/// them and the same seed gives the same bytes on every run.
-const BASE_MS: u64 = 1_763_794_800_000;
-
-/// `events_per_patient` signed events for each of `patients` patients, with
-/// concurrent register writes (shared `observed`), allergy add/remove races
-/// and notes; deterministic for a seed (ids and HLCs included). Distinct
-/// seeds give distinct event ids.
+/// `events_per_patient` signed events for each of `patients` patients
+/// (`pt-0000000` onwards), all from `site-a-ehr` (the test key's source): the
+/// shared workload's uniform shape, with concurrent register writes, set
+/// add/remove races and notes. Deterministic for a seed; distinct seeds give
+/// distinct event ids.
 pub fn workload(patients: usize, events_per_patient: usize, seed: u64) -> Vec<Signed> {
     let key = test_key();
-    let mut rng = SeededRng::new(seed);
-    let mut next = move || rng.next_u64();
-    let mut out = Vec::new();
-    for e in 0..events_per_patient {
-        for p in 0..patients {
-            let patient = format!("pt-{p:05}");
-            let wall = BASE_MS + (e as u64) * 10;
-            let observed = if next() % 3 == 0 {
-                json!({"site-a-ehr": {"wall_ms": wall.saturating_sub(25), "logical": 0}})
-            } else {
-                serde_json::Value::Null
-            };
-            let r = next();
-            let op = match r % 5 {
-                0 | 1 => json!({"op": "set", "path": "vitals.heart_rate_bpm", "value": 50 + (r % 60)}),
-                2 => json!({"op": "add", "path": "allergies", "value": format!("rxnorm:{}", r % 4)}),
-                3 => json!({"op": "remove", "path": "allergies", "value": format!("rxnorm:{}", r % 4)}),
-                _ => json!({"op": "append", "path": "notes", "value": {"text": format!("note {e}")}}),
-            };
-            // UUIDv7: 48-bit milliseconds, version 7, then unique bits per (seed, patient, event).
-            let high = (wall << 16) | 0x7000 | (e as u64 & 0xfff);
-            let low = 0x8000_0000_0000_0000 | (seed << 40) | ((p as u64) << 20) | e as u64;
-            let id = uuid::Uuid::from_u64_pair(high, low);
-            let mut event = json!({"event_id": id, "patient_id": patient, "source": "site-a-ehr",
-                "author": format!("clin-{}", r % 7), "hlc": {"wall_ms": wall, "logical": p % 3}, "ops": [op]});
-            if !observed.is_null() {
-                event["observed"] = observed;
-            }
-            out.push(Signed { patient, envelope: sign_with(&key, &event) });
-        }
-    }
-    out
+    generate_shaped(Shape::uniform(patients, events_per_patient), seed)
+        .iter()
+        .map(|e| Signed { patient: e.patient_id.clone(), envelope: workload::sign(e, &key) })
+        .collect()
 }
 
 fn test_key() -> SigningKeyFile {
@@ -74,15 +41,12 @@ fn test_key() -> SigningKeyFile {
     SigningKeyFile::from_toml_str(&key_text).expect("test key parses")
 }
 
-fn sign_with(key: &SigningKeyFile, event: &serde_json::Value) -> String {
-    let payload = serde_json::to_vec(event).expect("event serialises");
-    dsse::sign(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE, &payload, key.signing_key(), key.id()).to_json()
-}
-
 /// Any JSON as the payload of an envelope signed with the test key (source
 /// `site-a-ehr`): validly signed, valid or not as an event.
 pub fn sign_event(event: &serde_json::Value) -> String {
-    sign_with(&test_key(), event)
+    let key = test_key();
+    let payload = serde_json::to_vec(event).expect("event serialises");
+    dsse::sign(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE, &payload, key.signing_key(), key.id()).to_json()
 }
 
 /// Produces envelopes to `topic` keyed by patient, waiting for every ack.

@@ -25,8 +25,8 @@ use cap::Cap;
 use clap::{Parser, ValueEnum};
 use tidemark_benches::automerge_peer;
 use tidemark_benches::report::{grouped, row};
-use tidemark_benches::workload::{self, Mix};
 use tidemark_crdt::PatientDoc;
+use tidemark_testkit::workload::{self, Mix};
 
 /// mimalloc, as the merger allocates, counting the bytes live (no limit).
 #[global_allocator]

@@ -15,7 +15,9 @@ use tidemark_testkit::{TansuBroker, TansuStorage};
 use super::bound::{self, Record, Throughput};
 use super::procs;
 use super::sampler::{Sampler, Tick};
-use super::services::{Keys, Running, arg, args, run};
+use tidemark_testkit::process::Service;
+
+use super::services::{Keys, arg, args, listening, run, start};
 use super::snapshot::{Snapshot, StateTopic, scale_snapshot, snapshot};
 
 /// What to run.
@@ -183,27 +185,28 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     let registry = arg(&keys.registry());
     let mut a = args(["ingest", "--keys", &registry, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]);
     a.extend(kafka.clone());
-    let ingest = Running::start(t, "ingest", &a, &logs)?;
-    let mergers = (1..=cfg.mergers)
+    let mut ingest = start(t, "ingest", &a, &logs);
+    let mut mergers = (1..=cfg.mergers)
         .map(|i| {
             let mut a =
                 args(["merger", "--keys", &registry, "--group", "tidemark-bench", "--metrics-listen", "127.0.0.1:0"]);
             a.extend(kafka.clone());
             a.extend(args(["--kafka-option", &format!("fetch.wait.max.ms={}", cfg.fetch_wait_ms)]));
-            Running::start(t, &format!("merger-{i}"), &a, &logs)
+            start(t, &format!("merger-{i}"), &a, &logs)
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Vec<_>>();
     let t0 = Instant::now();
-    let merger_metrics = mergers.iter().map(|m| m.field("metrics")).collect::<anyhow::Result<Vec<_>>>()?;
-    let sampler = Sampler::start(t0, ingest.field("metrics")?, merger_metrics);
+    let merger_metrics = mergers.iter_mut().map(|m| listening(m, "metrics")).collect();
+    let ingest_metrics = listening(&mut ingest, "metrics");
+    let sampler = Sampler::start(t0, ingest_metrics.clone(), merger_metrics);
     if let Some(pid) = broker.pid() {
         sampler.watch("tansu", pid);
     }
-    sampler.watch("ingest", ingest.pid());
+    sampler.watch("ingest", pid(&ingest)?);
     for m in &mergers {
-        sampler.watch(&m.name, m.pid());
+        sampler.watch(&m.name, pid(m)?);
     }
-    let target = format!("http://{}", ingest.field("http")?);
+    let target = format!("http://{}", listening(&mut ingest, "http"));
 
     say(&format!("full speed: {} events, {} requests in flight of {} events", cfg.events, cfg.concurrency, cfg.batch));
     let start_tick = sampler
@@ -211,7 +214,7 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
         .context("the sampler read nothing in 10 s")?;
     let throughput = load(&cfg, &sampler, &target, &full, None, "loadgen-full", t0, &logs)?;
     let mut throughput = throughput;
-    let done = folded(&sampler, &ingest, &mut throughput)?;
+    let done = folded(&sampler, &ingest_metrics, &mut throughput)?;
     let cpu = |name: &str| {
         done.procs.get(name).map_or(0.0, |p| p.cpu_s) - start_tick.procs.get(name).map_or(0.0, |p| p.cpu_s)
     };
@@ -236,10 +239,10 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     let paused = Paused::stop(&mergers, &sampler)?;
     let mut latency_alone = load(&cfg, &sampler, &target, &alone, rate, "loadgen-alone", t0, &logs)?;
     drop(paused);
-    folded(&sampler, &ingest, &mut latency_alone)?;
+    folded(&sampler, &ingest_metrics, &mut latency_alone)?;
     say(&format!("fixed rate, mergers folding: {} events at {} events/s", cfg.latency_events, cfg.latency_rate));
     let mut latency = load(&cfg, &sampler, &target, &paced, rate, "loadgen-paced", t0, &logs)?;
-    folded(&sampler, &ingest, &mut latency)?;
+    folded(&sampler, &ingest_metrics, &mut latency)?;
 
     say("snapshot");
     // The latest view of every patient, read to the topic's real end: how
@@ -373,12 +376,13 @@ struct Paused<'a> {
 }
 
 impl<'a> Paused<'a> {
-    fn stop(mergers: &[Running], sampler: &'a Sampler) -> anyhow::Result<Self> {
+    fn stop(mergers: &[Service], sampler: &'a Sampler) -> anyhow::Result<Self> {
         sampler.mergers_paused(true);
         let mut paused = Self { pids: Vec::new(), sampler };
         for m in mergers {
-            signal("-STOP", m.pid())?;
-            paused.pids.push(m.pid());
+            let pid = pid(m)?;
+            signal("-STOP", pid)?;
+            paused.pids.push(pid);
         }
         Ok(paused)
     }
@@ -395,6 +399,11 @@ impl Drop for Paused<'_> {
     }
 }
 
+/// The process id of a service that should be running.
+fn pid(service: &Service) -> anyhow::Result<u32> {
+    service.id().with_context(|| format!("{} is not running", service.name))
+}
+
 fn signal(sig: &str, pid: u32) -> anyhow::Result<()> {
     let status = Command::new("kill").args([sig, &pid.to_string()]).status().context("running kill")?;
     anyhow::ensure!(status.success(), "kill {sig} {pid} failed: {status}");
@@ -403,8 +412,8 @@ fn signal(sig: &str, pid: u32) -> anyhow::Result<()> {
 
 /// Waits until the mergers folded every event ingest accepted; sets
 /// `phase.folded_after_s` and returns that reading.
-fn folded(sampler: &Sampler, ingest: &Running, phase: &mut Phase) -> anyhow::Result<Tick> {
-    let text = super::scrape::metrics(&ingest.field("metrics")?)?;
+fn folded(sampler: &Sampler, ingest_metrics: &str, phase: &mut Phase) -> anyhow::Result<Tick> {
+    let text = super::scrape::metrics(ingest_metrics)?;
     let accepted = super::scrape::sum(&text, "tidemark_ingest_events_accepted_total");
     let tick = sampler
         .wait_for(FOLD_LIMIT, |t| t.folded >= accepted)

@@ -1,91 +1,24 @@
-//! The pipeline's processes: `tidemark` subcommands started as children,
-//! their addresses read from the line each prints once it listens.
+//! The pipeline's processes: `tidemark` subcommands started as children
+//! (the shared [`Service`] wrapper), their addresses read from the line
+//! each prints once it listens.
 
-use std::fs::File;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 
 use anyhow::Context as _;
+use tidemark_testkit::process::{START_TIMEOUT, Service};
 
-/// A running `tidemark` service; killed when dropped.
-pub struct Running {
-    /// What it is, e.g. `merger-1`.
-    pub name: String,
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    /// `key=value` words of its listening line (`http=`, `metrics=`).
-    line: String,
+/// Starts `tidemark ARGS` as `name`, logging to `log_dir/NAME.log`, and
+/// waits for the line it prints once it listens.
+pub fn start(tidemark: &Path, name: &str, args: &[String], log_dir: &Path) -> Service {
+    let mut service = Service::new(name, tidemark, args.to_vec(), log_dir).started();
+    service.wait_line("tidemark-", START_TIMEOUT);
+    service
 }
 
-impl Running {
-    /// Starts `tidemark ARGS`, logging stderr to `log_dir/NAME.log`, and waits
-    /// for its first stdout line (`tidemark-... listening ...`).
-    ///
-    /// # Errors
-    /// If it cannot start or exits before printing the line.
-    pub fn start(tidemark: &Path, name: &str, args: &[String], log_dir: &Path) -> anyhow::Result<Self> {
-        let log = log_dir.join(format!("{name}.log"));
-        let mut child = Command::new(tidemark)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).with_context(|| format!("creating {}", log.display()))?)
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
-        stdout.read_line(&mut line).with_context(|| format!("reading {name}'s listening line"))?;
-        if !line.contains("listening") {
-            let _ = child.kill();
-            anyhow::bail!("{name} exited before listening; see {}", log.display());
-        }
-        Ok(Self { name: name.to_owned(), child, stdout, line })
-    }
-
-    /// The next line it prints; empty once it closed stdout.
-    ///
-    /// # Errors
-    /// If stdout cannot be read.
-    pub fn next_line(&mut self) -> anyhow::Result<String> {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).with_context(|| format!("reading {}'s output", self.name))?;
-        Ok(line)
-    }
-
-    /// Waits for it to exit.
-    ///
-    /// # Errors
-    /// If it exits non-zero.
-    pub fn wait(&mut self) -> anyhow::Result<()> {
-        let status = self.child.wait().with_context(|| format!("waiting for {}", self.name))?;
-        anyhow::ensure!(status.success(), "{} exited with {status}", self.name);
-        Ok(())
-    }
-
-    /// The value of `key=` in the listening line.
-    ///
-    /// # Errors
-    /// If the line has no such word.
-    pub fn field(&self, key: &str) -> anyhow::Result<String> {
-        self.line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-            .map(str::to_owned)
-            .with_context(|| format!("{} printed no {key}= in `{}`", self.name, self.line.trim()))
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The value of `key=` on the line `service` printed once it listened.
+pub fn listening(service: &mut Service, key: &str) -> String {
+    service.wait_for("tidemark-", &format!("{key}="), START_TIMEOUT)
 }
 
 /// `tidemark ARGS` to completion: its stdout, or an error with its stderr.

@@ -3,7 +3,7 @@
 //! timed beside a raw read of the same topic.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -12,7 +12,11 @@ use tidemark_testkit::{TansuBroker, TansuStorage};
 use super::bound::{self, Record, Throughput};
 use super::run::{Config, KeepLog, STATE, say};
 use super::sampler::Sampler;
-use super::services::{Keys, Running, arg, args, run};
+use super::services::{Keys, arg, args, run, start};
+
+/// How long one `archiver --once` may take to commit (the 1M-patient
+/// snapshot on the test broker takes about two minutes).
+const SNAPSHOT_LIMIT: Duration = Duration::from_secs(1800);
 
 /// The snapshot taken at the end.
 #[derive(Clone, Debug, Serialize)]
@@ -127,12 +131,13 @@ pub(super) fn snapshot(
         "--archiver-key",
         &arg(&keys.file("archiver.key")),
     ]));
-    let start = Instant::now();
-    let mut archiver = Running::start(&cfg.tidemark, name, &a, logs)?;
-    sampler.watch(name, archiver.pid());
-    let line = archiver.next_line()?;
-    let seconds = start.elapsed().as_secs_f64();
-    archiver.wait()?;
+    let started = Instant::now();
+    let mut archiver = start(&cfg.tidemark, name, &a, logs);
+    sampler.watch(name, archiver.id().context("the archiver is not running")?);
+    let line = archiver.wait_line("snapshot committed", SNAPSHOT_LIMIT);
+    let seconds = started.elapsed().as_secs_f64();
+    let status = archiver.wait_exit(Duration::from_secs(60)).context("the archiver --once did not exit")?;
+    anyhow::ensure!(status.success(), "the archiver exited with {status}");
     let field = |k: &str| -> anyhow::Result<u64> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
