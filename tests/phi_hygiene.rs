@@ -25,7 +25,7 @@ const MARKERS: [&str; 6] = ["pt-phimark", "Quixmarker", "Zorbmarker", "PHONEMARK
 const PATIENT: &str = "pt-phimark-0042";
 
 fn event(n: u64, ops: serde_json::Value) -> serde_json::Value {
-    let wall = 1_763_794_800_000 + n * 1000;
+    let wall = common::pipeline::recent_start_ms() + n * 1000;
     json!({
         "event_id": uuid::Uuid::from_u64_pair((wall << 16) | 0x7000, 0x8000_0000_0000_0000 | n),
         "patient_id": PATIENT, "source": "site-a-ehr", "author": "clin-authmark-1",

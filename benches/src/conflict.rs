@@ -39,6 +39,7 @@ pub fn tidemark() -> Fixture<PatientDoc, EditEvent> {
         hlc: Hlc::new(wall, 0),
         observed: observed.map(|o| o.iter().map(|(s, w)| ((*s).to_owned(), Hlc::new(*w, 0))).collect()),
         ops: vec![Op::Set { path: PATH.into(), value: json!(60 + n) }],
+        audience: None,
     };
     let mut base = PatientDoc::new("pt-0000001");
     base.apply(&event(1, "site-a-ehr", 1_763_794_801_000, None)).expect("applies");

@@ -19,6 +19,7 @@ fn ev(n: u8, source: &str, wall: u64, observed: Option<&[(&str, u64)]>, ops: Vec
         hlc: Hlc::new(wall, 0),
         observed: observed.map(|o| o.iter().map(|(s, w)| ((*s).to_owned(), Hlc::new(*w, 0))).collect()),
         ops,
+        audience: None,
     }
 }
 

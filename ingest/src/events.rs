@@ -6,6 +6,7 @@
 //! by request bodies never exceeds `max_in_flight_bytes`, however many clients
 //! connect at once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,9 +19,11 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::Serialize;
 use tidemark_schemas::Reason;
+use uuid::Uuid;
 
 use crate::metrics::{ReasonLabels, RequestLabels};
 use crate::refusal::Refusal;
+use crate::replay::Claim;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
 use crate::state::{AppState, now_ms};
 use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
@@ -30,6 +33,7 @@ use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 #[serde(tag = "result", rename_all = "snake_case")]
 enum LineResult {
     Accepted { line: usize, partition: i32, offset: i64 },
+    Duplicate { line: usize },
     Rejected { line: usize, status: u16, reason: Refusal, message: String },
 }
 
@@ -37,6 +41,7 @@ enum LineResult {
 struct ResponseBody {
     accepted: usize,
     rejected: usize,
+    duplicates: usize,
     results: Vec<LineResult>,
 }
 
@@ -156,37 +161,64 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
     let produce_started = Instant::now();
     let mut pending = Vec::with_capacity(lines.len());
     let mut results: Vec<Option<LineResult>> = Vec::with_capacity(lines.len());
+    // Copies of an event id within this request: index of the first copy.
+    let mut first_copy: HashMap<Uuid, usize> = HashMap::new();
+    let mut copies: Vec<(usize, usize)> = Vec::new();
     let mut first_error: Option<StatusCode> = None;
+    let mut reject = |results: &mut Vec<Option<LineResult>>, line, reason: Refusal, message: String| {
+        let status = reason.status();
+        first_error.get_or_insert(status);
+        state.metrics.events_rejected.get_or_create(&ReasonLabels::of(reason)).inc();
+        results.push(Some(LineResult::Rejected { line, status: status.as_u16(), reason, message }));
+    };
     for (i, outcome) in verified.into_iter().enumerate() {
         let (line, bytes) = lines[i];
-        match outcome {
-            Ok(ev) => {
-                let ev = ev.event();
+        let ev = match outcome {
+            Ok(ev) => ev,
+            Err(e) => {
+                reject(&mut results, line, Refusal::Event(e.reason()), e.to_string());
+                continue;
+            }
+        };
+        let ev = ev.event();
+        if let Some((reason, message)) = state.cfg.replay.refusal(ev, received_ms) {
+            reject(&mut results, line, Refusal::Event(reason), message);
+            continue;
+        }
+        if let Some(&first) = first_copy.get(&ev.event_id) {
+            copies.push((i, first));
+            results.push(None);
+            continue;
+        }
+        match state.recent_ids.claim(ev.event_id) {
+            Claim::Duplicate => {
+                state.metrics.events_duplicate.inc();
+                results.push(Some(LineResult::Duplicate { line }));
+            }
+            Claim::InFlight => {
+                let message = format!("event {} is being written by another request; retry", ev.event_id);
+                reject(&mut results, line, Refusal::DuplicateInFlight, message);
+            }
+            Claim::New => {
+                first_copy.insert(ev.event_id, i);
                 let hdrs = OwnedHeaders::new()
                     .insert(Header { key: "tidemark-schema", value: Some(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE) })
                     .insert(Header { key: "tidemark-source", value: Some(ev.source.as_str()) })
                     .insert(Header { key: "tidemark-received-ms", value: Some(received.as_str()) });
                 let rec = FutureRecord::to(&state.topic).key(ev.patient_id.as_bytes()).payload(bytes).headers(hdrs);
-                pending.push((i, line, producer.send_result(rec).ok()));
+                pending.push((i, line, ev.event_id, producer.send_result(rec).ok()));
                 results.push(None);
-            }
-            Err(e) => {
-                let reason = Refusal::Event(e.reason());
-                let status = reason.status();
-                first_error.get_or_insert(status);
-                state.metrics.events_rejected.get_or_create(&ReasonLabels::of(reason)).inc();
-                let message = e.to_string();
-                results.push(Some(LineResult::Rejected { line, status: status.as_u16(), reason, message }));
             }
         }
     }
     let mut accepted = 0;
     let mut unavailable = false;
-    for (i, line, fut) in pending {
+    for (i, line, id, fut) in pending {
         let delivered = match fut {
             Some(f) => f.await.ok().and_then(Result::ok),
             None => None,
         };
+        state.recent_ids.settle(id, delivered.is_some());
         results[i] = Some(if let Some(d) = delivered {
             accepted += 1;
             LineResult::Accepted { line, partition: d.partition, offset: d.offset }
@@ -198,21 +230,44 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
             LineResult::Rejected { line, status: reason.status().as_u16(), reason, message }
         });
     }
+    // A later copy in the same request shares the first copy's outcome.
+    for (i, first) in copies {
+        let line = lines[i].0;
+        results[i] = Some(match &results[first] {
+            Some(LineResult::Accepted { .. } | LineResult::Duplicate { .. }) => {
+                state.metrics.events_duplicate.inc();
+                LineResult::Duplicate { line }
+            }
+            Some(LineResult::Rejected { status, reason, message, .. }) => {
+                state.metrics.events_rejected.get_or_create(&ReasonLabels::of(*reason)).inc();
+                LineResult::Rejected { line, status: *status, reason: *reason, message: message.clone() }
+            }
+            // Every first copy has an outcome by now; were it missing, the
+            // client must retry rather than hear the event is in Kafka.
+            None => {
+                unavailable = true;
+                let reason = Refusal::Unavailable;
+                let message = "the first copy of this event has no outcome; retry".into();
+                LineResult::Rejected { line, status: reason.status().as_u16(), reason, message }
+            }
+        });
+    }
     state.metrics.produce_duration.observe(produce_started.elapsed().as_secs_f64());
     state.metrics.events_accepted.inc_by(accepted as u64);
     if accepted > 0 {
         state.last_ack_ms.fetch_max(now_ms(), Ordering::Relaxed);
     }
     let results: Vec<LineResult> = results.into_iter().flatten().collect();
-    let rejected = results.len() - accepted;
+    let duplicates = results.iter().filter(|r| matches!(r, LineResult::Duplicate { .. })).count();
+    let rejected = results.len() - accepted - duplicates;
     let status = if unavailable {
         StatusCode::SERVICE_UNAVAILABLE
     } else if rejected == 0 {
         StatusCode::ACCEPTED
-    } else if accepted > 0 {
+    } else if accepted + duplicates > 0 {
         StatusCode::MULTI_STATUS
     } else {
         first_error.unwrap_or(StatusCode::BAD_REQUEST)
     };
-    (status, axum::Json(ResponseBody { accepted, rejected, results })).into_response()
+    (status, axum::Json(ResponseBody { accepted, rejected, duplicates, results })).into_response()
 }

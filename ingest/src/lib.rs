@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 mod events;
 pub mod metrics;
 mod refusal;
+mod replay;
 mod routes;
 mod server;
 mod state;
@@ -25,6 +26,7 @@ mod watch;
 
 pub use metrics::IngestMetrics;
 pub use refusal::Refusal;
+pub use replay::{Claim, RecentIds, ReplayPolicy};
 pub use routes::ROUTES;
 pub use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 
@@ -57,6 +59,8 @@ pub struct IngestConfig {
     pub produce_timeout: Duration,
     /// How long to wait for the broker at start.
     pub startup_timeout: Duration,
+    /// Duplicate memory, age bound and audience.
+    pub replay: ReplayPolicy,
     /// Metrics (registered by the caller).
     pub metrics: IngestMetrics,
     /// Called with the bound address once listening.
@@ -124,5 +128,6 @@ impl IngestError {
 /// # Errors
 /// See [`IngestError`].
 pub async fn run(config: IngestConfig, shutdown: CancellationToken) -> Result<(), IngestError> {
+    config.replay.check().map_err(IngestError::Config)?;
     server::run(config, shutdown).await
 }

@@ -59,6 +59,8 @@ pub struct IngestMetrics {
     pub events_accepted: Counter,
     /// Events refused, by reason.
     pub events_rejected: Family<ReasonLabels, Counter>,
+    /// Events answered `duplicate`: accepted recently, not written again.
+    pub events_duplicate: Counter,
     /// Request latency.
     pub request_duration: Histogram,
     /// Produce-to-acknowledgement latency of one request's records.
@@ -78,6 +80,7 @@ impl IngestMetrics {
             requests: Family::default(),
             events_accepted: Counter::default(),
             events_rejected: Family::default(),
+            events_duplicate: Counter::default(),
             request_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             produce_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             in_flight_requests: Gauge::default(),
@@ -101,6 +104,11 @@ impl IngestMetrics {
         r.register("requests", "HTTP requests by route and status class", m.requests.clone());
         r.register("events_accepted", "Events produced and acknowledged by Kafka", m.events_accepted.clone());
         r.register("events_rejected", "Events refused, by reason", m.events_rejected.clone());
+        r.register(
+            "events_duplicate",
+            "Events whose id this ingest accepted recently, answered duplicate and not written again",
+            m.events_duplicate.clone(),
+        );
         r.register_with_unit(
             "request_duration",
             "HTTP request latency",

@@ -19,6 +19,9 @@ pub enum Refusal {
     Unavailable,
     /// The in-flight bounds are full: retry after `Retry-After`.
     Overloaded,
+    /// Another request is writing an event with the same id right now:
+    /// retry after `Retry-After`, when it is `duplicate` or may be written.
+    DuplicateInFlight,
     /// The request's `Content-Type` is neither JSON nor NDJSON.
     UnsupportedMediaType,
 }
@@ -31,7 +34,7 @@ impl Refusal {
             .iter()
             .filter(|r| r.http_status().is_some())
             .map(|r| Refusal::Event(*r))
-            .chain([Refusal::Unavailable])
+            .chain([Refusal::Unavailable, Refusal::DuplicateInFlight])
     }
 
     /// The stable code (the spec's `Reason` or `IngestCondition`).
@@ -40,6 +43,7 @@ impl Refusal {
             Refusal::Event(r) => r.as_str(),
             Refusal::Unavailable => "unavailable",
             Refusal::Overloaded => "overloaded",
+            Refusal::DuplicateInFlight => "duplicate_in_flight",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
         }
     }
@@ -53,7 +57,7 @@ impl Refusal {
                 // Only the merger finds the reasons without a status; should
                 // ingest ever refuse for one, it is still the event's fault.
                 .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
-            Refusal::Unavailable | Refusal::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Unavailable | Refusal::Overloaded | Refusal::DuplicateInFlight => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
@@ -86,7 +90,9 @@ mod tests {
             .and_then(|s| s.lines().find_map(|l| l.trim().strip_prefix("enum: [")))
             .expect("the spec defines IngestCondition with a flow enum");
         let listed: Vec<&str> = line.trim_end_matches(']').split(',').map(str::trim).collect();
-        let ours = [Refusal::Unavailable, Refusal::Overloaded, Refusal::UnsupportedMediaType].map(Refusal::as_str);
+        let ours =
+            [Refusal::Unavailable, Refusal::Overloaded, Refusal::DuplicateInFlight, Refusal::UnsupportedMediaType]
+                .map(Refusal::as_str);
         assert_eq!(listed, ours);
     }
 

@@ -15,6 +15,7 @@ use tidemark_schemas::verify::Verifier;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::replay::RecentIds;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
 use crate::state::{AppState, load_registry, producer_config};
 use crate::{IngestConfig, IngestError, events, topics, watch};
@@ -47,6 +48,7 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         bytes: Semaphore::new(bytes_permits),
         broker_ok: AtomicBool::new(true),
         last_ack_ms: AtomicU64::new(0),
+        recent_ids: RecentIds::new(cfg.replay.dedup_window, cfg.replay.dedup_capacity),
         metrics: cfg.metrics.clone(),
         cfg: cfg.clone(),
     });

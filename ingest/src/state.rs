@@ -11,6 +11,7 @@ use tidemark_schemas::keys::KeyRegistry;
 use tidemark_schemas::verify::Verifier;
 use tokio::sync::Semaphore;
 
+use crate::replay::RecentIds;
 use crate::{IngestConfig, IngestError, IngestMetrics};
 
 /// The state every handler and watcher holds an `Arc` of.
@@ -32,6 +33,9 @@ pub(crate) struct AppState {
     /// When Kafka last acknowledged a record (ms since the epoch; 0: never):
     /// proof that the broker is reachable that no probe can beat.
     pub(crate) last_ack_ms: AtomicU64,
+    /// Event ids accepted recently, so that a replayed envelope is not
+    /// written again.
+    pub(crate) recent_ids: RecentIds,
     /// The service's metrics.
     pub(crate) metrics: IngestMetrics,
 }
@@ -107,6 +111,7 @@ mod tests {
             shutdown_grace: Duration::from_secs(1),
             produce_timeout: Duration::from_secs(7),
             startup_timeout: Duration::from_secs(1),
+            replay: crate::ReplayPolicy::default(),
             metrics: IngestMetrics::register(&mut prometheus_client::registry::Registry::default()),
             on_listening: None,
         }

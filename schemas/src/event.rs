@@ -34,6 +34,13 @@ pub struct EditEvent {
     pub observed: Option<VersionVector>,
     /// The field operations, applied in order.
     pub ops: Vec<Op>,
+    /// The deployment the event is meant for (e.g. `prod-eu`), signed with
+    /// it: an ingest run with `--audience` refuses events for another one or
+    /// for none, so events signed for staging cannot be replayed into
+    /// production where both share keys. `None`: any ingest without
+    /// `--audience` takes it. The fold ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 impl EditEvent {

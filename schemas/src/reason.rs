@@ -72,6 +72,12 @@ reasons! {
     ObservedNotOlder => "observed_not_older",
     /// Catalog rule: the `hlc` is further ahead of the receiver's clock than allowed.
     HlcInFuture => "hlc_in_future",
+    /// Ingest policy: the `hlc` is older than ingest's `--max-event-age-s`
+    /// (a captured event replayed long after).
+    EventTooOld => "event_too_old",
+    /// Ingest policy: ingest runs with `--audience` and the event names
+    /// another audience, or none.
+    WrongAudience => "wrong_audience",
     /// Catalog rule: an op's path is not in the catalog.
     UnknownPath => "unknown_path",
     /// Catalog rule: the op is not one the field's kind takes.
@@ -110,6 +116,8 @@ impl Reason {
             | Reason::TooManyObserved
             | Reason::ObservedNotOlder
             | Reason::HlcInFuture
+            | Reason::EventTooOld
+            | Reason::WrongAudience
             | Reason::UnknownPath
             | Reason::OpNotAllowed
             | Reason::WrongType
@@ -121,11 +129,12 @@ impl Reason {
 
     /// Whether the merger can send an event to the dead-letter topic for this
     /// reason (the code is then its `tidemark-dlq-reason` header). Every
-    /// reason but `hlc_in_future`: the future-skew bound is checked against
-    /// the receiver's clock at ingest, and a replay must not depend on when it
-    /// runs, so the merger never applies it.
+    /// reason but ingest's clock and deployment policies: the future-skew
+    /// and age bounds are checked against the receiver's clock at ingest, and
+    /// a replay must not depend on when it runs; the audience is ingest's
+    /// setting. The merger applies none of them.
     pub const fn dead_lettered(self) -> bool {
-        !matches!(self, Reason::HlcInFuture)
+        !matches!(self, Reason::HlcInFuture | Reason::EventTooOld | Reason::WrongAudience)
     }
 }
 

@@ -245,6 +245,11 @@ impl Catalog {
                 out.push(None, None, ViolationReason::BadIdentifier { what, why });
             }
         }
+        if let Some(audience) = &event.audience
+            && let Err(why) = check_identifier(audience, limits.max_id_bytes)
+        {
+            out.push(None, None, ViolationReason::BadIdentifier { what: "audience", why });
+        }
         let ahead_ms = event.hlc.wall_ms.saturating_sub(now_ms);
         if ahead_ms > limits.max_future_skew_ms {
             out.push(None, None, ViolationReason::HlcInFuture { ahead_ms, max_ms: limits.max_future_skew_ms });

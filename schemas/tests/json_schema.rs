@@ -43,8 +43,9 @@ fn event() -> impl Strategy<Value = EditEvent> {
         (any::<u64>(), any::<u32>()),
         proptest::option::of(proptest::collection::btree_map(ident(), (any::<u64>(), any::<u32>()), 0..4)),
         proptest::collection::vec(op(), 1..8),
+        proptest::option::of(ident()),
     )
-        .prop_map(|(bits, patient_id, source, author, (w, l), observed, ops)| EditEvent {
+        .prop_map(|(bits, patient_id, source, author, (w, l), observed, ops, audience)| EditEvent {
             event_id: uuid::Builder::from_unix_timestamp_millis(
                 (bits >> 64) as u64 & 0xFFFF_FFFF_FFFF,
                 &bits.to_le_bytes()[..10].try_into().expect("10 bytes"),
@@ -56,6 +57,7 @@ fn event() -> impl Strategy<Value = EditEvent> {
             hlc: Hlc::new(w, l),
             observed: observed.map(|o| o.into_iter().map(|(k, (w, l))| (k, Hlc::new(w, l))).collect()),
             ops,
+            audience,
         })
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use tidemark_ingest::{IngestConfig, IngestMetrics};
+use tidemark_ingest::{IngestConfig, IngestMetrics, ReplayPolicy};
 
 use super::Outcome;
 use super::config::{CatalogChoice, KafkaArgs};
@@ -56,6 +56,30 @@ pub struct IngestArgs {
     /// Log format.
     #[arg(long, env = "TIDEMARK_LOG_FORMAT", value_enum, default_value_t = telemetry::LogFormat::Text)]
     log_format: telemetry::LogFormat,
+    #[command(flatten)]
+    replay: ReplayArgs,
+}
+
+/// Replay defences (docs/ingest.md, "Replays").
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Refuse events whose `hlc` is older than this (event_too_old). The
+    /// default of 7 days lets an EHR's downtime queue drain late.
+    #[arg(long, env = "TIDEMARK_MAX_EVENT_AGE_S", default_value_t = 7 * 24 * 3600)]
+    max_event_age_s: u64,
+    /// Take only events whose signed `audience` is this (wrong_audience
+    /// otherwise), so events signed for another deployment that shares keys
+    /// are refused.
+    #[arg(long, env = "TIDEMARK_AUDIENCE", value_name = "ID")]
+    audience: Option<String>,
+    /// Remember accepted event ids for at most this long: a copy sent again
+    /// within it is answered `duplicate` and not written again.
+    #[arg(long, env = "TIDEMARK_DEDUP_WINDOW_S", default_value_t = 3600)]
+    dedup_window_s: u64,
+    /// Remember at most this many ids (about 36 bytes each, allocated at
+    /// start); 0 turns the memory off.
+    #[arg(long, env = "TIDEMARK_DEDUP_CAPACITY", default_value_t = 1_000_000)]
+    dedup_capacity: usize,
 }
 
 pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
@@ -79,6 +103,12 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
                 shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
                 produce_timeout: Duration::from_millis(args.produce_timeout_ms),
                 startup_timeout: Duration::from_millis(args.startup_timeout_ms),
+                replay: ReplayPolicy {
+                    max_event_age: Duration::from_secs(args.replay.max_event_age_s),
+                    audience: args.replay.audience,
+                    dedup_window: Duration::from_secs(args.replay.dedup_window_s),
+                    dedup_capacity: args.replay.dedup_capacity,
+                },
                 metrics,
                 on_listening: Some(Arc::new(move |addr| {
                     let mut out = std::io::stdout().lock();

@@ -98,6 +98,7 @@ impl Pipeline {
             shutdown_grace: Duration::from_secs(10),
             produce_timeout: Duration::from_secs(10),
             startup_timeout: Duration::from_secs(15),
+            replay: tidemark_ingest::ReplayPolicy::default(),
             metrics: IngestMetrics::register(registry),
             on_listening: Some(Arc::new(move |addr| {
                 if let Some(tx) = addr_tx.lock().unwrap_or_else(PoisonError::into_inner).take() {

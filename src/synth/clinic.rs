@@ -155,6 +155,7 @@ impl Clinic {
             hlc: s.clock.tick(seen),
             observed,
             ops,
+            audience: None,
         };
         Planned { patient, site, hlc: event.hlc, envelope: workload::sign(&event, &s.key) }
     }

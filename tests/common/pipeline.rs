@@ -30,10 +30,20 @@ pub struct Signed {
 /// distinct event ids.
 pub fn workload(patients: usize, events_per_patient: usize, seed: u64) -> Vec<Signed> {
     let key = test_key();
-    generate_shaped(Shape::uniform(patients, events_per_patient), seed)
+    let shape = Shape { start_ms: recent_start_ms(), ..Shape::uniform(patients, events_per_patient) };
+    generate_shaped(shape, seed)
         .iter()
         .map(|e| Signed { patient: e.patient_id.clone(), envelope: workload::sign(e, &key) })
         .collect()
+}
+
+/// Midnight UTC yesterday: within ingest's default age bound (7 days), in
+/// the past for every round of a test workload (an hour each), and the same
+/// all day, so a seed gives the same events within a test run.
+pub fn recent_start_ms() -> u64 {
+    const DAY_MS: u64 = 86_400_000;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis();
+    (u64::try_from(now).expect("ms fit u64") / DAY_MS - 1) * DAY_MS
 }
 
 fn test_key() -> SigningKeyFile {

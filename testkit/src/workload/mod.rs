@@ -165,6 +165,7 @@ fn event(rng: &mut SeededRng, shape: &Shape, patient: usize, round: u64, shadow:
         hlc,
         observed,
         ops,
+        audience: None,
     }
 }
 

@@ -1,0 +1,245 @@
+//! Replay defences at the front door: a recently accepted event id is not
+//! written again, an event older than the age bound is refused, and an
+//! ingest that names its audience takes only events signed for it.
+//!
+//! Key decision: duplicates are remembered by event id in two generations of
+//! a hash set, each preallocated for half the capacity, instead of a cache
+//! with per-entry timestamps. When the current generation is full or half
+//! the window has passed, the older one is dropped whole and the current
+//! one becomes older. A lookup checks both, so an id is recognised for at
+//! least half the window (less only when more than half the capacity of new
+//! ids arrives within it) and never longer than the window; the memory is
+//! fixed at start (about 36 bytes per id of capacity, measured in
+//! `ingest/tests/replay_memory.rs`), whatever the traffic. The merger stays
+//! the real guarantee: it folds an event id once, whatever Kafka holds; this
+//! only stops a captured envelope from being turned into many records.
+//!
+//! An id is *claimed* while its record is being produced, so a second copy
+//! in the same moment is not written too: within one request it shares the
+//! first copy's outcome; from another request it is answered 503
+//! `duplicate_in_flight`, and its retry finds the id settled.
+
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use foldhash::fast::RandomState;
+use tidemark_schemas::{EditEvent, Reason};
+use uuid::Uuid;
+
+/// The replay policy of an ingest (`--max-event-age-s`, `--audience`,
+/// `--dedup-window-s`, `--dedup-capacity`).
+#[derive(Clone, Debug)]
+pub struct ReplayPolicy {
+    /// Events whose `hlc` is older than this (by ingest's clock) are refused.
+    pub max_event_age: Duration,
+    /// When set, events must carry exactly this `audience`.
+    pub audience: Option<String>,
+    /// How long an accepted event id is remembered (at most).
+    pub dedup_window: Duration,
+    /// How many ids are remembered (at most); 0 turns the memory off.
+    pub dedup_capacity: usize,
+}
+
+impl Default for ReplayPolicy {
+    /// Seven days (EHR downtime queues drain days late), no audience, one
+    /// hour and one million ids.
+    fn default() -> Self {
+        Self {
+            max_event_age: Duration::from_secs(7 * 24 * 3600),
+            audience: None,
+            dedup_window: Duration::from_secs(3600),
+            dedup_capacity: 1_000_000,
+        }
+    }
+}
+
+impl ReplayPolicy {
+    /// Whether the policy makes sense: an audience an event could carry.
+    ///
+    /// # Errors
+    /// What is wrong with it, for the operator.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(a) = &self.audience {
+            let valid =
+                !a.is_empty() && a.len() <= 64 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b".:_@-".contains(&b));
+            if !valid {
+                return Err(format!("--audience `{a}` is not an identifier: 1-64 characters of A-Z a-z 0-9 . _ : @ -"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy's refusal of a verified event received at `now_ms`, if any.
+    pub fn refusal(&self, event: &EditEvent, now_ms: u64) -> Option<(Reason, String)> {
+        let age_ms = now_ms.saturating_sub(event.hlc.wall_ms);
+        let max_ms = u64::try_from(self.max_event_age.as_millis()).unwrap_or(u64::MAX);
+        if age_ms > max_ms {
+            let message =
+                format!("event {} is {} s old, over the bound of {} s", event.event_id, age_ms / 1000, max_ms / 1000);
+            return Some((Reason::EventTooOld, message));
+        }
+        if let Some(want) = &self.audience
+            && event.audience.as_deref() != Some(want.as_str())
+        {
+            let what = if event.audience.is_some() { "is for another audience" } else { "names no audience" };
+            return Some((
+                Reason::WrongAudience,
+                format!("event {} {what}; this ingest takes `{want}`", event.event_id),
+            ));
+        }
+        None
+    }
+}
+
+/// What [`RecentIds::claim`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen: the caller writes it, then calls [`RecentIds::settle`].
+    New,
+    /// Accepted recently: answer `duplicate`, write nothing.
+    Duplicate,
+    /// Being written by another request right now: answer retry.
+    InFlight,
+}
+
+/// Recently accepted event ids, in bounded memory (see the module doc).
+pub struct RecentIds {
+    window: Duration,
+    generation_capacity: usize,
+    inner: Mutex<Generations>,
+}
+
+struct Generations {
+    current: HashSet<u128, RandomState>,
+    older: HashSet<u128, RandomState>,
+    in_flight: HashSet<u128, RandomState>,
+    started: Instant,
+}
+
+impl RecentIds {
+    /// Memory for `capacity` ids over `window`; allocated now, in full.
+    pub fn new(window: Duration, capacity: usize) -> Self {
+        let generation_capacity = capacity.div_ceil(2);
+        let inner = Generations {
+            current: HashSet::with_capacity_and_hasher(generation_capacity, RandomState::default()),
+            older: HashSet::with_capacity_and_hasher(generation_capacity, RandomState::default()),
+            in_flight: HashSet::default(),
+            started: Instant::now(),
+        };
+        Self { window, generation_capacity, inner: Mutex::new(inner) }
+    }
+
+    /// Checks `id` and, if it is new, claims it.
+    pub fn claim(&self, id: Uuid) -> Claim {
+        if self.generation_capacity == 0 {
+            return Claim::New;
+        }
+        let id = id.as_u128();
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.current.contains(&id) || g.older.contains(&id) {
+            Claim::Duplicate
+        } else if !g.in_flight.insert(id) {
+            Claim::InFlight
+        } else {
+            Claim::New
+        }
+    }
+
+    /// Ends a claim: remembers `id` if Kafka acknowledged it, forgets the
+    /// claim either way (a failed write may be retried).
+    pub fn settle(&self, id: Uuid, accepted: bool) {
+        if self.generation_capacity == 0 {
+            return;
+        }
+        let id = id.as_u128();
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        g.in_flight.remove(&id);
+        if !accepted {
+            return;
+        }
+        if g.current.len() >= self.generation_capacity || g.started.elapsed() >= self.window / 2 {
+            let g = &mut *g;
+            std::mem::swap(&mut g.current, &mut g.older);
+            g.current.clear();
+            g.started = Instant::now();
+        }
+        g.current.insert(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> Uuid {
+        Uuid::from_u64_pair(0x0190_0000_0000_7000, 0x8000_0000_0000_0000 | n)
+    }
+
+    #[test]
+    fn an_accepted_id_is_a_duplicate_a_failed_one_is_not() {
+        let ids = RecentIds::new(Duration::from_secs(60), 100);
+        assert_eq!(ids.claim(id(1)), Claim::New);
+        assert_eq!(ids.claim(id(1)), Claim::InFlight, "a second copy while the first is written");
+        ids.settle(id(1), true);
+        assert_eq!(ids.claim(id(1)), Claim::Duplicate);
+        assert_eq!(ids.claim(id(2)), Claim::New);
+        ids.settle(id(2), false);
+        assert_eq!(ids.claim(id(2)), Claim::New, "an unacknowledged write may be retried");
+    }
+
+    #[test]
+    fn memory_is_bounded_by_capacity_and_ids_live_at_least_half_of_it() {
+        let ids = RecentIds::new(Duration::from_secs(3600), 100);
+        for n in 0..1_000 {
+            assert_eq!(ids.claim(id(n)), Claim::New);
+            ids.settle(id(n), true);
+            let g = ids.inner.lock().expect("not poisoned");
+            assert!(g.current.len() + g.older.len() <= 100);
+        }
+        // The last half capacity is always remembered; long-gone ids are not.
+        for n in 950..1_000 {
+            assert_eq!(ids.claim(id(n)), Claim::Duplicate, "{n}");
+        }
+        assert_eq!(ids.claim(id(0)), Claim::New);
+    }
+
+    #[test]
+    fn ids_expire_after_the_window() {
+        let ids = RecentIds::new(Duration::from_millis(40), 100);
+        assert_eq!(ids.claim(id(1)), Claim::New);
+        ids.settle(id(1), true);
+        std::thread::sleep(Duration::from_millis(25));
+        ids.settle(id(2), true); // rotates: 1 is in the older generation
+        assert_eq!(ids.claim(id(1)), Claim::Duplicate);
+        std::thread::sleep(Duration::from_millis(25));
+        ids.settle(id(3), true); // rotates again: 1 is gone
+        assert_eq!(ids.claim(id(1)), Claim::New);
+    }
+
+    #[test]
+    fn capacity_zero_remembers_nothing() {
+        let ids = RecentIds::new(Duration::from_secs(60), 0);
+        ids.settle(id(1), true);
+        assert_eq!(ids.claim(id(1)), Claim::New);
+        assert_eq!(ids.claim(id(1)), Claim::New);
+    }
+
+    #[test]
+    fn the_policy_refuses_old_events_and_foreign_audiences() {
+        let mut event: EditEvent = serde_json::from_value(serde_json::json!({
+            "event_id": id(1), "patient_id": "pt-1", "source": "s", "author": "a",
+            "hlc": {"wall_ms": 1_000_000, "logical": 0}, "ops": [{"op": "set", "path": "x", "value": 1}]
+        }))
+        .expect("an event");
+        let policy = ReplayPolicy { max_event_age: Duration::from_secs(10), ..ReplayPolicy::default() };
+        assert_eq!(policy.refusal(&event, 1_000_000 + 10_000), None);
+        assert_eq!(policy.refusal(&event, 1_000_000 + 10_001).map(|r| r.0), Some(Reason::EventTooOld));
+        let policy = ReplayPolicy { audience: Some("prod".into()), ..ReplayPolicy::default() };
+        assert_eq!(policy.refusal(&event, 1_000_000).map(|r| r.0), Some(Reason::WrongAudience));
+        event.audience = Some("staging".into());
+        assert_eq!(policy.refusal(&event, 1_000_000).map(|r| r.0), Some(Reason::WrongAudience));
+        event.audience = Some("prod".into());
+        assert_eq!(policy.refusal(&event, 1_000_000), None);
+    }
+}
