@@ -10,10 +10,13 @@
 //! [`topics::ensure`]; and a partition is read up to a cut by one reader,
 //! [`scan::scan_partition`], with one stop rule: the first record at or past
 //! the cut (a partition end seen below the cut, as a new leader may briefly
-//! report, does not end a read).
+//! report, does not end a read). A consumer group's lag is read as Kafka's
+//! own tools read it, from the group's committed offsets on every partition
+//! ([`group::group_lag`]), never from one member's view.
 
 pub mod connection;
 pub mod error;
+pub mod group;
 pub mod scan;
 pub mod topics;
 

@@ -68,6 +68,12 @@ pub struct MergerMetrics {
     pub batch_duration: Histogram,
     /// Messages behind the partition's end, per assigned partition.
     pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// The group's lag on every partition of the edit topic, held or not.
+    pub group_lag: Family<PartitionLabel, Gauge>,
+    /// Reads of the group's lag that failed (retried at the next interval).
+    pub group_lag_failures: Counter,
+    /// 1 for each partition this member holds (absent otherwise).
+    pub partition_assigned: Family<PartitionLabel, Gauge>,
     /// Patient documents held in memory.
     pub documents: Gauge,
     /// Time to restore one partition's documents from the changelog.
@@ -87,6 +93,9 @@ impl MergerMetrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             batch_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             consumer_lag: Family::default(),
+            group_lag: Family::default(),
+            group_lag_failures: Counter::default(),
+            partition_assigned: Family::default(),
             documents: Gauge::default(),
             restore_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             commit_failures: Counter::default(),
@@ -120,6 +129,23 @@ impl MergerMetrics {
             "Messages between the last committed position and the partition's end",
             Unit::Other("messages".into()),
             m.consumer_lag.clone(),
+        );
+        r.register_with_unit(
+            "group_lag",
+            "The consumer group's lag on each partition of the edit topic, whoever holds it: high watermark minus \
+             the group's committed offset (every member reports the same; take the max, never the sum)",
+            Unit::Other("messages".into()),
+            m.group_lag.clone(),
+        );
+        r.register(
+            "group_lag_failures",
+            "Reads of the consumer group's committed offsets that failed; retried at the next interval",
+            m.group_lag_failures.clone(),
+        );
+        r.register(
+            "partition_assigned",
+            "1 for each partition of the edit topic this member holds",
+            m.partition_assigned.clone(),
         );
         r.register("documents", "Patient documents held in memory", m.documents.clone());
         r.register_with_unit(

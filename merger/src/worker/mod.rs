@@ -16,6 +16,7 @@ mod batch;
 mod config;
 mod context;
 mod error;
+mod group_watch;
 pub mod metrics;
 mod restore;
 mod topics;
@@ -74,8 +75,14 @@ pub async fn run(cfg: MergerConfig, shutdown: CancellationToken) -> Result<(), W
         .create_with_context(MergerContext::new(&cfg.topics.edits))
         .map_err(WorkerError::kafka("creating the consumer"))?;
     consumer.subscribe(&[&cfg.topics.edits]).map_err(WorkerError::kafka("subscribing to the edit topic"))?;
+    let watch_stop = shutdown.child_token();
+    let group_watch = group_watch::spawn(&cfg, &watch_stop)?;
     let mut worker = Worker { cfg: &cfg, metrics: &metrics, consumer: &consumer, parts: HashMap::new(), batches: 0 };
     let result = worker.run_loop(&producer, &shutdown).await;
+    watch_stop.cancel();
+    if let Err(e) = group_watch.await {
+        tracing::warn!(error = %e, "the consumer group lag reader ended abnormally");
+    }
     consumer.unsubscribe();
     if let Err(e) = producer.flush(Duration::from_secs(10)) {
         tracing::warn!(error = %e, "producer flush at shutdown did not finish");
@@ -154,6 +161,7 @@ impl Worker<'_> {
                     for p in &ps {
                         self.parts.remove(p);
                         self.metrics.consumer_lag.remove(&metrics::PartitionLabel { partition: *p });
+                        self.metrics.partition_assigned.remove(&metrics::PartitionLabel { partition: *p });
                     }
                     tracing::info!(partitions = ?ps, "partitions revoked; their documents dropped");
                 }
@@ -212,6 +220,7 @@ impl Worker<'_> {
             elapsed_ms = elapsed.as_millis() as u64,
             "partition restored"
         );
+        self.metrics.partition_assigned.get_or_create(&metrics::PartitionLabel { partition }).set(1);
         self.parts.insert(partition, docs);
     }
 

@@ -1,0 +1,57 @@
+//! The group's lag on every partition of the edit topic, whoever holds it,
+//! and the partitions this member holds, for the alerts that must see a
+//! group whose partitions are held by nobody alive (docs/metrics.md).
+//!
+//! Every member exports the same group lag, read from the group's committed
+//! offsets by an observer that never joins the group
+//! ([`tidemark_kafka::group`]): any member alive can then report a backlog
+//! that no member folds. The alerts and dashboards take the maximum per
+//! partition across members, never the sum, so the group counts once.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{MergerMetrics, PartitionLabel};
+use super::{MergerConfig, WorkerError};
+
+/// Reads the group's lag every `cfg.lag_interval` until `shutdown`, on a
+/// blocking thread (the observer's calls block), and sets
+/// `group_lag_messages{partition}` for every partition.
+///
+/// # Errors
+/// [`WorkerError`] only if the observer cannot be created; a failed read is
+/// counted and retried at the next interval.
+pub(super) fn spawn(
+    cfg: &MergerConfig,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
+    let observer = cfg.kafka.group_observer(&cfg.group)?;
+    let (topic, interval, metrics, shutdown) =
+        (cfg.topics.edits.clone(), cfg.lag_interval, cfg.metrics.clone(), shutdown.clone());
+    Ok(tokio::task::spawn_blocking(move || {
+        let timeout = interval.max(Duration::from_secs(5));
+        while !shutdown.is_cancelled() {
+            match tidemark_kafka::group::group_lag(&observer, &topic, timeout) {
+                Ok(lags) => record(&metrics, &lags),
+                Err(e) => {
+                    metrics.group_lag_failures.inc();
+                    tracing::warn!(error = %e, "reading the consumer group's lag failed; retrying");
+                }
+            }
+            // Sleep in short steps so that shutdown is not held up.
+            let mut left = interval;
+            while !left.is_zero() && !shutdown.is_cancelled() {
+                let step = left.min(Duration::from_millis(100));
+                std::thread::sleep(step);
+                left -= step;
+            }
+        }
+    }))
+}
+
+fn record(metrics: &MergerMetrics, lags: &[tidemark_kafka::group::PartitionLag]) {
+    for l in lags {
+        metrics.group_lag.get_or_create(&PartitionLabel { partition: l.partition }).set(l.lag());
+    }
+}
