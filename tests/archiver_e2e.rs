@@ -227,6 +227,11 @@ async fn snapshot_round_trips_through_pyarrow_and_duckdb_and_deidentifies() {
         )
     };
     assert_eq!(ids(&out_d), ids(&out_d2), "pseudonyms are stable for one dataset key");
+    // The manifest names the dataset key (the pseudonym space) it signs for.
+    let manifest = fs::read(w.archive().join("deidentified").join(&deid2).join("manifest.dsse.json")).unwrap();
+    let m = tidemark_archiver::manifest::Manifest::decode_unverified(&manifest).unwrap();
+    let ds = tidemark_seal::load_dataset_key(Path::new(&w.key("ds.key"))).unwrap();
+    assert_eq!((m.sequence, m.dataset_key_id), (Some(2), Some(ds.key_id())), "the second de-identified snapshot");
 
     // Bob is not a recipient.
     let run = w.verify("identified", &id, "bob.key");
@@ -378,6 +383,13 @@ async fn archiver_killed_mid_snapshot_leaves_no_manifest_and_the_next_run_comple
         .collect();
     left.sort();
     assert_eq!(left, newer, "retention removed the oldest");
+    // Each run continued the chain from the one before: sequences 2 and 3
+    // remain (1 was retained away), linked, and `latest` is the highest.
+    let listed = w.run(&["snapshot", "list", "--archive", s(&w.archive()), "--archiver-pub", &w.key("arch.pub")]);
+    listed.code(0).stdout_has(&format!("{} verified sequence=2", newer[0]));
+    listed.stdout_has(&format!("{} verified sequence=3", newer[1]));
+    assert!(!listed.stdout.contains("chain broken"), "{listed:?}");
+    w.verify("identified", "latest", "alice.key").code(0).stdout_has(&format!("ok: snapshot {}", newer[1]));
 }
 
 /// One synthetic view (the shape `tidemark fold` prints) of a typical record:

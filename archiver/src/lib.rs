@@ -12,8 +12,10 @@
 //! topic up to a cut is [`tidemark_kafka::scan`]'s, shared with the other
 //! readers of Kafka.
 
+pub mod chain;
 pub mod manifest;
 pub mod metrics;
+pub mod pin;
 pub mod reader;
 pub mod service;
 pub mod snapshot;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::chain::{self, Chain};
 use crate::manifest::{MANIFEST_NAME, Manifest, ManifestError, PartEntry};
 use crate::storage::{Archive, StorageError};
 use tidemark_seal::{ArchiverVerifyingKey, PartError, RecipientSecretKey, open_part, read_header};
@@ -25,8 +26,8 @@ pub enum ReadError {
     /// Storage failed (including a missing manifest or part).
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// The profile holds no committed snapshot.
-    #[error("no committed snapshot in profile `{0}`")]
+    /// The profile holds no snapshot whose manifest verifies.
+    #[error("no snapshot in profile `{0}` has a manifest that verifies under the archiver key")]
     NoSnapshot(String),
     /// The manifest does not verify.
     #[error("manifest of snapshot {snapshot}: {source}")]
@@ -99,16 +100,28 @@ pub struct Verified {
     pub chunks_checked: bool,
 }
 
-/// Resolves `latest` to the newest committed snapshot id of `profile`.
+/// Resolves `snapshot` in `profile`: `latest` is the verified manifest with
+/// the highest sequence (never merely the last directory listed: one that
+/// does not verify is skipped, and reported in the returned chain's
+/// `unverified`); any other name is returned as given. The chain is returned
+/// too, for its breaks and, with `latest`, its newest link.
 ///
 /// # Errors
 /// [`ReadError::Storage`] or [`ReadError::NoSnapshot`].
-pub async fn resolve(archive: &Archive, profile: &str, snapshot: &str) -> Result<String, ReadError> {
+pub async fn resolve(
+    archive: &Archive,
+    profile: &str,
+    snapshot: &str,
+    archiver: &ArchiverVerifyingKey,
+) -> Result<(String, Chain), ReadError> {
+    let chain = chain::scan(archive, profile, archiver).await?;
     if snapshot != "latest" {
-        return Ok(snapshot.to_owned());
+        return Ok((snapshot.to_owned(), chain));
     }
-    let dirs = archive.list_snapshots(profile).await?;
-    dirs.into_iter().rev().find(|d| d.has_manifest).map(|d| d.id).ok_or_else(|| ReadError::NoSnapshot(profile.into()))
+    match chain.latest() {
+        Some(link) => Ok((link.id.clone(), chain)),
+        None => Err(ReadError::NoSnapshot(profile.into())),
+    }
 }
 
 /// Reads and verifies the manifest of `profile/snapshot`.

@@ -22,10 +22,11 @@ use tidemark_kafka::rdkafka::consumer::BaseConsumer;
 use tidemark_kafka::scan::{self, PartitionCut};
 use tidemark_schemas::{Catalog, PatientView, format_utc_ms};
 
+use crate::chain;
 use crate::manifest::{CutOffset, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
 use crate::storage::{Archive, StorageError};
 use crate::table::{PartOptions, PartWriter, Profile, TableError, TableLayout, sort_views};
-use tidemark_seal::{ArchiverSigningKey, PartError, RecipientPublicKey, seal_part};
+use tidemark_seal::{ArchiverSigningKey, ArchiverVerifyingKey, DatasetKey, PartError, RecipientPublicKey, seal_part};
 
 /// Why a snapshot failed. Nothing is committed; the next run starts afresh.
 #[derive(Debug, thiserror::Error)]
@@ -159,8 +160,10 @@ pub async fn take(
     if spec.profiles.iter().any(|p| p.recipients.is_empty()) || spec.profiles.is_empty() || spec.retain == 0 {
         return Err(SnapshotError::Config("every profile needs a recipient, and retain must be at least 1".into()));
     }
+    let verifier = spec.signer.verifying_key();
+    let mut heads = Vec::with_capacity(spec.profiles.len());
     for p in &spec.profiles {
-        remove_incomplete(archive, p.profile.name()).await?;
+        heads.push(prepare(archive, p.profile.name(), &verifier).await?);
     }
     // The snapshot's one clock reading: its manifest's time and the
     // de-identified profile's "now" for the over-89 birth-year floor.
@@ -214,12 +217,18 @@ pub async fn take(
             parts: std::mem::take(&mut parts[i]),
             recipients: p.recipients.iter().map(RecipientPublicKey::key_id).collect(),
             archiver_key_id: spec.signer.key_id(),
+            sequence: Some(heads[i].sequence),
+            previous_manifest_sha256: heads[i].previous.clone(),
+            dataset_key_id: match &p.profile {
+                Profile::Identified => None,
+                Profile::Deidentified { dataset_key } => Some(DatasetKey::from_bytes(dataset_key).key_id()),
+            },
         };
         let signed = manifest.sign(&spec.signer);
         bytes[i] += signed.len() as u64;
         archive.put(p.profile.name(), &ids[i], MANIFEST_NAME, Bytes::from(signed)).await?;
         committed.push(Committed { manifest, bytes: bytes[i] });
-        apply_retention(archive, p.profile.name(), spec.retain).await?;
+        apply_retention(archive, p.profile.name(), spec.retain, &verifier).await?;
     }
     Ok(committed)
 }
@@ -345,25 +354,54 @@ fn build_part(
     Ok((entry, Bytes::from(sealed)))
 }
 
-/// Removes snapshot directories without a manifest: what an interrupted run
-/// left. Only one archiver writes a profile, so none of them is in progress.
-async fn remove_incomplete(archive: &Archive, profile: &str) -> Result<(), SnapshotError> {
-    for dir in archive.list_snapshots(profile).await? {
-        if !dir.has_manifest {
-            tracing::info!(profile, snapshot = %dir.id, "removing an interrupted snapshot");
-            archive.remove_snapshot(profile, &dir.id).await?;
-        }
-    }
-    Ok(())
+/// Where a profile's next manifest goes in its chain.
+struct ChainHead {
+    /// The next manifest's sequence.
+    sequence: u64,
+    /// SHA-256 of the predecessor's manifest, if there is one.
+    previous: Option<String>,
 }
 
-/// Keeps the newest `retain` committed snapshots of `profile`.
-async fn apply_retention(archive: &Archive, profile: &str, retain: usize) -> Result<(), SnapshotError> {
-    let committed: Vec<_> = archive.list_snapshots(profile).await?.into_iter().filter(|d| d.has_manifest).collect();
-    let excess = committed.len().saturating_sub(retain);
-    for dir in &committed[..excess] {
-        tracing::info!(profile, snapshot = %dir.id, "retention: deleting an old snapshot");
-        archive.remove_snapshot(profile, &dir.id).await?;
+/// Before a snapshot: removes the directories without a manifest (what an
+/// interrupted run left; only one archiver writes a profile, so none of them
+/// is in progress), warns about manifests that do not verify (left alone:
+/// they are not snapshots, and deleting what we cannot verify is not ours to
+/// do), and finds the predecessor: the highest sequence that verifies under
+/// our own key.
+async fn prepare(archive: &Archive, profile: &str, key: &ArchiverVerifyingKey) -> Result<ChainHead, SnapshotError> {
+    let chain = chain::scan(archive, profile, key).await?;
+    for dir in &chain.incomplete {
+        tracing::info!(profile, snapshot = %chain::printable(dir), "removing an interrupted snapshot");
+        archive.remove_snapshot(profile, dir).await?;
+    }
+    for u in &chain.unverified {
+        tracing::warn!(profile, snapshot = %u.id, reason = %u.reason, "ignoring a directory whose manifest does not verify under the archiver key");
+    }
+    Ok(match chain.latest() {
+        None => ChainHead { sequence: 1, previous: None },
+        Some(link) => {
+            ChainHead { sequence: link.manifest.chain_sequence() + 1, previous: Some(link.manifest_sha256.clone()) }
+        }
+    })
+}
+
+/// Keeps the newest `retain` verified snapshots of `profile`, by sequence.
+///
+/// # Errors
+/// [`SnapshotError::Storage`]; retry later.
+/// Only manifests that verify under the archiver's own key count, so
+/// directories planted in the archive can never push a real snapshot out.
+pub async fn apply_retention(
+    archive: &Archive,
+    profile: &str,
+    retain: usize,
+    key: &ArchiverVerifyingKey,
+) -> Result<(), SnapshotError> {
+    let chain = chain::scan(archive, profile, key).await?;
+    let excess = chain.links.len().saturating_sub(retain);
+    for link in &chain.links[..excess] {
+        tracing::info!(profile, snapshot = %link.id, "retention: deleting an old snapshot");
+        archive.remove_snapshot(profile, &link.id).await?;
     }
     Ok(())
 }
