@@ -7,7 +7,9 @@
 mod common;
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::{Run, s, tidemark};
 use tidemark_archiver::manifest::{self, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
@@ -94,6 +96,109 @@ impl World {
         args.extend(extra);
         tidemark(&args, b"", &[])
     }
+}
+
+/// `tidemark ARGS` under `umask 022`, the common default that made
+/// decrypted files readable by every local user.
+fn tidemark_umask_022(args: &[&str]) -> Run {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_tidemark"))
+        .args(args)
+        .output()
+        .expect("sh runs");
+    Run {
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+impl World {
+    /// `snapshot decrypt latest --key reader.key --out OUT`, under umask 022.
+    fn decrypt(&self, out: &Path) -> Run {
+        let (archive, key, reader) = (self.archive(), self.path("archiver.pub"), self.path("reader.key"));
+        tidemark_umask_022(&[
+            "snapshot",
+            "decrypt",
+            "--archive",
+            s(&archive),
+            "--profile",
+            PROFILE,
+            "latest",
+            "--archiver-pub",
+            s(&key),
+            "--key",
+            s(&reader),
+            "--out",
+            s(out),
+        ])
+    }
+}
+
+#[test]
+fn decrypted_files_are_0600_in_a_0700_directory_under_umask_022() {
+    let mut w = World::new();
+    // Several chunks per part (1 KiB chunks), two parts.
+    let plain: Vec<Vec<u8>> = vec![(0..5000u32).flat_map(u32::to_le_bytes).collect(), b"second part".to_vec()];
+    w.commit(&[&plain[0], &plain[1]]);
+    let out = w.path("nested/plain");
+    w.decrypt(&out).code(0).stdout_has("(2 parts)");
+    assert_eq!(mode(&out), 0o700, "the output directory is private");
+    let mut files: Vec<PathBuf> = fs::read_dir(&out).expect("ls").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "only the parts, no leftovers: {files:?}");
+    for (file, want) in files.iter().zip(&plain) {
+        assert_eq!(mode(file), 0o600, "{} is private", file.display());
+        assert_eq!(&fs::read(file).expect("read"), want, "{} decrypts to the plaintext", file.display());
+    }
+}
+
+#[test]
+fn a_symlink_planted_at_the_temporary_or_final_path_is_refused_and_its_target_untouched() {
+    let mut w = World::new();
+    w.commit(&[b"patient records"]);
+    let victim = w.path("victim");
+    fs::write(&victim, b"untouched").expect("victim");
+    for planted in [".part-00000-000.parquet.partial", "part-00000-000.parquet"] {
+        let out = w.path(&format!("out-{planted}"));
+        fs::create_dir(&out).expect("mkdir");
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::os::unix::fs::symlink(&victim, out.join(planted)).expect("plant a symlink");
+        let run = w.decrypt(&out);
+        run.code(2).stderr_has("already exists");
+        assert_eq!(
+            fs::read(&victim).expect("victim"),
+            b"untouched",
+            "{planted}: the symlink's target was written\n{run:?}"
+        );
+        assert_eq!(mode(&victim) & 0o777, 0o644, "{planted}: the target's mode changed");
+        let left: Vec<_> = fs::read_dir(&out).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(left.len(), 1, "{planted}: nothing but the planted symlink: {left:?}");
+    }
+}
+
+#[test]
+fn an_existing_output_file_or_a_directory_others_can_write_is_refused() {
+    let mut w = World::new();
+    w.commit(&[b"patient records"]);
+    let out = w.path("out");
+    fs::create_dir(&out).expect("mkdir");
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o700)).expect("chmod");
+    fs::write(out.join("part-00000-000.parquet"), b"earlier results").expect("existing file");
+    w.decrypt(&out).code(2).stderr_has("already exists; refusing to overwrite");
+    assert_eq!(fs::read(out.join("part-00000-000.parquet")).expect("read"), b"earlier results");
+    let shared = w.path("shared");
+    fs::create_dir(&shared).expect("mkdir");
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).expect("chmod");
+    w.decrypt(&shared).code(2).stderr_has("group or others can write this directory");
+    assert_eq!(fs::read_dir(&shared).expect("ls").count(), 0, "nothing written");
 }
 
 #[test]

@@ -8,13 +8,14 @@
 //! the recipients, the cut it was taken at.
 //!
 //! Pure logic (`table`, `manifest`, and the part encryption in the
-//! [`tidemark_seal`] crate) knows nothing of Kafka or tokio; `storage`, `snapshot`, `reader` and `service` do the I/O; reading the state
+//! [`tidemark_seal`] crate) knows nothing of Kafka or tokio; `storage`, `snapshot`, `reader`, `output` and `service` do the I/O; reading the state
 //! topic up to a cut is [`tidemark_kafka::scan`]'s, shared with the other
 //! readers of Kafka.
 
 pub mod chain;
 pub mod manifest;
 pub mod metrics;
+pub mod output;
 pub mod pin;
 pub mod reader;
 pub mod service;

@@ -150,6 +150,42 @@ impl Archive {
         read.await.map_err(|source| StorageError::Object { what: "reading", object: path.to_string(), source })
     }
 
+    /// Streams one object into `sink`, at most `limit` bytes: memory holds
+    /// one network chunk whatever the object's size, and an object someone
+    /// grew to gigabytes is not downloaded past the limit. Returns the bytes
+    /// copied and whether the object holds more.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`] (including a missing object);
+    /// [`StorageError::Local`] if `sink` fails.
+    pub async fn copy_to(
+        &self,
+        profile: &str,
+        snapshot: &str,
+        name: &str,
+        limit: u64,
+        sink: &mut impl std::io::Write,
+    ) -> Result<(u64, bool), StorageError> {
+        let path = self.path(&[profile, snapshot, name]);
+        let object = path.to_string();
+        let read = |source| StorageError::Object { what: "reading", object: object.clone(), source };
+        let mut stream = self.store.get(&path).await.map_err(read)?.into_stream();
+        let mut copied = 0u64;
+        while let Some(chunk) = stream.try_next().await.map_err(read)? {
+            let take = usize::try_from(limit - copied).map_or(chunk.len(), |room| room.min(chunk.len()));
+            sink.write_all(&chunk[..take]).map_err(|source| StorageError::Local {
+                what: "spooling",
+                path: object.clone(),
+                source,
+            })?;
+            copied += take as u64;
+            if take < chunk.len() {
+                return Ok((copied, true));
+            }
+        }
+        Ok((copied, false))
+    }
+
     /// The snapshots of `profile`, oldest first (ids are UUIDv7).
     ///
     /// # Errors
@@ -247,6 +283,21 @@ mod tests {
         assert!(!dir.path().join("identified/s2").exists(), "leftovers are gone");
         assert_eq!(archive.list_snapshots("identified").await.unwrap().len(), 1);
         assert!(archive.list_snapshots("deidentified").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn copy_to_streams_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(dir.path().to_str().unwrap()).unwrap();
+        archive.put("identified", "s1", "big", Bytes::from(vec![7u8; 100_000])).await.unwrap();
+        let mut sink = Vec::new();
+        assert_eq!(archive.copy_to("identified", "s1", "big", 1000, &mut sink).await.unwrap(), (1000, true));
+        assert_eq!(sink.len(), 1000, "not a byte past the limit");
+        sink.clear();
+        assert_eq!(archive.copy_to("identified", "s1", "big", 100_000, &mut sink).await.unwrap(), (100_000, false));
+        assert_eq!(sink, vec![7u8; 100_000]);
+        let err = archive.copy_to("identified", "s1", "missing", 10, &mut sink).await.unwrap_err();
+        assert!(err.to_string().contains("reading"), "{err}");
     }
 
     #[test]

@@ -291,6 +291,8 @@ async fn decrypt(args: DecryptArgs) -> anyhow::Result<Outcome> {
             println!("ok: snapshot {id} ({profile}) decrypted into {} ({} parts)", args.out.display(), files.len());
             Ok(Outcome::Ok)
         }
+        // Not the snapshot's fault: the output is unsafe to write. Exit 2.
+        Err(ReadError::UnsafeOutput(e)) => Err(e).context("refusing the --out directory; nothing was written"),
         Err(e) => Ok(failed("decryption", id, &e)),
     }
 }
