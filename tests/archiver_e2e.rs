@@ -336,6 +336,41 @@ async fn tampering_is_detected_each_with_its_own_error_and_nothing_is_written() 
     w.verify("identified", &a, "alice.key").code(0);
 }
 
+/// Issue 20 ("The edges"): a state record that is not a valid view of its
+/// key's patient used to fail every snapshot (the topic is compacted, so it
+/// stays). Now it is set aside, counted in the signed manifest, logged
+/// without the patient, and the snapshot goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_state_records_are_set_aside_and_the_snapshot_goes_on() {
+    let w = World::new("arch-poison").await;
+    let topic = format!("{}{}", w.prefix, tidemark_schemas::STATE_TOPIC);
+    let (victim, view) = w.views.iter().next().map(|(p, v)| (p.clone(), v.clone())).unwrap();
+    let mut unfit: serde_json::Value = serde_json::from_str(&view).unwrap();
+    let any_field = unfit["fields"].as_object().unwrap().values().next().unwrap().clone();
+    unfit["fields"]["no_such_field"] = any_field;
+    let poison = [
+        Signed { patient: "pt-poison-undecodable".into(), envelope: "{not a view".into() },
+        Signed { patient: "pt-poison-imposter".into(), envelope: view.clone() },
+        Signed { patient: victim.clone(), envelope: unfit.to_string() },
+    ];
+    produce(w.broker.bootstrap(), &topic, &poison).await;
+    let (arch, alice, archive) = (w.key("arch.key"), w.key("alice.pub"), w.archive());
+    let mut args = vec!["archiver", "--once", "--brokers", w.broker.bootstrap(), "--topic-prefix", &w.prefix];
+    args.extend(["--out", s(&archive), "--profile", "identified", "--archiver-key", &arch]);
+    args.extend(["--recipient", &alice, "--metrics-listen", "127.0.0.1:0"]);
+    let run = w.run(&args);
+    run.code(0).stdout_has(&format!("rows={}", PATIENTS - 1));
+    for leak in ["pt-poison", victim.as_str(), "not a view"] {
+        assert!(!run.stdout.contains(leak) && !run.stderr.contains(leak), "`{leak}` in the output\n{run:?}");
+    }
+    assert!(run.stderr.contains("set aside") || run.stdout.contains("set aside"), "the set-aside is logged\n{run:?}");
+    let id = run.stdout.split_whitespace().find_map(|w| w.strip_prefix("id=")).unwrap().to_owned();
+    let manifest = fs::read(archive.join("identified").join(&id).join("manifest.dsse.json")).unwrap();
+    let m = tidemark_archiver::manifest::Manifest::decode_unverified(&manifest).unwrap();
+    assert_eq!((m.rows, m.records_set_aside), (PATIENTS as u64 - 1, Some(3)), "{run:?}");
+    w.verify("identified", &id, "alice.key").code(0);
+}
+
 #[cfg_attr(not(feature = "fault-injection"), ignore = "needs the fault-injection feature: run scripts/test")]
 #[tokio::test(flavor = "multi_thread")]
 async fn archiver_killed_mid_snapshot_leaves_no_manifest_and_the_next_run_completes_and_cleans_up() {

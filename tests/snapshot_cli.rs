@@ -81,6 +81,7 @@ impl World {
             sequence: Some(self.sequence),
             previous_manifest_sha256: self.previous.as_deref().map(manifest::envelope_sha256),
             dataset_key_id: None,
+            records_set_aside: Some(0),
         };
         let bytes = m.sign(&self.archiver);
         fs::write(dir.join(MANIFEST_NAME), &bytes).expect("write manifest");

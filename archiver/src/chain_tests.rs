@@ -18,6 +18,7 @@ fn link(id: &str, sequence: Option<u64>, previous: Option<&str>, own: &str) -> L
         sequence,
         previous_manifest_sha256: previous.map(str::to_owned),
         dataset_key_id: None,
+        records_set_aside: None,
     };
     Link { id: id.into(), manifest, manifest_sha256: own.into() }
 }

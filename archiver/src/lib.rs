@@ -22,6 +22,7 @@ pub mod service;
 pub mod snapshot;
 pub mod storage;
 pub mod table;
+pub mod views;
 
 pub use metrics::ArchiverMetrics;
 pub use service::{ArchiverConfig, run};

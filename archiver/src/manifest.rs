@@ -66,6 +66,11 @@ pub struct Manifest {
     /// sees when the pseudonym space changed between snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_key_id: Option<String>,
+    /// v2: state records left out of this snapshot because they were not
+    /// valid views of their key's patient or did not fit the catalog. Signed,
+    /// so a reader knows the snapshot is short by that many patients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_set_aside: Option<u64>,
 }
 
 /// One partition's end offset in the cut.
@@ -234,6 +239,9 @@ impl Manifest {
     /// key id exactly in the de-identified profile.
     fn check_chain_fields(&self) -> Result<(), ManifestError> {
         let bad = |why: String| Err(ManifestError::Content(why));
+        if self.records_set_aside.is_none() {
+            return bad("records_set_aside is missing".into());
+        }
         let Some(sequence) = self.sequence.filter(|&s| s >= 1) else {
             return bad("sequence is missing or 0 (a v2 manifest's sequence starts at 1)".into());
         };
@@ -285,6 +293,7 @@ mod tests {
             sequence: Some(1),
             previous_manifest_sha256: None,
             dataset_key_id: None,
+            records_set_aside: Some(0),
         }
     }
 
@@ -362,6 +371,8 @@ mod tests {
         assert_eq!(open(&m).unwrap(), m);
         m.dataset_key_id = None;
         assert!(open(&m).unwrap_err().contains("needs dataset_key_id"));
+        m.records_set_aside = None;
+        assert!(open(&m).unwrap_err().contains("records_set_aside is missing"));
     }
 
     #[test]
@@ -384,18 +395,24 @@ mod tests {
         /// Any chain position round-trips through signing, and the payload
         /// carries the fields exactly as documented.
         #[test]
-        fn chain_fields_round_trip(sequence in 2u64..u64::MAX, previous in proptest::array::uniform32(0u8..)) {
+        fn chain_fields_round_trip(
+            sequence in 2u64..u64::MAX,
+            previous in proptest::array::uniform32(0u8..),
+            set_aside in 0u64..u64::MAX,
+        ) {
             let k = key();
             let mut m = sample();
             m.archiver_key_id = k.key_id();
             m.sequence = Some(sequence);
             m.previous_manifest_sha256 = Some(hex::encode(previous));
+            m.records_set_aside = Some(set_aside);
             let bytes = m.sign(&k);
             proptest::prop_assert_eq!(Manifest::open(&bytes, &k.verifying_key()).unwrap(), m.clone());
             let env = Envelope::decode(&bytes).unwrap();
             let json: serde_json::Value = serde_json::from_slice(env.payload()).unwrap();
             proptest::prop_assert_eq!(&json["sequence"], &serde_json::json!(sequence));
             proptest::prop_assert_eq!(&json["previous_manifest_sha256"], &serde_json::json!(hex::encode(previous)));
+            proptest::prop_assert_eq!(&json["records_set_aside"], &serde_json::json!(set_aside));
             proptest::prop_assert!(json.get("dataset_key_id").is_none());
             proptest::prop_assert_eq!(envelope_sha256(&bytes).len(), 64);
         }

@@ -20,6 +20,7 @@ fn link(id: &str, sequence: Option<u64>, sha: &str) -> Link {
         sequence,
         previous_manifest_sha256: None,
         dataset_key_id: None,
+        records_set_aside: None,
     };
     Link { id: id.into(), manifest, manifest_sha256: sha.into() }
 }

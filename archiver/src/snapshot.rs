@@ -26,6 +26,7 @@ use crate::chain;
 use crate::manifest::{CutOffset, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
 use crate::storage::{Archive, StorageError};
 use crate::table::{PartOptions, PartWriter, Profile, TableError, TableLayout, sort_views};
+use crate::views::{self, SetAside};
 use tidemark_seal::{ArchiverSigningKey, ArchiverVerifyingKey, DatasetKey, PartError, RecipientPublicKey, seal_part};
 
 /// Why a snapshot failed. Nothing is committed; the next run starts afresh.
@@ -37,19 +38,7 @@ pub enum SnapshotError {
     /// The archive could not be written: retry later.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// A state record is not a patient view: a broken invariant upstream.
-    #[error("state record at {topic}/{partition} offset-range end {end} is not a patient view: {why}")]
-    BadRecord {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-        /// The cut of that partition.
-        end: i64,
-        /// The decoder's complaint (never the payload).
-        why: String,
-    },
-    /// A view did not fit the table (catalog mismatch).
+    /// Building a part failed (not because of one view: those are set aside).
     #[error("building a part of partition {partition}: {source}")]
     Table {
         /// The partition.
@@ -138,6 +127,14 @@ pub struct Committed {
     pub manifest: Manifest,
     /// Encrypted bytes written (parts and manifest).
     pub bytes: u64,
+    /// State records left out of this snapshot, by reason.
+    pub set_aside: SetAside,
+}
+
+/// One partition built: its parts, and per profile what was set aside.
+struct BuiltPartition {
+    parts: Vec<BuiltPart>,
+    set_aside: Vec<SetAside>,
 }
 
 /// A part ready to store, for one profile.
@@ -180,10 +177,11 @@ pub async fn take(
         move || scan::capture_cut(&c, &t, Duration::from_secs(30))
     })
     .await??;
-    let mut stored = Stored { parts: vec![Vec::new(); spec.profiles.len()], bytes: vec![0; spec.profiles.len()] };
+    let n = spec.profiles.len();
+    let mut stored = Stored { parts: vec![Vec::new(); n], bytes: vec![0; n], set_aside: vec![SetAside::default(); n] };
     let (mut building, builders) = (VecDeque::new(), builders());
     for &part in &cut {
-        let PartitionCut { partition, end, .. } = part;
+        let PartitionCut { partition, .. } = part;
         let started = Instant::now();
         let latest = blocking({
             let (c, topic, stall) = (consumer.clone(), spec.topic.clone(), spec.stall_timeout);
@@ -196,13 +194,12 @@ pub async fn take(
             stored.put(archive, &spec, &ids, joined(built).await??).await?;
         }
         let (spec, layouts) = (spec.clone(), layouts.clone());
-        building
-            .push_back(tokio::task::spawn_blocking(move || build_partition(latest, &spec, &layouts, partition, end)));
+        building.push_back(tokio::task::spawn_blocking(move || build_partition(latest, &spec, &layouts, partition)));
     }
     while let Some(built) = building.pop_front() {
         stored.put(archive, &spec, &ids, joined(built).await??).await?;
     }
-    let Stored { mut parts, mut bytes } = stored;
+    let Stored { mut parts, mut bytes, set_aside } = stored;
     let mut committed = Vec::with_capacity(spec.profiles.len());
     for (i, p) in spec.profiles.iter().enumerate() {
         let manifest = Manifest {
@@ -219,6 +216,7 @@ pub async fn take(
             archiver_key_id: spec.signer.key_id(),
             sequence: Some(heads[i].sequence),
             previous_manifest_sha256: heads[i].previous.clone(),
+            records_set_aside: Some(set_aside[i].total()),
             dataset_key_id: match &p.profile {
                 Profile::Identified => None,
                 Profile::Deidentified { dataset_key } => Some(DatasetKey::from_bytes(dataset_key).key_id()),
@@ -227,7 +225,7 @@ pub async fn take(
         let signed = manifest.sign(&spec.signer);
         bytes[i] += signed.len() as u64;
         archive.put(p.profile.name(), &ids[i], MANIFEST_NAME, Bytes::from(signed)).await?;
-        committed.push(Committed { manifest, bytes: bytes[i] });
+        committed.push(Committed { manifest, bytes: bytes[i], set_aside: set_aside[i] });
         apply_retention(archive, p.profile.name(), spec.retain, &verifier).await?;
     }
     Ok(committed)
@@ -241,10 +239,11 @@ fn builders() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
-/// The parts stored so far, per profile, and their bytes.
+/// The parts stored so far, per profile, their bytes and the records set aside.
 struct Stored {
     parts: Vec<Vec<PartEntry>>,
     bytes: Vec<u64>,
+    set_aside: Vec<SetAside>,
 }
 
 impl Stored {
@@ -254,9 +253,12 @@ impl Stored {
         archive: &Archive,
         spec: &SnapshotSpec,
         ids: &[String],
-        built: Vec<BuiltPart>,
+        built: BuiltPartition,
     ) -> Result<(), SnapshotError> {
-        for part in built {
+        for (total, more) in self.set_aside.iter_mut().zip(&built.set_aside) {
+            total.add(more);
+        }
+        for part in built.parts {
             let (profile, name) = (spec.profiles[part.profile].profile.name(), part.entry.name.clone());
             archive.put(profile, &ids[part.profile], &name, part.sealed).await?;
             self.bytes[part.profile] += part.entry.ciphertext_bytes;
@@ -279,24 +281,26 @@ fn now_ms() -> u64 {
     u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Builds every profile's parts of one partition from its latest records.
+/// Builds every profile's parts of one partition from its latest records,
+/// setting aside records that are not valid views of their key's patient
+/// (every profile) and views that do not fit the catalog (per profile).
 fn build_partition(
     latest: HashMap<Vec<u8>, Vec<u8>>,
     spec: &SnapshotSpec,
     layouts: &[Arc<TableLayout>],
     partition: i32,
-    end: i64,
-) -> Result<Vec<BuiltPart>, SnapshotError> {
+) -> Result<BuiltPartition, SnapshotError> {
     let started = Instant::now();
-    let mut views = decode_views(latest, &spec.topic, partition, end)?;
+    let (mut views, undecoded) = views::decode(latest, partition);
     let decoded = started.elapsed();
-    let mut out = Vec::new();
+    let mut out = BuiltPartition { parts: Vec::new(), set_aside: vec![undecoded; layouts.len()] };
     for (i, layout) in layouts.iter().enumerate() {
         sort_views(layout, &mut views);
         for (k, chunk) in views.chunks(spec.rows_per_part.max(1)).enumerate() {
             let name = format!("part-{partition:05}-{k:03}.parquet.tmenc");
-            let (entry, sealed) = build_part(layout, &spec.profiles[i], spec, chunk, name, partition)?;
-            out.push(BuiltPart { profile: i, entry, sealed });
+            let (entry, sealed, unfit) = build_part(layout, &spec.profiles[i], spec, chunk, name, partition)?;
+            out.set_aside[i].unfit += unfit;
+            out.parts.push(BuiltPart { profile: i, entry, sealed });
         }
     }
     tracing::debug!(
@@ -309,26 +313,6 @@ fn build_partition(
     Ok(out)
 }
 
-fn decode_views(
-    latest: HashMap<Vec<u8>, Vec<u8>>,
-    topic: &str,
-    partition: i32,
-    end: i64,
-) -> Result<Vec<PatientView>, SnapshotError> {
-    let mut views = Vec::with_capacity(latest.len());
-    for (_, value) in latest {
-        let view: PatientView = serde_json::from_slice(&value).map_err(|e| SnapshotError::BadRecord {
-            topic: topic.to_owned(),
-            partition,
-            end,
-            // serde's message may quote values (PHI): only the category and position.
-            why: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
-        })?;
-        views.push(view);
-    }
-    Ok(views)
-}
-
 fn build_part(
     layout: &Arc<TableLayout>,
     profile: &ProfileSpec,
@@ -336,10 +320,10 @@ fn build_part(
     views: &[PatientView],
     name: String,
     partition: i32,
-) -> Result<(PartEntry, Bytes), SnapshotError> {
+) -> Result<(PartEntry, Bytes, u64), SnapshotError> {
     let table = |source| SnapshotError::Table { partition, source };
     let mut writer = PartWriter::new(layout.clone(), Vec::new(), spec.part_options.clone()).map_err(table)?;
-    writer.push(views).map_err(table)?;
+    let unfit = views::push_fitting(&mut writer, views, partition).map_err(table)?;
     let (plain, summary) = writer.finish().map_err(table)?;
     let mut sealed = Vec::with_capacity(plain.len() + plain.len() / 1024 + 4096);
     let stats = seal_part(plain.as_slice(), &mut sealed, &profile.recipients, spec.chunk_size)
@@ -351,7 +335,7 @@ fn build_part(
         ciphertext_bytes: stats.ciphertext_bytes,
         sha256: hex::encode(stats.ciphertext_sha256),
     };
-    Ok((entry, Bytes::from(sealed)))
+    Ok((entry, Bytes::from(sealed), unfit))
 }
 
 /// Where a profile's next manifest goes in its chain.

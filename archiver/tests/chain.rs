@@ -43,6 +43,7 @@ fn unsigned(key: &ArchiverSigningKey, id: &str, sequence: u64, previous: Option<
         sequence: Some(sequence),
         previous_manifest_sha256: previous.map(manifest::envelope_sha256),
         dataset_key_id: None,
+        records_set_aside: Some(0),
     }
 }
 
