@@ -92,6 +92,21 @@ pub fn printable(name: &str) -> String {
     name.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
+/// The largest manifest read: about 80 000 parts. Anyone who can write to
+/// the archive can put a manifest there; it must not cost a reader more.
+pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a snapshot's manifest, at most [`MAX_MANIFEST_BYTES`]: `None` when
+/// it is larger.
+///
+/// # Errors
+/// [`StorageError`], including a missing manifest.
+pub async fn read_manifest(archive: &Archive, profile: &str, snapshot: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    let mut bytes = Vec::new();
+    let (_, longer) = archive.copy_to(profile, snapshot, MANIFEST_NAME, MAX_MANIFEST_BYTES, &mut bytes).await?;
+    Ok((!longer).then_some(bytes))
+}
+
 /// Lists `profile` and verifies every manifest under `key`.
 ///
 /// # Errors
@@ -104,7 +119,11 @@ pub async fn scan(archive: &Archive, profile: &str, key: &ArchiverVerifyingKey) 
             chain.incomplete.push(dir.id);
             continue;
         }
-        let bytes = archive.get(profile, &dir.id, MANIFEST_NAME).await?;
+        let Some(bytes) = read_manifest(archive, profile, &dir.id).await? else {
+            let reason = format!("its manifest is larger than {MAX_MANIFEST_BYTES} bytes");
+            chain.unverified.push(Unverified { id: printable(&dir.id), reason });
+            continue;
+        };
         match Manifest::open(&bytes, key) {
             Ok(m) if m.profile == profile && m.snapshot_id == dir.id => {
                 chain.links.push(Link { id: dir.id, manifest: m, manifest_sha256: envelope_sha256(&bytes) });

@@ -50,26 +50,31 @@ fn unsafe_at(path: &Path, why: impl Into<String>) -> OutputError {
 /// [`OutputError::Unsafe`] for a symlink, a non-directory, or a directory
 /// group or others can write; [`OutputError::Io`] if it cannot be created.
 pub fn prepare_dir(dir: &Path) -> Result<(), OutputError> {
-    match std::fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
-            // The umask only removes bits; set 0700 exactly in case a parent
-            // was created by someone else's umask in the meantime.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))
+    if let Err(e) = std::fs::symlink_metadata(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(io(dir)(e));
         }
-        Err(e) => Err(io(dir)(e)),
-        Ok(m) if m.file_type().is_symlink() => {
+        DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io(dir))?;
+        // The umask only removes bits; set 0700 exactly in case the
+        // directory appeared meanwhile with other bits (then this fails, or
+        // the check below refuses it).
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    // Checked after creating too: someone may have put a symlink or their
+    // own directory there between the two steps.
+    match std::fs::symlink_metadata(dir).map_err(io(dir))? {
+        m if m.file_type().is_symlink() => {
             Err(unsafe_at(dir, "is a symlink; refusing to follow it (pass the directory it points to, if it is yours)"))
         }
-        Ok(m) if !m.is_dir() => Err(unsafe_at(dir, "exists and is not a directory")),
-        Ok(m) if m.mode() & 0o022 != 0 => Err(unsafe_at(
+        m if !m.is_dir() => Err(unsafe_at(dir, "exists and is not a directory")),
+        m if m.mode() & 0o022 != 0 => Err(unsafe_at(
             dir,
             format!(
                 "group or others can write this directory (mode {:o}), so they could plant files or symlinks in it: chmod 700 it or choose a private directory",
                 m.mode() & 0o7777
             ),
         )),
-        Ok(_) => Ok(()),
+        _ => Ok(()),
     }
 }
 

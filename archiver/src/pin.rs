@@ -149,7 +149,8 @@ pub fn check(path: &Path, archive: &str, profile: &str, latest: &Link) -> Result
     };
     let outcome = match pins.profiles.get(profile) {
         None => PinOutcome::FirstUse,
-        Some(p) if p.sequence > seen.sequence => {
+        // v1 manifests all have sequence 0: among them, an older id is the rollback.
+        Some(p) if p.sequence > seen.sequence || (seen.sequence == 0 && p.snapshot_id > seen.snapshot_id) => {
             return Err(PinError::Rollback {
                 profile: profile.into(),
                 latest: seen.sequence,
@@ -161,8 +162,8 @@ pub fn check(path: &Path, archive: &str, profile: &str, latest: &Link) -> Result
         Some(p) if p.sequence == seen.sequence && p.manifest_sha256 == seen.manifest_sha256 => {
             return Ok(PinOutcome::Unchanged);
         }
-        // v1 manifests all have sequence 0: a newer v1 one is not a rewrite.
-        Some(p) if p.sequence == seen.sequence && (seen.sequence > 0 || p.snapshot_id >= seen.snapshot_id) => {
+        // Same sequence, another manifest (for v1: the same id, another manifest).
+        Some(p) if p.sequence == seen.sequence && (seen.sequence > 0 || p.snapshot_id == seen.snapshot_id) => {
             return Err(PinError::Replaced {
                 profile: profile.into(),
                 sequence: seen.sequence,

@@ -54,7 +54,8 @@ fn v1_manifests_advance_by_id_at_sequence_zero() {
         check(&path, "arch", "identified", &link("0193-c", None, "hc")).unwrap(),
         PinOutcome::Advanced { from: 0 }
     );
-    assert!(check(&path, "arch", "identified", &link("0193-a", None, "ha")).is_err(), "an older v1 snapshot");
+    let err = check(&path, "arch", "identified", &link("0193-a", None, "ha")).unwrap_err();
+    assert!(matches!(err, PinError::Rollback { .. }), "an older v1 snapshot: {err}");
     assert_eq!(
         check(&path, "arch", "identified", &link("x", Some(1), "h1")).unwrap(),
         PinOutcome::Advanced { from: 0 }

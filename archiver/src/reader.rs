@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use crate::chain::{self, Chain};
-use crate::manifest::{MANIFEST_NAME, Manifest, ManifestError, PartEntry};
+use crate::manifest::{Manifest, ManifestError, PartEntry};
 use crate::output::{self, OutputError};
 use crate::storage::{Archive, StorageError};
 use tidemark_seal::{ArchiverVerifyingKey, PartError, RecipientSecretKey, open_part, read_header};
@@ -141,7 +141,11 @@ pub async fn manifest(
     snapshot: &str,
     archiver: &ArchiverVerifyingKey,
 ) -> Result<Manifest, ReadError> {
-    let bytes = archive.get(profile, snapshot, MANIFEST_NAME).await?;
+    let too_large = || ReadError::Manifest {
+        snapshot: snapshot.to_owned(),
+        source: ManifestError::Content(format!("it is larger than {} bytes", chain::MAX_MANIFEST_BYTES)),
+    };
+    let bytes = chain::read_manifest(archive, profile, snapshot).await?.ok_or_else(too_large)?;
     let m = Manifest::open(&bytes, archiver)
         .map_err(|source| ReadError::Manifest { snapshot: snapshot.to_owned(), source })?;
     if m.profile != profile || m.snapshot_id != snapshot {

@@ -87,6 +87,22 @@ async fn latest_skips_junk_directories_that_sort_last() {
 }
 
 #[tokio::test]
+async fn an_oversized_manifest_is_not_read_whole_and_not_a_snapshot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let k = key();
+    let archive = chained(dir.path(), &k, 1).await;
+    let huge = vec![b' '; usize::try_from(chain::MAX_MANIFEST_BYTES).expect("fits") + 1];
+    plant_junk(&archive, "ffffffff-0000-7000-8000-000000000000", huge).await;
+    let chain = chain::scan(&archive, PROFILE, &k.verifying_key()).await.expect("scan");
+    assert_eq!(chain.latest().map(|l| l.id.clone()), Some(id(1)));
+    assert!(chain.unverified[0].reason.contains("larger than"), "{:?}", chain.unverified);
+    let err = reader::manifest(&archive, PROFILE, "ffffffff-0000-7000-8000-000000000000", &k.verifying_key())
+        .await
+        .expect_err("too large");
+    assert!(err.to_string().contains("larger than"), "{err}");
+}
+
+#[tokio::test]
 async fn junk_directories_do_not_make_retention_delete_real_snapshots() {
     let dir = tempfile::tempdir().expect("temp dir");
     let k = key();
