@@ -75,3 +75,23 @@ fn a_pin_file_others_can_write_or_a_symlink_is_refused() {
     let err = check(&link_path, "arch", "identified", &link("a", Some(1), "h1")).unwrap_err();
     assert!(err.to_string().contains("symlink"), "{err}");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// Whatever order `latest` is seen in, the pin accepts exactly the
+    /// sequences at or above the highest seen so far (the same manifest at
+    /// the same sequence), and the file always holds that highest one.
+    #[test]
+    fn the_pin_accepts_exactly_what_does_not_go_backwards(seen in proptest::collection::vec(1u64..20, 1..12)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        let mut highest = 0;
+        for s in seen {
+            let result = check(&path, "arch", "identified", &link(&format!("id-{s}"), Some(s), &format!("h{s}")));
+            proptest::prop_assert_eq!(result.is_ok(), s >= highest, "sequence {} after {}", s, highest);
+            highest = highest.max(s);
+            let pins = read(&path).unwrap().unwrap();
+            proptest::prop_assert_eq!(pins.profiles["identified"].sequence, highest);
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use tidemark_archiver::chain::{self, Chain, printable};
-use tidemark_archiver::manifest::{MANIFEST_NAME, Manifest};
+use tidemark_archiver::manifest::Manifest;
 use tidemark_archiver::pin::{self, PinError, PinOutcome};
 use tidemark_archiver::reader::{self, ReadError};
 use tidemark_archiver::storage::Archive;
@@ -77,7 +77,8 @@ pub struct DecryptArgs {
     /// The recipient secret key the snapshot was encrypted to.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
-    /// Directory the Parquet files are written to (created if missing).
+    /// Directory the Parquet files are written to: created mode 0700 if missing; an existing one must not be
+    /// writable by group or others, and files already there are never overwritten.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
@@ -132,7 +133,10 @@ async fn list_unverified(archive: &Archive, profile: &str) -> anyhow::Result<()>
             println!("{profile} {id} incomplete (no manifest: not a snapshot; the archiver removes it)");
             continue;
         }
-        let bytes = archive.get(profile, &dir.id, MANIFEST_NAME).await?;
+        let Some(bytes) = chain::read_manifest(archive, profile, &dir.id).await? else {
+            println!("{profile} {id} unreadable manifest: larger than {} bytes", chain::MAX_MANIFEST_BYTES);
+            continue;
+        };
         match Manifest::decode_unverified(&bytes) {
             Ok(m) => println!(
                 "{profile} {id} unverified (no --archiver-pub) sequence={} created_at={} rows={} parts={} recipients={} signed_by={}",
