@@ -226,6 +226,11 @@ async fn snapshot_round_trips_through_pyarrow_and_duckdb_and_deidentifies() {
         )
     };
     assert_eq!(ids(&out_d), ids(&out_d2), "pseudonyms are stable for one dataset key");
+    // The manifest names the dataset key (the pseudonym space) it signs for.
+    let manifest = fs::read(w.archive().join("deidentified").join(&deid2).join("manifest.dsse.json")).unwrap();
+    let m = tidemark_archiver::manifest::Manifest::decode_unverified(&manifest).unwrap();
+    let ds = tidemark_seal::load_dataset_key(Path::new(&w.key("ds.key"))).unwrap();
+    assert_eq!((m.sequence, m.dataset_key_id), (Some(2), Some(ds.key_id())), "the second de-identified snapshot");
 
     // Bob is not a recipient.
     let run = w.verify("identified", &id, "bob.key");
@@ -330,6 +335,41 @@ async fn tampering_is_detected_each_with_its_own_error_and_nothing_is_written() 
     w.verify("identified", &a, "alice.key").code(0);
 }
 
+/// Issue 20 ("The edges"): a state record that is not a valid view of its
+/// key's patient used to fail every snapshot (the topic is compacted, so it
+/// stays). Now it is set aside, counted in the signed manifest, logged
+/// without the patient, and the snapshot goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_state_records_are_set_aside_and_the_snapshot_goes_on() {
+    let w = World::new("arch-poison").await;
+    let topic = format!("{}{}", w.prefix, tidemark_schemas::STATE_TOPIC);
+    let (victim, view) = w.views.iter().next().map(|(p, v)| (p.clone(), v.clone())).unwrap();
+    let mut unfit: serde_json::Value = serde_json::from_str(&view).unwrap();
+    let any_field = unfit["fields"].as_object().unwrap().values().next().unwrap().clone();
+    unfit["fields"]["no_such_field"] = any_field;
+    let poison = [
+        Signed { patient: "pt-poison-undecodable".into(), envelope: "{not a view".into() },
+        Signed { patient: "pt-poison-imposter".into(), envelope: view.clone() },
+        Signed { patient: victim.clone(), envelope: unfit.to_string() },
+    ];
+    produce(w.broker.bootstrap(), &topic, &poison).await;
+    let (arch, alice, archive) = (w.key("arch.key"), w.key("alice.pub"), w.archive());
+    let mut args = vec!["archiver", "--once", "--brokers", w.broker.bootstrap(), "--topic-prefix", &w.prefix];
+    args.extend(["--out", s(&archive), "--profile", "identified", "--archiver-key", &arch]);
+    args.extend(["--recipient", &alice, "--metrics-listen", "127.0.0.1:0"]);
+    let run = w.run(&args);
+    run.code(0).stdout_has(&format!("rows={}", PATIENTS - 1));
+    for leak in ["pt-poison", victim.as_str(), "not a view"] {
+        assert!(!run.stdout.contains(leak) && !run.stderr.contains(leak), "`{leak}` in the output\n{run:?}");
+    }
+    assert!(run.stderr.contains("set aside") || run.stdout.contains("set aside"), "the set-aside is logged\n{run:?}");
+    let id = run.stdout.split_whitespace().find_map(|w| w.strip_prefix("id=")).unwrap().to_owned();
+    let manifest = fs::read(archive.join("identified").join(&id).join("manifest.dsse.json")).unwrap();
+    let m = tidemark_archiver::manifest::Manifest::decode_unverified(&manifest).unwrap();
+    assert_eq!((m.rows, m.records_set_aside), (PATIENTS as u64 - 1, Some(3)), "{run:?}");
+    w.verify("identified", &id, "alice.key").code(0);
+}
+
 #[cfg_attr(not(feature = "fault-injection"), ignore = "needs the fault-injection feature: run scripts/test")]
 #[tokio::test(flavor = "multi_thread")]
 async fn archiver_killed_mid_snapshot_leaves_no_manifest_and_the_next_run_completes_and_cleans_up() {
@@ -377,6 +417,13 @@ async fn archiver_killed_mid_snapshot_leaves_no_manifest_and_the_next_run_comple
         .collect();
     left.sort();
     assert_eq!(left, newer, "retention removed the oldest");
+    // Each run continued the chain from the one before: sequences 2 and 3
+    // remain (1 was retained away), linked, and `latest` is the highest.
+    let listed = w.run(&["snapshot", "list", "--archive", s(&w.archive()), "--archiver-pub", &w.key("arch.pub")]);
+    listed.code(0).stdout_has(&format!("{} verified sequence=2", newer[0]));
+    listed.stdout_has(&format!("{} verified sequence=3", newer[1]));
+    assert!(!listed.stdout.contains("chain broken"), "{listed:?}");
+    w.verify("identified", "latest", "alice.key").code(0).stdout_has(&format!("ok: snapshot {}", newer[1]));
 }
 
 /// One synthetic view (the shape `tidemark fold` prints) of a typical record:

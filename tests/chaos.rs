@@ -296,12 +296,20 @@ async fn chaos(plan: Plan) {
     // 3. Snapshots: stop the archiver so none is half-written while we look,
     // then every committed one verifies and has each patient once.
     services[3].kill();
-    let list = tidemark(&["snapshot", "list", "--archive", s(&archive), "--profile", "identified"], b"", &[]);
+    let (archiver_pub, reader_key) = (dir.join("archiver.pub"), dir.join("reader.key"));
+    let listing = ["snapshot", "list", "--archive", s(&archive), "--profile", "identified", "--archiver-pub"];
+    let list = tidemark(&[&listing[..], &[s(&archiver_pub)]].concat(), b"", &[]);
     list.code(0);
     let committed: Vec<&str> =
-        list.stdout.lines().filter(|l| l.contains(" committed ")).filter_map(|l| l.split_whitespace().nth(1)).collect();
-    let mut bad_snapshots = Vec::new();
-    let (archiver_pub, reader_key) = (dir.join("archiver.pub"), dir.join("reader.key"));
+        list.stdout.lines().filter(|l| l.contains(" verified ")).filter_map(|l| l.split_whitespace().nth(1)).collect();
+    // A manifest that does not verify, or a broken chain, is as bad as a
+    // snapshot that fails verification.
+    let mut bad_snapshots: Vec<String> = list
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" UNVERIFIED ") || l.contains(" chain broken: "))
+        .map(str::to_owned)
+        .collect();
     for id in &committed {
         let out = dir.join(format!("plain-{id}"));
         let keys = ["--archiver-pub", s(&archiver_pub), "--key", s(&reader_key)];

@@ -8,17 +8,21 @@
 //! the recipients, the cut it was taken at.
 //!
 //! Pure logic (`table`, `manifest`, and the part encryption in the
-//! [`tidemark_seal`] crate) knows nothing of Kafka or tokio; `storage`, `snapshot`, `reader` and `service` do the I/O; reading the state
+//! [`tidemark_seal`] crate) knows nothing of Kafka or tokio; `storage`, `snapshot`, `reader`, `output` and `service` do the I/O; reading the state
 //! topic up to a cut is [`tidemark_kafka::scan`]'s, shared with the other
 //! readers of Kafka.
 
+pub mod chain;
 pub mod manifest;
 pub mod metrics;
+pub mod output;
+pub mod pin;
 pub mod reader;
 pub mod service;
 pub mod snapshot;
 pub mod storage;
 pub mod table;
+pub mod views;
 
 pub use metrics::ArchiverMetrics;
 pub use service::{ArchiverConfig, run};

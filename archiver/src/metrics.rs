@@ -1,7 +1,7 @@
 //! Every archiver metric, in one place: name, help text, unit, buckets and
 //! labels. Labels come from small fixed sets: profile (`identified`,
-//! `deidentified`) and result (`ok`, `failed`); never a patient id or
-//! payload. Each field is named as the metric it registers. docs/metrics.md
+//! `deidentified`), result (`ok`, `failed`) and set-aside reason; never a
+//! patient id or payload. Each field is named as the metric it registers. docs/metrics.md
 //! specifies these metrics and tests/metrics_spec.rs holds it equal to this
 //! file.
 
@@ -29,6 +29,15 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// A profile and set-aside reason label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SetAsideLabels {
+    /// `identified` or `deidentified`.
+    pub profile: &'static str,
+    /// `undecodable`, `key_mismatch` or `unfit` ([`crate::views::SetAsideReason`]).
+    pub reason: &'static str,
+}
+
 /// The archiver's metrics.
 #[derive(Clone)]
 pub struct ArchiverMetrics {
@@ -41,6 +50,10 @@ pub struct ArchiverMetrics {
     /// Snapshots that failed while writing their parts (a table, encryption
     /// or storage error), by profile.
     pub parts_failed: Family<ProfileLabels, Counter>,
+    /// State records left out of committed snapshots, by profile and reason:
+    /// a poison record is set aside rather than failing every snapshot, and
+    /// this is where an operator sees it.
+    pub records_set_aside: Family<SetAsideLabels, Counter>,
     /// Snapshot duration, from the cut to the manifest.
     pub snapshot_duration: Histogram,
     /// Unix time of the last committed snapshot; its age is
@@ -56,6 +69,7 @@ impl ArchiverMetrics {
             rows: Family::default(),
             written: Family::default(),
             parts_failed: Family::default(),
+            records_set_aside: Family::default(),
             snapshot_duration: Histogram::new(exponential_buckets(0.1, 2.0, 14)),
             last_success_timestamp: Family::default(),
         };
@@ -72,6 +86,11 @@ impl ArchiverMetrics {
             "parts_failed",
             "Snapshots that failed while writing their parts, by profile",
             m.parts_failed.clone(),
+        );
+        r.register(
+            "records_set_aside",
+            "State records left out of committed snapshots, by profile and reason",
+            m.records_set_aside.clone(),
         );
         r.register_with_unit(
             "snapshot_duration",
@@ -93,6 +112,9 @@ impl ArchiverMetrics {
             let _ = m.rows.get_or_create(&labels);
             let _ = m.written.get_or_create(&labels);
             let _ = m.parts_failed.get_or_create(&labels);
+            for reason in crate::views::SetAsideReason::ALL {
+                let _ = m.records_set_aside.get_or_create(&SetAsideLabels { profile, reason: reason.label() });
+            }
         }
         m
     }

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{ArchiverMetrics, ProfileLabels, ResultLabels};
+use crate::metrics::{ArchiverMetrics, ProfileLabels, ResultLabels, SetAsideLabels};
 use crate::snapshot::{self, Committed, SnapshotError, SnapshotSpec};
 use crate::storage::Archive;
+use crate::views::SetAsideReason;
 
 /// Called with each committed snapshot and the archive it is in.
 pub type OnCommit = Arc<dyn Fn(&Committed, &Archive) + Send + Sync>;
@@ -56,7 +57,7 @@ pub async fn run(cfg: ArchiverConfig, shutdown: CancellationToken) -> Result<(),
                     let m = &c.manifest;
                     tracing::info!(
                         profile = %m.profile, snapshot = %m.snapshot_id, rows = m.rows, parts = m.parts.len(),
-                        bytes = c.bytes, seconds = elapsed.as_secs_f64(), "snapshot committed"
+                        bytes = c.bytes, set_aside = c.set_aside.total(), seconds = elapsed.as_secs_f64(), "snapshot committed"
                     );
                     if let Some(f) = &cfg.on_commit {
                         f(c, &cfg.archive);
@@ -90,6 +91,10 @@ fn record(cfg: &ArchiverConfig, outcome: &Result<Vec<Committed>, SnapshotError>,
                 m.rows.get_or_create(&labels).inc_by(c.manifest.rows);
                 m.written.get_or_create(&labels).inc_by(c.bytes);
                 m.last_success_timestamp.get_or_create(&labels).set(now);
+                for reason in SetAsideReason::ALL {
+                    let labels = SetAsideLabels { profile, reason: reason.label() };
+                    m.records_set_aside.get_or_create(&labels).inc_by(c.set_aside.get(reason));
+                }
             }
         }
         Err(e) => {

@@ -22,10 +22,12 @@ use tidemark_kafka::rdkafka::consumer::BaseConsumer;
 use tidemark_kafka::scan::{self, PartitionCut};
 use tidemark_schemas::{Catalog, PatientView, format_utc_ms};
 
+use crate::chain;
 use crate::manifest::{CutOffset, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
 use crate::storage::{Archive, StorageError};
 use crate::table::{PartOptions, PartWriter, Profile, TableError, TableLayout, sort_views};
-use tidemark_seal::{ArchiverSigningKey, PartError, RecipientPublicKey, seal_part};
+use crate::views::{self, SetAside};
+use tidemark_seal::{ArchiverSigningKey, ArchiverVerifyingKey, DatasetKey, PartError, RecipientPublicKey, seal_part};
 
 /// Why a snapshot failed. Nothing is committed; the next run starts afresh.
 #[derive(Debug, thiserror::Error)]
@@ -36,19 +38,7 @@ pub enum SnapshotError {
     /// The archive could not be written: retry later.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// A state record is not a patient view: a broken invariant upstream.
-    #[error("state record at {topic}/{partition} offset-range end {end} is not a patient view: {why}")]
-    BadRecord {
-        /// The topic.
-        topic: String,
-        /// The partition.
-        partition: i32,
-        /// The cut of that partition.
-        end: i64,
-        /// The decoder's complaint (never the payload).
-        why: String,
-    },
-    /// A view did not fit the table (catalog mismatch).
+    /// Building a part failed (not because of one view: those are set aside).
     #[error("building a part of partition {partition}: {source}")]
     Table {
         /// The partition.
@@ -137,6 +127,14 @@ pub struct Committed {
     pub manifest: Manifest,
     /// Encrypted bytes written (parts and manifest).
     pub bytes: u64,
+    /// State records left out of this snapshot, by reason.
+    pub set_aside: SetAside,
+}
+
+/// One partition built: its parts, and per profile what was set aside.
+struct BuiltPartition {
+    parts: Vec<BuiltPart>,
+    set_aside: Vec<SetAside>,
 }
 
 /// A part ready to store, for one profile.
@@ -159,8 +157,10 @@ pub async fn take(
     if spec.profiles.iter().any(|p| p.recipients.is_empty()) || spec.profiles.is_empty() || spec.retain == 0 {
         return Err(SnapshotError::Config("every profile needs a recipient, and retain must be at least 1".into()));
     }
+    let verifier = spec.signer.verifying_key();
+    let mut heads = Vec::with_capacity(spec.profiles.len());
     for p in &spec.profiles {
-        remove_incomplete(archive, p.profile.name()).await?;
+        heads.push(prepare(archive, p.profile.name(), &verifier).await?);
     }
     // The snapshot's one clock reading: its manifest's time and the
     // de-identified profile's "now" for the over-89 birth-year floor.
@@ -177,10 +177,11 @@ pub async fn take(
         move || scan::capture_cut(&c, &t, Duration::from_secs(30))
     })
     .await??;
-    let mut stored = Stored { parts: vec![Vec::new(); spec.profiles.len()], bytes: vec![0; spec.profiles.len()] };
+    let n = spec.profiles.len();
+    let mut stored = Stored { parts: vec![Vec::new(); n], bytes: vec![0; n], set_aside: vec![SetAside::default(); n] };
     let (mut building, builders) = (VecDeque::new(), builders());
     for &part in &cut {
-        let PartitionCut { partition, end, .. } = part;
+        let PartitionCut { partition, .. } = part;
         let started = Instant::now();
         let latest = blocking({
             let (c, topic, stall) = (consumer.clone(), spec.topic.clone(), spec.stall_timeout);
@@ -193,13 +194,12 @@ pub async fn take(
             stored.put(archive, &spec, &ids, joined(built).await??).await?;
         }
         let (spec, layouts) = (spec.clone(), layouts.clone());
-        building
-            .push_back(tokio::task::spawn_blocking(move || build_partition(latest, &spec, &layouts, partition, end)));
+        building.push_back(tokio::task::spawn_blocking(move || build_partition(latest, &spec, &layouts, partition)));
     }
     while let Some(built) = building.pop_front() {
         stored.put(archive, &spec, &ids, joined(built).await??).await?;
     }
-    let Stored { mut parts, mut bytes } = stored;
+    let Stored { mut parts, mut bytes, set_aside } = stored;
     let mut committed = Vec::with_capacity(spec.profiles.len());
     for (i, p) in spec.profiles.iter().enumerate() {
         let manifest = Manifest {
@@ -214,12 +214,19 @@ pub async fn take(
             parts: std::mem::take(&mut parts[i]),
             recipients: p.recipients.iter().map(RecipientPublicKey::key_id).collect(),
             archiver_key_id: spec.signer.key_id(),
+            sequence: Some(heads[i].sequence),
+            previous_manifest_sha256: heads[i].previous.clone(),
+            records_set_aside: Some(set_aside[i].total()),
+            dataset_key_id: match &p.profile {
+                Profile::Identified => None,
+                Profile::Deidentified { dataset_key } => Some(DatasetKey::from_bytes(dataset_key).key_id()),
+            },
         };
         let signed = manifest.sign(&spec.signer);
         bytes[i] += signed.len() as u64;
         archive.put(p.profile.name(), &ids[i], MANIFEST_NAME, Bytes::from(signed)).await?;
-        committed.push(Committed { manifest, bytes: bytes[i] });
-        apply_retention(archive, p.profile.name(), spec.retain).await?;
+        committed.push(Committed { manifest, bytes: bytes[i], set_aside: set_aside[i] });
+        apply_retention(archive, p.profile.name(), spec.retain, &verifier).await?;
     }
     Ok(committed)
 }
@@ -232,10 +239,11 @@ fn builders() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
-/// The parts stored so far, per profile, and their bytes.
+/// The parts stored so far, per profile, their bytes and the records set aside.
 struct Stored {
     parts: Vec<Vec<PartEntry>>,
     bytes: Vec<u64>,
+    set_aside: Vec<SetAside>,
 }
 
 impl Stored {
@@ -245,9 +253,12 @@ impl Stored {
         archive: &Archive,
         spec: &SnapshotSpec,
         ids: &[String],
-        built: Vec<BuiltPart>,
+        built: BuiltPartition,
     ) -> Result<(), SnapshotError> {
-        for part in built {
+        for (total, more) in self.set_aside.iter_mut().zip(&built.set_aside) {
+            total.add(more);
+        }
+        for part in built.parts {
             let (profile, name) = (spec.profiles[part.profile].profile.name(), part.entry.name.clone());
             archive.put(profile, &ids[part.profile], &name, part.sealed).await?;
             self.bytes[part.profile] += part.entry.ciphertext_bytes;
@@ -270,24 +281,26 @@ fn now_ms() -> u64 {
     u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Builds every profile's parts of one partition from its latest records.
+/// Builds every profile's parts of one partition from its latest records,
+/// setting aside records that are not valid views of their key's patient
+/// (every profile) and views that do not fit the catalog (per profile).
 fn build_partition(
     latest: HashMap<Vec<u8>, Vec<u8>>,
     spec: &SnapshotSpec,
     layouts: &[Arc<TableLayout>],
     partition: i32,
-    end: i64,
-) -> Result<Vec<BuiltPart>, SnapshotError> {
+) -> Result<BuiltPartition, SnapshotError> {
     let started = Instant::now();
-    let mut views = decode_views(latest, &spec.topic, partition, end)?;
+    let (mut views, undecoded) = views::decode(latest, partition);
     let decoded = started.elapsed();
-    let mut out = Vec::new();
+    let mut out = BuiltPartition { parts: Vec::new(), set_aside: vec![undecoded; layouts.len()] };
     for (i, layout) in layouts.iter().enumerate() {
         sort_views(layout, &mut views);
         for (k, chunk) in views.chunks(spec.rows_per_part.max(1)).enumerate() {
             let name = format!("part-{partition:05}-{k:03}.parquet.tmenc");
-            let (entry, sealed) = build_part(layout, &spec.profiles[i], spec, chunk, name, partition)?;
-            out.push(BuiltPart { profile: i, entry, sealed });
+            let (entry, sealed, unfit) = build_part(layout, &spec.profiles[i], spec, chunk, name, partition)?;
+            out.set_aside[i].unfit += unfit;
+            out.parts.push(BuiltPart { profile: i, entry, sealed });
         }
     }
     tracing::debug!(
@@ -300,26 +313,6 @@ fn build_partition(
     Ok(out)
 }
 
-fn decode_views(
-    latest: HashMap<Vec<u8>, Vec<u8>>,
-    topic: &str,
-    partition: i32,
-    end: i64,
-) -> Result<Vec<PatientView>, SnapshotError> {
-    let mut views = Vec::with_capacity(latest.len());
-    for (_, value) in latest {
-        let view: PatientView = serde_json::from_slice(&value).map_err(|e| SnapshotError::BadRecord {
-            topic: topic.to_owned(),
-            partition,
-            end,
-            // serde's message may quote values (PHI): only the category and position.
-            why: format!("{:?} error at line {} column {}", e.classify(), e.line(), e.column()),
-        })?;
-        views.push(view);
-    }
-    Ok(views)
-}
-
 fn build_part(
     layout: &Arc<TableLayout>,
     profile: &ProfileSpec,
@@ -327,10 +320,10 @@ fn build_part(
     views: &[PatientView],
     name: String,
     partition: i32,
-) -> Result<(PartEntry, Bytes), SnapshotError> {
+) -> Result<(PartEntry, Bytes, u64), SnapshotError> {
     let table = |source| SnapshotError::Table { partition, source };
     let mut writer = PartWriter::new(layout.clone(), Vec::new(), spec.part_options.clone()).map_err(table)?;
-    writer.push(views).map_err(table)?;
+    let unfit = views::push_fitting(&mut writer, views, partition).map_err(table)?;
     let (plain, summary) = writer.finish().map_err(table)?;
     let mut sealed = Vec::with_capacity(plain.len() + plain.len() / 1024 + 4096);
     let stats = seal_part(plain.as_slice(), &mut sealed, &profile.recipients, spec.chunk_size)
@@ -342,28 +335,57 @@ fn build_part(
         ciphertext_bytes: stats.ciphertext_bytes,
         sha256: hex::encode(stats.ciphertext_sha256),
     };
-    Ok((entry, Bytes::from(sealed)))
+    Ok((entry, Bytes::from(sealed), unfit))
 }
 
-/// Removes snapshot directories without a manifest: what an interrupted run
-/// left. Only one archiver writes a profile, so none of them is in progress.
-async fn remove_incomplete(archive: &Archive, profile: &str) -> Result<(), SnapshotError> {
-    for dir in archive.list_snapshots(profile).await? {
-        if !dir.has_manifest {
-            tracing::info!(profile, snapshot = %dir.id, "removing an interrupted snapshot");
-            archive.remove_snapshot(profile, &dir.id).await?;
-        }
+/// Where a profile's next manifest goes in its chain.
+struct ChainHead {
+    /// The next manifest's sequence.
+    sequence: u64,
+    /// SHA-256 of the predecessor's manifest, if there is one.
+    previous: Option<String>,
+}
+
+/// Before a snapshot: removes the directories without a manifest (what an
+/// interrupted run left; only one archiver writes a profile, so none of them
+/// is in progress), warns about manifests that do not verify (left alone:
+/// they are not snapshots, and deleting what we cannot verify is not ours to
+/// do), and finds the predecessor: the highest sequence that verifies under
+/// our own key.
+async fn prepare(archive: &Archive, profile: &str, key: &ArchiverVerifyingKey) -> Result<ChainHead, SnapshotError> {
+    let chain = chain::scan(archive, profile, key).await?;
+    for dir in &chain.incomplete {
+        tracing::info!(profile, snapshot = %chain::printable(dir), "removing an interrupted snapshot");
+        archive.remove_snapshot(profile, dir).await?;
     }
-    Ok(())
+    for u in &chain.unverified {
+        tracing::warn!(profile, snapshot = %u.id, reason = %u.reason, "ignoring a directory whose manifest does not verify under the archiver key");
+    }
+    Ok(match chain.latest() {
+        None => ChainHead { sequence: 1, previous: None },
+        Some(link) => {
+            ChainHead { sequence: link.manifest.chain_sequence() + 1, previous: Some(link.manifest_sha256.clone()) }
+        }
+    })
 }
 
-/// Keeps the newest `retain` committed snapshots of `profile`.
-async fn apply_retention(archive: &Archive, profile: &str, retain: usize) -> Result<(), SnapshotError> {
-    let committed: Vec<_> = archive.list_snapshots(profile).await?.into_iter().filter(|d| d.has_manifest).collect();
-    let excess = committed.len().saturating_sub(retain);
-    for dir in &committed[..excess] {
-        tracing::info!(profile, snapshot = %dir.id, "retention: deleting an old snapshot");
-        archive.remove_snapshot(profile, &dir.id).await?;
+/// Keeps the newest `retain` verified snapshots of `profile`, by sequence.
+///
+/// # Errors
+/// [`SnapshotError::Storage`]; retry later.
+/// Only manifests that verify under the archiver's own key count, so
+/// directories planted in the archive can never push a real snapshot out.
+pub async fn apply_retention(
+    archive: &Archive,
+    profile: &str,
+    retain: usize,
+    key: &ArchiverVerifyingKey,
+) -> Result<(), SnapshotError> {
+    let chain = chain::scan(archive, profile, key).await?;
+    let excess = chain.links.len().saturating_sub(retain);
+    for link in &chain.links[..excess] {
+        tracing::info!(profile, snapshot = %link.id, "retention: deleting an old snapshot");
+        archive.remove_snapshot(profile, &link.id).await?;
     }
     Ok(())
 }

@@ -75,16 +75,60 @@ pub struct Archive {
 
 const REMOTE_SCHEMES: &[&str] = &["s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "https"];
 
+/// Prefixes of the environment variables the object store builders read,
+/// as each builder's own `from_env` documents them.
+const CLOUD_PREFIXES: &[&str] = &["AWS_", "GOOGLE_", "AZURE_"];
+/// Tidemark's own prefix for object store options: `TIDEMARK_OBJECT_STORE_X`
+/// sets option `x`, and wins over the cloud's variable for the same option.
+pub const OBJECT_STORE_PREFIX: &str = "TIDEMARK_OBJECT_STORE_";
+
+/// The object store options taken from `env`: variables named `AWS_*`,
+/// `GOOGLE_*` or `AZURE_*` (upper case, as set), passed as they are; then
+/// `TIDEMARK_OBJECT_STORE_*`, prefix removed. Names are lowercased, as the
+/// builders expect, and each builder ignores the options it does not know.
+/// Everything else is left out: the builders also accept unprefixed aliases
+/// (`endpoint`, `token`, `bucket`, `allow_http`, ...), so passing the whole
+/// environment let an unrelated `ENDPOINT` or `ALLOW_HTTP` in the pod decide
+/// where patient snapshots go and whether they travel in the clear.
+/// Variables that are not UTF-8 are skipped.
+pub fn store_options(env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>) -> Vec<(String, String)> {
+    let (mut cloud, mut ours) = (Vec::new(), Vec::new());
+    for (name, value) in env {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else { continue };
+        if let Some(option) = name.strip_prefix(OBJECT_STORE_PREFIX).filter(|o| !o.is_empty()) {
+            ours.push((option.to_ascii_lowercase(), value.to_owned()));
+        } else if CLOUD_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            cloud.push((name.to_ascii_lowercase(), value.to_owned()));
+        }
+    }
+    // Later options override earlier ones in the builders: ours win.
+    cloud.sort();
+    ours.sort();
+    cloud.extend(ours);
+    cloud
+}
+
 impl Archive {
     /// Opens `location`: a directory path (created if missing), `file:///dir`,
     /// or `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
-    /// (credentials and options from the usual `AWS_*`, `GOOGLE_*`, `AZURE_*`
-    /// environment variables).
+    /// configured from the process environment as [`store_options`] selects.
     ///
     /// # Errors
     /// [`StorageError::Location`] for an unsupported or malformed location;
     /// [`StorageError::Local`] if the directory cannot be created.
     pub fn open(location: &str) -> Result<Self, StorageError> {
+        Self::open_with_env(location, std::env::vars_os())
+    }
+
+    /// [`Archive::open`] with the environment given: what tests and
+    /// embedders use instead of the process's.
+    ///
+    /// # Errors
+    /// As [`Archive::open`].
+    pub fn open_with_env(
+        location: &str,
+        env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) -> Result<Self, StorageError> {
         let bad = |why: String| StorageError::Location { location: location.to_owned(), why };
         let dir = match location.split_once("://") {
             None => Some(PathBuf::from(location)),
@@ -114,7 +158,7 @@ impl Archive {
             });
         }
         let url = url::Url::parse(location).map_err(|e| bad(e.to_string()))?;
-        let (store, root) = object_store::parse_url_opts(&url, std::env::vars()).map_err(|e| bad(e.to_string()))?;
+        let (store, root) = object_store::parse_url_opts(&url, store_options(env)).map_err(|e| bad(e.to_string()))?;
         Ok(Self { store: Arc::from(store), root, local_root: None, location: location.to_owned() })
     }
 
@@ -148,6 +192,42 @@ impl Archive {
         let path = self.path(&[profile, snapshot, name]);
         let read = async { self.store.get(&path).await?.bytes().await };
         read.await.map_err(|source| StorageError::Object { what: "reading", object: path.to_string(), source })
+    }
+
+    /// Streams one object into `sink`, at most `limit` bytes: memory holds
+    /// one network chunk whatever the object's size, and an object someone
+    /// grew to gigabytes is not downloaded past the limit. Returns the bytes
+    /// copied and whether the object holds more.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`] (including a missing object);
+    /// [`StorageError::Local`] if `sink` fails.
+    pub async fn copy_to(
+        &self,
+        profile: &str,
+        snapshot: &str,
+        name: &str,
+        limit: u64,
+        sink: &mut impl std::io::Write,
+    ) -> Result<(u64, bool), StorageError> {
+        let path = self.path(&[profile, snapshot, name]);
+        let object = path.to_string();
+        let read = |source| StorageError::Object { what: "reading", object: object.clone(), source };
+        let mut stream = self.store.get(&path).await.map_err(read)?.into_stream();
+        let mut copied = 0u64;
+        while let Some(chunk) = stream.try_next().await.map_err(read)? {
+            let take = usize::try_from(limit - copied).map_or(chunk.len(), |room| room.min(chunk.len()));
+            sink.write_all(&chunk[..take]).map_err(|source| StorageError::Local {
+                what: "spooling",
+                path: object.clone(),
+                source,
+            })?;
+            copied += take as u64;
+            if take < chunk.len() {
+                return Ok((copied, true));
+            }
+        }
+        Ok((copied, false))
     }
 
     /// The snapshots of `profile`, oldest first (ids are UUIDv7).
@@ -247,6 +327,48 @@ mod tests {
         assert!(!dir.path().join("identified/s2").exists(), "leftovers are gone");
         assert_eq!(archive.list_snapshots("identified").await.unwrap().len(), 1);
         assert!(archive.list_snapshots("deidentified").await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_prefixed_variables_configure_the_object_store() {
+        let env = [
+            ("ENDPOINT", "http://elsewhere"),
+            ("TOKEN", "t"),
+            ("ALLOW_HTTP", "true"),
+            ("aws_endpoint", "lowercase is not the convention"),
+            ("AWS_REGION", "eu-west-1"),
+            ("GOOGLE_SERVICE_ACCOUNT", "/sa.json"),
+            ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+            ("TIDEMARK_OBJECT_STORE_ALLOW_HTTP", "true"),
+            ("TIDEMARK_OBJECT_STORE_", "no option name"),
+            ("TIDEMARK_ARCHIVE", "s3://b/p"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let opts = store_options(env);
+        let want: Vec<(String, String)> = [
+            ("aws_region", "eu-west-1"),
+            ("azure_storage_account_name", "acct"),
+            ("google_service_account", "/sa.json"),
+            ("allow_http", "true"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        assert_eq!(opts, want);
+    }
+
+    #[tokio::test]
+    async fn copy_to_streams_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = Archive::open(dir.path().to_str().unwrap()).unwrap();
+        archive.put("identified", "s1", "big", Bytes::from(vec![7u8; 100_000])).await.unwrap();
+        let mut sink = Vec::new();
+        assert_eq!(archive.copy_to("identified", "s1", "big", 1000, &mut sink).await.unwrap(), (1000, true));
+        assert_eq!(sink.len(), 1000, "not a byte past the limit");
+        sink.clear();
+        assert_eq!(archive.copy_to("identified", "s1", "big", 100_000, &mut sink).await.unwrap(), (100_000, false));
+        assert_eq!(sink, vec![7u8; 100_000]);
+        let err = archive.copy_to("identified", "s1", "missing", 10, &mut sink).await.unwrap_err();
+        assert!(err.to_string().contains("reading"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,12 @@ impl DatasetKey {
         Ok(Self { key })
     }
 
+    /// The key from its 32 bytes, as a de-identified profile holds it: lets
+    /// the archiver name the key (its id) in the manifest it signs.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        Self { key: Zeroizing::new(*bytes) }
+    }
+
     /// The key bytes.
     pub fn bytes(&self) -> &[u8; 32] {
         &self.key

@@ -7,16 +7,19 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use tidemark_archiver::manifest::{MANIFEST_NAME, Manifest};
+use tidemark_archiver::chain::{self, Chain, printable};
+use tidemark_archiver::manifest::Manifest;
+use tidemark_archiver::pin::{self, PinError, PinOutcome};
 use tidemark_archiver::reader::{self, ReadError};
 use tidemark_archiver::storage::Archive;
+use tidemark_seal::ArchiverVerifyingKey;
 
 use super::Outcome;
 use super::archiver::ProfileArg;
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
-    /// List the snapshots of an archive, oldest first (manifests are read, not verified).
+    /// List the snapshots of an archive, oldest first; with --archiver-pub, each manifest is verified.
     List(ListArgs),
     /// Verify a snapshot: the manifest's signature, every part's size and SHA-256 and, with --key, every chunk.
     Verify(VerifyArgs),
@@ -32,6 +35,10 @@ pub struct ListArgs {
     /// Only this profile [default: both].
     #[arg(long, value_enum)]
     profile: Option<ProfileArg>,
+    /// The archiver's public key: verify each manifest and order by sequence. Without it, every entry is
+    /// marked unverified.
+    #[arg(long, env = "TIDEMARK_ARCHIVER_PUB", value_name = "FILE")]
+    archiver_pub: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +55,10 @@ pub struct Which {
     /// The archiver's public key: the only key whose manifests are trusted.
     #[arg(long, env = "TIDEMARK_ARCHIVER_PUB", value_name = "FILE")]
     archiver_pub: PathBuf,
+    /// Pin file (one per archive): refuse a `latest` older than one seen before, and record the newest
+    /// seen. Created (mode 0600) on first use. Only with `latest`.
+    #[arg(long, value_name = "FILE")]
+    pin: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -66,7 +77,8 @@ pub struct DecryptArgs {
     /// The recipient secret key the snapshot was encrypted to.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
-    /// Directory the Parquet files are written to (created if missing).
+    /// Directory the Parquet files are written to: created mode 0700 if missing; an existing one must not be
+    /// writable by group or others, and files already there are never overwritten.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
@@ -91,40 +103,133 @@ pub fn run(command: SnapshotCommand) -> anyhow::Result<Outcome> {
 
 async fn list(args: ListArgs) -> anyhow::Result<Outcome> {
     let archive = Archive::open(&args.archive)?;
+    let archiver = args
+        .archiver_pub
+        .as_deref()
+        .map(tidemark_seal::load_archiver_public)
+        .transpose()
+        .context("loading --archiver-pub")?;
     let profiles = match args.profile {
         Some(p) => vec![p],
         None => vec![ProfileArg::Identified, ProfileArg::Deidentified],
     };
     for p in profiles {
         let profile = profile_name(p);
-        for dir in archive.list_snapshots(profile).await? {
-            if !dir.has_manifest {
-                println!("{profile} {} incomplete (no manifest: not a snapshot; the archiver removes it)", dir.id);
-                continue;
-            }
-            let bytes = archive.get(profile, &dir.id, MANIFEST_NAME).await?;
-            match Manifest::decode_unverified(&bytes) {
-                Ok(m) => println!(
-                    "{profile} {} committed created_at={} rows={} parts={} recipients={} signed_by={}",
-                    dir.id,
-                    m.created_at,
-                    m.rows,
-                    m.parts.len(),
-                    m.recipients.join(","),
-                    m.archiver_key_id
-                ),
-                Err(e) => println!("{profile} {} unreadable manifest: {e}", dir.id),
-            }
+        match &archiver {
+            Some(key) => list_verified(&archive, profile, key).await?,
+            None => list_unverified(&archive, profile).await?,
         }
     }
     Ok(Outcome::Ok)
 }
 
-async fn open(which: &Which) -> anyhow::Result<(Archive, String, tidemark_seal::ArchiverVerifyingKey)> {
+/// Without the archiver key nothing can be trusted: every line says so, and
+/// every value from a manifest is stripped of control characters (anyone who
+/// can write to the archive chooses them).
+async fn list_unverified(archive: &Archive, profile: &str) -> anyhow::Result<()> {
+    for dir in archive.list_snapshots(profile).await? {
+        let id = printable(&dir.id);
+        if !dir.has_manifest {
+            println!("{profile} {id} incomplete (no manifest: not a snapshot; the archiver removes it)");
+            continue;
+        }
+        let Some(bytes) = chain::read_manifest(archive, profile, &dir.id).await? else {
+            println!("{profile} {id} unreadable manifest: larger than {} bytes", chain::MAX_MANIFEST_BYTES);
+            continue;
+        };
+        match Manifest::decode_unverified(&bytes) {
+            Ok(m) => println!(
+                "{profile} {id} unverified (no --archiver-pub) sequence={} created_at={} rows={} parts={} recipients={} signed_by={}",
+                m.sequence.map_or_else(|| "none".into(), |s| s.to_string()),
+                printable(&m.created_at),
+                m.rows,
+                m.parts.len(),
+                printable(&m.recipients.join(",")),
+                printable(&m.archiver_key_id)
+            ),
+            Err(e) => println!("{profile} {id} unreadable manifest: {}", printable(&e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+async fn list_verified(archive: &Archive, profile: &str, key: &ArchiverVerifyingKey) -> anyhow::Result<()> {
+    let chain = chain::scan(archive, profile, key).await?;
+    for link in &chain.links {
+        let m = &link.manifest;
+        println!(
+            "{profile} {} verified sequence={} created_at={} rows={} parts={} recipients={} signed_by={}",
+            link.id,
+            m.chain_sequence(),
+            m.created_at,
+            m.rows,
+            m.parts.len(),
+            m.recipients.join(","),
+            m.archiver_key_id
+        );
+    }
+    for u in &chain.unverified {
+        println!("{profile} {} UNVERIFIED (not a snapshot; ignored): {}", u.id, u.reason);
+    }
+    for id in &chain.incomplete {
+        println!("{profile} {} incomplete (no manifest: not a snapshot; the archiver removes it)", printable(id));
+    }
+    for b in chain.breaks() {
+        println!("{profile} chain broken: {b}");
+    }
+    Ok(())
+}
+
+/// What `open` found: the archive, the snapshot to read, the trusted key.
+struct Opened {
+    archive: Archive,
+    id: String,
+    archiver: ArchiverVerifyingKey,
+    chain: Chain,
+}
+
+/// Opens the archive and resolves the snapshot; warns (stderr) about every
+/// directory whose manifest does not verify, since `latest` skipped it.
+async fn open(which: &Which) -> anyhow::Result<Opened> {
+    if which.pin.is_some() && which.snapshot != "latest" {
+        anyhow::bail!("--pin applies only to `latest` (an older snapshot asked for by id is not a rollback)");
+    }
     let archive = Archive::open(&which.archive)?;
     let archiver = tidemark_seal::load_archiver_public(&which.archiver_pub).context("loading --archiver-pub")?;
-    let id = reader::resolve(&archive, profile_name(which.profile), &which.snapshot).await?;
-    Ok((archive, id, archiver))
+    let profile = profile_name(which.profile);
+    let (id, chain) = reader::resolve(&archive, profile, &which.snapshot, &archiver).await?;
+    for u in &chain.unverified {
+        eprintln!(
+            "warning: ignoring {profile}/{}: its manifest does not verify ({}); it is not a snapshot",
+            u.id, u.reason
+        );
+    }
+    Ok(Opened { archive, id, archiver, chain })
+}
+
+/// With `--pin`: refuses a rolled-back `latest` (exit 1) and records a newer one.
+fn check_pin(what: &str, which: &Which, opened: &Opened) -> anyhow::Result<Option<Outcome>> {
+    let (Some(path), Some(latest)) = (&which.pin, opened.chain.latest()) else { return Ok(None) };
+    let profile = profile_name(which.profile);
+    match pin::check(path, &which.archive, profile, latest) {
+        Ok(PinOutcome::FirstUse) => {
+            eprintln!(
+                "pin: first use for {profile}: recorded sequence {} in {}",
+                latest.manifest.chain_sequence(),
+                path.display()
+            );
+        }
+        Ok(PinOutcome::Advanced { from }) => {
+            eprintln!("pin: {profile} moved from sequence {from} to {}", latest.manifest.chain_sequence());
+        }
+        Ok(PinOutcome::Unchanged) => {}
+        Err(e @ (PinError::Rollback { .. } | PinError::Replaced { .. })) => {
+            eprintln!("{what} FAILED for snapshot {}: {e}", opened.id);
+            return Ok(Some(Outcome::SomeInputFailed));
+        }
+        Err(e) => return Err(e).context("checking --pin"),
+    }
+    Ok(None)
 }
 
 /// A verification failure is the snapshot's fault, not the command's: print it, exit 1.
@@ -141,9 +246,19 @@ fn failed(what: &str, id: &str, e: &ReadError) -> Outcome {
 async fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
     // Keys first: a bad key file is a configuration error whatever the archive holds.
     let key = args.key.as_deref().map(tidemark_seal::load_recipient_secret).transpose().context("loading --key")?;
-    let (archive, id, archiver) = open(&args.which).await?;
+    let opened = open(&args.which).await?;
+    if let Some(refused) = check_pin("verification", &args.which, &opened)? {
+        return Ok(refused);
+    }
+    let Opened { archive, id, archiver, chain } = &opened;
     let profile = profile_name(args.which.profile);
-    match reader::verify(&archive, profile, &id, &archiver, key.as_ref()).await {
+    match reader::verify(archive, profile, id, archiver, key.as_ref()).await {
+        Ok(_) if !chain.breaks().is_empty() => {
+            for b in chain.breaks() {
+                eprintln!("verification FAILED for snapshot {id}: the chain of {profile} is broken: {b}");
+            }
+            Ok(Outcome::SomeInputFailed)
+        }
         Ok(v) => {
             let m = &v.manifest;
             let depth = if v.chunks_checked {
@@ -152,22 +267,27 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
                 "every hash (no --key: chunks not decrypted)"
             };
             println!(
-                "ok: snapshot {id} ({profile}): {} rows in {} parts; signature by {}; {depth} verified",
+                "ok: snapshot {id} ({profile}): sequence {}, {} rows in {} parts; signature by {}; {depth} verified",
+                m.chain_sequence(),
                 m.rows,
                 m.parts.len(),
                 m.archiver_key_id
             );
             Ok(Outcome::Ok)
         }
-        Err(e) => Ok(failed("verification", &id, &e)),
+        Err(e) => Ok(failed("verification", id, &e)),
     }
 }
 
 async fn decrypt(args: DecryptArgs) -> anyhow::Result<Outcome> {
     let key = tidemark_seal::load_recipient_secret(&args.key).context("loading --key")?;
-    let (archive, id, archiver) = open(&args.which).await?;
+    let opened = open(&args.which).await?;
+    if let Some(refused) = check_pin("decryption", &args.which, &opened)? {
+        return Ok(refused);
+    }
+    let Opened { archive, id, archiver, .. } = &opened;
     let profile = profile_name(args.which.profile);
-    match reader::decrypt(&archive, profile, &id, &archiver, &key, &args.out).await {
+    match reader::decrypt(archive, profile, id, archiver, &key, &args.out).await {
         Ok(files) => {
             for f in &files {
                 println!("wrote {}", f.display());
@@ -175,6 +295,8 @@ async fn decrypt(args: DecryptArgs) -> anyhow::Result<Outcome> {
             println!("ok: snapshot {id} ({profile}) decrypted into {} ({} parts)", args.out.display(), files.len());
             Ok(Outcome::Ok)
         }
-        Err(e) => Ok(failed("decryption", &id, &e)),
+        // Not the snapshot's fault: the output is unsafe to write. Exit 2.
+        Err(ReadError::UnsafeOutput(e)) => Err(e).context("refusing the --out directory; nothing was written"),
+        Err(e) => Ok(failed("decryption", id, &e)),
     }
 }

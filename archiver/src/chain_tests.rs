@@ -1,0 +1,67 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+
+/// A link without a signature (breaks() looks only at sequences and hashes).
+fn link(id: &str, sequence: Option<u64>, previous: Option<&str>, own: &str) -> Link {
+    let manifest = Manifest {
+        format: String::new(),
+        snapshot_id: id.into(),
+        profile: "identified".into(),
+        created_at: String::new(),
+        catalog_version: 1,
+        topic: String::new(),
+        cut: vec![],
+        rows: 0,
+        parts: vec![],
+        recipients: vec![],
+        archiver_key_id: String::new(),
+        sequence,
+        previous_manifest_sha256: previous.map(str::to_owned),
+        dataset_key_id: None,
+        records_set_aside: None,
+    };
+    Link { id: id.into(), manifest, manifest_sha256: own.into() }
+}
+
+fn chain(links: Vec<Link>) -> Chain {
+    Chain { links, ..Chain::default() }
+}
+
+#[test]
+fn an_intact_chain_after_v1_manifests_has_no_breaks() {
+    let c = chain(vec![
+        link("a", None, None, "h0"),
+        link("b", None, None, "h1"),
+        link("c", Some(1), Some("h1"), "h2"),
+        link("d", Some(2), Some("h2"), "h3"),
+    ]);
+    assert!(c.breaks().is_empty(), "{:?}", c.breaks());
+    assert_eq!(c.latest().unwrap().id, "d");
+}
+
+#[test]
+fn the_oldest_link_may_have_lost_its_predecessor_to_retention() {
+    let c = chain(vec![link("c", Some(5), Some("gone"), "h5"), link("d", Some(6), Some("h5"), "h6")]);
+    assert!(c.breaks().is_empty(), "{:?}", c.breaks());
+}
+
+#[test]
+fn gaps_forks_and_wrong_links_are_each_reported() {
+    let c = chain(vec![
+        link("a", Some(1), None, "h1"),
+        link("b", Some(4), Some("h3"), "h4"),
+        link("c", Some(4), Some("h3"), "h4b"),
+        link("d", Some(5), Some("h4"), "h5"),
+    ]);
+    let breaks = c.breaks();
+    assert_eq!(breaks.len(), 3, "{breaks:?}");
+    assert!(matches!(breaks[0], ChainBreak::Missing { from: 2, to: 3, .. }), "{breaks:?}");
+    assert!(matches!(breaks[1], ChainBreak::Fork { sequence: 4, .. }), "{breaks:?}");
+    assert!(matches!(&breaks[2], ChainBreak::Mismatch { sequence: 5, previous, .. } if previous == "c"), "{breaks:?}");
+}
+
+#[test]
+fn printable_strips_terminal_escapes() {
+    assert_eq!(printable("ab\u{1b}[2Jcd\n"), "ab[2Jcd");
+    assert_eq!(printable(&"x".repeat(500)).len(), 200);
+}
