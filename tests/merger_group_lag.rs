@@ -66,6 +66,9 @@ async fn a_backlog_held_by_a_dead_member_shows_in_the_group_lag_of_a_live_one() 
         let done = assigned.len() == 4 && lag.len() == 4 && lag.iter().all(|(_, v)| *v == 0.0);
         if done { Ok(()) } else { Err(format!("assigned {assigned:?}, group lag {lag:?}")) }
     });
+    let health: serde_json::Value =
+        serde_json::from_str(&common::http_get(&holder.metrics_addr(), "/healthz")).expect("health JSON");
+    assert_eq!((health["state"].as_str(), health["assigned_partitions"].as_u64()), (Some("ok"), Some(4)), "{health}");
     produce(broker.bootstrap(), &edits, &workload(20, 2, 31)).await;
     eventually("the holder folds and commits 40 events", Duration::from_secs(60), || {
         let lag = by_partition(&holder.scrape(), "tidemark_merger_group_lag_messages");

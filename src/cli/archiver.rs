@@ -129,6 +129,7 @@ pub fn run(args: ArchiverArgs) -> anyhow::Result<Outcome> {
         args.log_format,
         args.metrics_listen,
         ArchiverMetrics::register,
+        None,
         move |metrics, addr, shutdown| {
             println!("tidemark-archiver listening metrics={addr}");
             let cfg = ArchiverConfig {

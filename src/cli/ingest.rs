@@ -89,6 +89,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
         args.log_format,
         args.metrics_listen,
         IngestMetrics::register,
+        None,
         move |metrics, maddr, shutdown| {
             let cfg = IngestConfig {
                 kafka: args.kafka.connection(),

@@ -14,7 +14,7 @@ use tidemark_schemas::verify::Verifier;
 
 use super::Outcome;
 use super::config::{CatalogChoice, KafkaArgs};
-use crate::service::{runner, telemetry};
+use crate::service::{metrics_server, runner, telemetry};
 
 #[derive(Debug, Args)]
 pub struct MergerArgs {
@@ -52,6 +52,11 @@ pub struct MergerArgs {
     log_format: telemetry::LogFormat,
 }
 
+/// How long the worker's loop may go without coming round before
+/// `/healthz` says it is stalled: longer than librdkafka's default delivery
+/// timeout (5 minutes), which a batch waiting on a slow broker may use.
+const STALL_AFTER: Duration = Duration::from_secs(360);
+
 pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     if args.partitions < 1 {
         anyhow::bail!("--partitions must be at least 1, got {}", args.partitions);
@@ -61,15 +66,26 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     }
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
     let verifier = Verifier::new(crate::keyfiles::load_registry(&args.keys)?);
+    let status = Arc::new(worker::WorkerStatus::default());
+    let health = {
+        let status = Arc::clone(&status);
+        let check: metrics_server::HealthCheck = Arc::new(move || {
+            let h = status.health(STALL_AFTER);
+            (h.is_alive(), serde_json::to_string(&h).unwrap_or_default())
+        });
+        check
+    };
     runner::run(
         "merger",
         args.log_format,
         args.metrics_listen,
         MergerMetrics::register,
+        Some(health),
         move |metrics, addr, shutdown| {
             println!("tidemark-merger listening metrics={addr}");
             let cfg = MergerConfig {
                 metrics,
+                status,
                 kafka: args.kafka.connection(),
                 group: args.group,
                 topics: Topics::with_prefix(&args.kafka.topic_prefix),

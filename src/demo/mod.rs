@@ -129,7 +129,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Summary> {
     .await?;
     let archiver_metrics = ArchiverMetrics::register(&mut registry);
     let (metrics_addr, metrics_task) =
-        metrics_server::serve(([127, 0, 0, 1], 0).into(), registry, pipeline.shutdown.clone()).await?;
+        metrics_server::serve(([127, 0, 0, 1], 0).into(), registry, None, pipeline.shutdown.clone()).await?;
     match &opts.brokers {
         None => say(&format!(
             "  kafka: embedded (librdkafka mock cluster at {}), {} partitions",

@@ -138,6 +138,7 @@ impl Pipeline {
                 catalog: Arc::new(catalog.clone()),
                 verifier: Arc::clone(&verifier),
                 metrics: metrics.clone(),
+                status: Arc::default(),
                 faults: worker::Faults::default(),
             };
             let token = shutdown.clone();

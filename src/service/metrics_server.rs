@@ -18,18 +18,37 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// do not ask for OpenMetrics.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Binds `listen` and serves `registry` at `/metrics` until `shutdown`.
-/// Returns the bound address (useful with port 0) and the server task.
+/// A service's own account of its health for `/healthz`: whether a
+/// liveness probe should pass, and a JSON body saying why.
+pub type HealthCheck = Arc<dyn Fn() -> (bool, String) + Send + Sync>;
+
+/// Binds `listen` and serves `registry` at `/metrics` until `shutdown`, and
+/// `health` at `/healthz` when the service has one (200 when alive, 503
+/// otherwise, with its JSON). Returns the bound address (useful with port
+/// 0) and the server task.
 ///
 /// # Errors
 /// If the address cannot be bound.
 pub async fn serve(
     listen: SocketAddr,
     registry: Registry,
+    health: Option<HealthCheck>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let registry = Arc::new(registry);
-    let app = Router::new().route(
+    let mut app = Router::new();
+    if let Some(health) = health {
+        app = app.route(
+            "/healthz",
+            get(move || {
+                let (alive, body) = health();
+                let status =
+                    if alive { axum::http::StatusCode::OK } else { axum::http::StatusCode::SERVICE_UNAVAILABLE };
+                async move { (status, [(header::CONTENT_TYPE, "application/json")], body).into_response() }
+            }),
+        );
+    }
+    let app = app.route(
         "/metrics",
         get(move |headers: HeaderMap| {
             let registry = registry.clone();

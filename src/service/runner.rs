@@ -43,7 +43,8 @@ impl ServiceError for tidemark_archiver::snapshot::SnapshotError {
 /// Runs a service to its end: starts logs in `log_format`, a multi-threaded
 /// runtime, the root shutdown token (SIGTERM, SIGINT), and the metrics
 /// endpoint on `metrics_listen` with the metrics `register` makes; then
-/// `service(metrics, metrics_address, shutdown)`. When the service returns,
+/// `service(metrics, metrics_address, shutdown)`, with `health` (if any)
+/// served at `/healthz` beside the metrics. When the service returns,
 /// everything else is stopped and its result becomes the [`Outcome`].
 ///
 /// # Errors
@@ -54,6 +55,7 @@ pub fn run<M, E, Fut>(
     log_format: telemetry::LogFormat,
     metrics_listen: SocketAddr,
     register: impl FnOnce(&mut Registry) -> M,
+    health: Option<metrics_server::HealthCheck>,
     service: impl FnOnce(M, SocketAddr, CancellationToken) -> Fut,
 ) -> anyhow::Result<Outcome>
 where
@@ -66,7 +68,7 @@ where
         let shutdown = shutdown::on_signals();
         let mut registry = Registry::default();
         let metrics = register(&mut registry);
-        let (addr, server) = metrics_server::serve(metrics_listen, registry, shutdown.clone()).await?;
+        let (addr, server) = metrics_server::serve(metrics_listen, registry, health, shutdown.clone()).await?;
         tracing::info!(service = name, metrics = %addr, "The metrics endpoint is listening.");
         let result = service(metrics, addr, shutdown.clone()).await;
         shutdown.cancel();

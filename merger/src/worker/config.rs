@@ -58,6 +58,8 @@ pub struct MergerConfig {
     pub verifier: Arc<Verifier>,
     /// Metrics (registered by the caller).
     pub metrics: super::MergerMetrics,
+    /// What `/healthz` reports of the worker (the caller serves it).
+    pub status: Arc<super::WorkerStatus>,
     /// Fault injection for the crash tests (empty in production builds).
     pub faults: Faults,
 }

@@ -19,6 +19,7 @@ mod error;
 mod group_watch;
 pub mod metrics;
 mod restore;
+mod status;
 mod topics;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ pub use metrics::MergerMetrics;
 
 pub use restore::Docs;
 use restore::restore_partition;
+pub use status::{Health, WorkerStatus};
 
 type Consumer = StreamConsumer<MergerContext>;
 
@@ -130,6 +132,7 @@ impl Worker<'_> {
                 () = tokio::time::sleep_until(deadline) => None,
                 m = self.consumer.recv() => Some(m),
             };
+            self.cfg.status.progressed();
             // Rebalances recorded inside recv() apply before its message.
             self.apply_rebalances(&mut batch)?;
             match received {
@@ -174,6 +177,7 @@ impl Worker<'_> {
         self.metrics
             .documents
             .set(i64::try_from(self.parts.values().map(HashMap::len).sum::<usize>()).unwrap_or(i64::MAX));
+        self.cfg.status.set_assigned(self.parts.len());
         Ok(())
     }
 
@@ -181,6 +185,14 @@ impl Worker<'_> {
     /// each waits mostly on the broker, so overlapping them shortens a
     /// rebalance's pause.
     fn restore_all(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
+        let cfg = self.cfg;
+        cfg.status.set_restoring(true);
+        let restored = self.restore_chunks(partitions);
+        cfg.status.set_restoring(false);
+        restored
+    }
+
+    fn restore_chunks(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
         let cfg = self.cfg;
         for chunk in partitions.chunks(RESTORE_PARALLELISM) {
             let results: Vec<(i32, Duration, Result<Docs, WorkerError>)> = tokio::task::block_in_place(|| {
@@ -207,7 +219,10 @@ impl Worker<'_> {
 
     fn restore(&mut self, partition: i32) -> Result<(), WorkerError> {
         let started = Instant::now();
-        let docs = tokio::task::block_in_place(|| restore_partition(self.cfg, partition))?;
+        self.cfg.status.set_restoring(true);
+        let docs = tokio::task::block_in_place(|| restore_partition(self.cfg, partition));
+        self.cfg.status.set_restoring(false);
+        let docs = docs?;
         self.restored(partition, started.elapsed(), docs);
         Ok(())
     }
@@ -222,6 +237,7 @@ impl Worker<'_> {
         );
         self.metrics.partition_assigned.get_or_create(&metrics::PartitionLabel { partition }).set(1);
         self.parts.insert(partition, docs);
+        self.cfg.status.set_assigned(self.parts.len());
     }
 
     async fn process(&mut self, producer: &FutureProducer, batch: &[OwnedMessage]) -> Result<(), WorkerError> {
