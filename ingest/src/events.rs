@@ -1,10 +1,12 @@
 //! `POST /v1/events`: bounds, body, verification, producing, the response.
 //!
-//! The in-flight bounds are taken *before* the body is read: a request holds
-//! its request permit and its byte permits (its declared length, or the body
-//! limit when it declares none) while its body streams in, so the memory held
-//! by request bodies never exceeds `max_in_flight_bytes`, however many clients
-//! connect at once.
+//! A request takes its request permit before its body is read, and a byte
+//! permit for each body byte as it arrives (see [`crate::body`]), so the
+//! memory held by request bodies never exceeds `max_in_flight_bytes`, however
+//! many clients connect at once, and a client that declares a large body and
+//! sends nothing holds no byte permits at all. A body must arrive within
+//! `body_read_timeout`; one that does not is answered 408 and its connection
+//! closed.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +21,7 @@ use rdkafka::producer::FutureRecord;
 use serde::Serialize;
 use tidemark_schemas::Reason;
 
+use crate::body::BodyError;
 use crate::metrics::{ReasonLabels, RequestLabels};
 use crate::refusal::Refusal;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
@@ -105,22 +108,28 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let Ok(_req_permit) = state.requests.try_acquire() else {
         return error_json(Refusal::Overloaded, "too many requests in flight".into());
     };
-    // Without a declared length the body may grow to the limit: reserve that.
-    let reserve = u32::try_from(declared.unwrap_or(limit).max(1)).unwrap_or(u32::MAX);
-    let Ok(_byte_permit) = state.bytes.try_acquire_many(reserve) else {
-        return error_json(Refusal::Overloaded, "too many bytes in flight".into());
-    };
     if !state.broker_ok.load(Ordering::Relaxed) {
         return error_json(Refusal::Unavailable, "the broker cannot take writes".into());
     }
-    let body = match axum::body::to_bytes(body, limit).await {
+    let deadline = state.cfg.body_read_timeout;
+    let body = match crate::body::read(body, limit, &state.bytes, deadline).await {
         Ok(b) => b,
-        Err(e) if is_length_limit(&e) => return too_large(limit),
-        Err(e) => {
-            return error_json(Reason::Malformed, format!("reading the request body failed: {e}"));
+        Err(BodyError::TooLarge) => return too_large(limit),
+        Err(BodyError::Overloaded) => return error_json(Refusal::Overloaded, "too many bytes in flight".into()),
+        Err(BodyError::TimedOut) => {
+            let message =
+                format!("the body did not arrive within {} ms; the connection is closed", deadline.as_millis());
+            let mut r = error_json(Refusal::Timeout, message);
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request.
+            r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            return r;
+        }
+        Err(BodyError::Read(cause)) => {
+            return error_json(Reason::Malformed, format!("reading the request body failed: {cause}"));
         }
     };
-    let lines = split_lines(&body, ndjson);
+    let lines = split_lines(&body.bytes, ndjson);
     if lines.len() > MAX_BATCH_LINES {
         return error_json(Reason::TooLarge, format!("the batch has more than {MAX_BATCH_LINES} lines; split it"));
     }
@@ -128,18 +137,6 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
         return error_json(Reason::Malformed, "the body holds no envelope".into());
     }
     with_retry_after(verify_and_produce(state, &lines).await)
-}
-
-/// Whether a body error is the length limit (hyper wraps it in its error type).
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 /// Verifies every line, produces the good ones in line order, waits for every

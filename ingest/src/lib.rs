@@ -5,6 +5,11 @@
 //! accepted record (acks=all, idempotent producer), so a 202 means durable.
 //! Records of one request are enqueued in line order on one idempotent
 //! producer (max 5 in flight), which keeps per-patient order.
+//!
+//! The front door is built for clients that do not play fair: every
+//! connection has deadlines for its request head and its body, a request
+//! holds memory only for the bytes that have arrived, and one peer can hold
+//! only so many connections.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,10 +19,13 @@ use std::time::Duration;
 use tidemark_schemas::Catalog;
 use tokio_util::sync::CancellationToken;
 
+mod body;
 mod events;
 pub mod metrics;
+mod peers;
 mod refusal;
 mod routes;
+mod serve;
 mod server;
 mod state;
 mod topics;
@@ -41,6 +49,13 @@ pub struct IngestConfig {
     pub catalog: Catalog,
     /// The HTTP listen address.
     pub listen: SocketAddr,
+    /// How long a client may take to send a request head before its connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body before the request
+    /// is refused with 408 and its connection closed.
+    pub body_read_timeout: Duration,
+    /// Connections one peer address may hold open; more are closed at once.
+    pub max_connections_per_peer: usize,
     /// Topic name prefix.
     pub topic_prefix: String,
     /// Partitions of the edit topic when it is created.

@@ -1,6 +1,7 @@
 //! Every ingest metric, in one place: name, help text, unit, buckets and
 //! labels. Labels come from small fixed sets: route, status class, rejection
-//! reason, reload result; never a patient id or payload. Each field is named
+//! reason, reload result, refusal cause; never a patient id, a peer address
+//! or a payload. Each field is named
 //! as the metric it registers. docs/metrics.md specifies these metrics and
 //! tests/metrics_spec.rs holds it equal to this file.
 
@@ -50,6 +51,18 @@ impl ReloadLabels {
     pub const FAILED: Self = Self { result: "failed" };
 }
 
+/// Labels of the refused-connections counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    /// `peer_limit`: the peer held `--max-connections-per-peer`.
+    pub cause: &'static str,
+}
+
+impl CauseLabels {
+    /// The peer already held its cap of connections.
+    pub const PEER_LIMIT: Self = Self { cause: "peer_limit" };
+}
+
 /// The ingest service's metrics.
 #[derive(Clone)]
 pub struct IngestMetrics {
@@ -69,6 +82,8 @@ pub struct IngestMetrics {
     pub producer_replaced: Counter,
     /// Key-registry reloads (on a file change or SIGHUP), by result.
     pub registry_reloads: Family<ReloadLabels, Counter>,
+    /// Connections closed before any request was read, by cause.
+    pub connections_refused: Family<CauseLabels, Counter>,
 }
 
 impl IngestMetrics {
@@ -83,6 +98,7 @@ impl IngestMetrics {
             in_flight_requests: Gauge::default(),
             producer_replaced: Counter::default(),
             registry_reloads: Family::default(),
+            connections_refused: Family::default(),
         };
         // Every series exists from the start at 0, so the first 5xx or
         // rejection after a restart is an increase that rate() and alerts
@@ -97,6 +113,7 @@ impl IngestMetrics {
         for result in [ReloadLabels::OK, ReloadLabels::FAILED] {
             let _created = m.registry_reloads.get_or_create(&result);
         }
+        drop(m.connections_refused.get_or_create(&CauseLabels::PEER_LIMIT));
         let r = registry.sub_registry_with_prefix("tidemark_ingest");
         r.register("requests", "HTTP requests by route and status class", m.requests.clone());
         r.register("events_accepted", "Events produced and acknowledged by Kafka", m.events_accepted.clone());
@@ -123,6 +140,11 @@ impl IngestMetrics {
             "registry_reloads",
             "Key-registry reloads after a file change or SIGHUP, by result (failed keeps the previous registry)",
             m.registry_reloads.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed before a request was read, by cause",
+            m.connections_refused.clone(),
         );
         m
     }

@@ -21,6 +21,9 @@ pub enum Refusal {
     Overloaded,
     /// The request's `Content-Type` is neither JSON nor NDJSON.
     UnsupportedMediaType,
+    /// The body did not arrive within `--body-read-timeout-ms`: the client
+    /// may resend it whole (a resent event is folded once).
+    Timeout,
 }
 
 impl Refusal {
@@ -41,6 +44,7 @@ impl Refusal {
             Refusal::Unavailable => "unavailable",
             Refusal::Overloaded => "overloaded",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
+            Refusal::Timeout => "request_timeout",
         }
     }
 
@@ -55,6 +59,7 @@ impl Refusal {
                 .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
             Refusal::Unavailable | Refusal::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Timeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -86,7 +91,8 @@ mod tests {
             .and_then(|s| s.lines().find_map(|l| l.trim().strip_prefix("enum: [")))
             .expect("the spec defines IngestCondition with a flow enum");
         let listed: Vec<&str> = line.trim_end_matches(']').split(',').map(str::trim).collect();
-        let ours = [Refusal::Unavailable, Refusal::Overloaded, Refusal::UnsupportedMediaType].map(Refusal::as_str);
+        let ours = [Refusal::Unavailable, Refusal::Overloaded, Refusal::UnsupportedMediaType, Refusal::Timeout]
+            .map(Refusal::as_str);
         assert_eq!(listed, ours);
     }
 

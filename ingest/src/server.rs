@@ -15,19 +15,14 @@ use tidemark_schemas::verify::Verifier;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::peers::Peers;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
+use crate::serve::{self, Front};
 use crate::state::{AppState, load_registry, producer_config};
 use crate::{IngestConfig, IngestError, events, topics, watch};
 
 pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Result<(), IngestError> {
-    if cfg.partitions < 1 || cfg.max_in_flight_requests == 0 || cfg.max_body_bytes == 0 {
-        return Err(IngestError::Config(
-            "--partitions, --max-in-flight-requests and --max-body-bytes must be at least 1".into(),
-        ));
-    }
-    if cfg.max_in_flight_bytes < cfg.max_body_bytes {
-        return Err(IngestError::Config("--max-in-flight-bytes must be at least --max-body-bytes".into()));
-    }
+    check(&cfg)?;
     let registry = load_registry(&cfg.keys)?;
     let producer: FutureProducer = producer_config(&cfg)
         .create()
@@ -56,7 +51,7 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         .route(ROUTE_EVENTS, post(events::post_events))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        // The events route enforces --max-body-bytes itself, after taking its permits.
+        // The events route enforces --max-body-bytes itself, as the bytes arrive.
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone());
     tracing::info!(%addr, topic = %state.topic, "ingest listening");
@@ -64,15 +59,19 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         f(addr);
     }
     let grace = cfg.shutdown_grace;
-    let stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-    let served = tokio::spawn(async move { server.await });
+    let front = Front {
+        app,
+        peers: Peers::new(cfg.max_connections_per_peer),
+        header_read_timeout: cfg.header_read_timeout,
+        metrics: cfg.metrics.clone(),
+    };
+    let served = tokio::spawn(serve::serve(listener, front, shutdown.clone()));
     // Drain: after the token, in-flight requests finish within the grace period.
     let result = tokio::select! {
         r = served => r,
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("grace period over with requests still in flight");
-            Ok(Ok(()))
+            Ok(())
         }
     };
     bg.cancel();
@@ -82,12 +81,33 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         return Err(IngestError::Task { what: "watching the broker and the key registry".into(), cause });
     }
     match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(source)) => Err(IngestError::Io { what: "serving HTTP".into(), source }),
+        Ok(()) => Ok(()),
         // A panic in the server task is a bug: the process must not exit 0
         // as if it had drained, so the supervisor sees a failure.
         Err(join) => Err(IngestError::Task { what: "serving HTTP".into(), cause: join.to_string() }),
     }
+}
+
+/// Refuses a configuration that cannot work or would be unsafe, naming the
+/// flag to change.
+fn check(cfg: &IngestConfig) -> Result<(), IngestError> {
+    if cfg.partitions < 1 || cfg.max_in_flight_requests == 0 || cfg.max_body_bytes == 0 {
+        return Err(IngestError::Config(
+            "--partitions, --max-in-flight-requests and --max-body-bytes must be at least 1".into(),
+        ));
+    }
+    if cfg.max_in_flight_bytes < cfg.max_body_bytes {
+        return Err(IngestError::Config("--max-in-flight-bytes must be at least --max-body-bytes".into()));
+    }
+    if cfg.max_connections_per_peer == 0 {
+        return Err(IngestError::Config("--max-connections-per-peer must be at least 1".into()));
+    }
+    if cfg.header_read_timeout.is_zero() || cfg.body_read_timeout.is_zero() {
+        return Err(IngestError::Config(
+            "--header-read-timeout-ms and --body-read-timeout-ms must be at least 1".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Starts the broker and key-registry watchers, and a supervisor that

@@ -29,6 +29,15 @@ pub struct IngestArgs {
     /// Where the HTTP API listens.
     #[arg(long, env = "TIDEMARK_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// How long a client may take to send a request head.
+    #[arg(long, env = "TIDEMARK_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    header_read_timeout_ms: u64,
+    /// How long a client may take to send a request body; then 408 and the connection closes.
+    #[arg(long, env = "TIDEMARK_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    body_read_timeout_ms: u64,
+    /// Connections one client address may hold open; more are closed at once.
+    #[arg(long, env = "TIDEMARK_MAX_CONNECTIONS_PER_PEER", default_value_t = 64)]
+    max_connections_per_peer: usize,
     /// Where `/metrics` is served.
     #[arg(long, env = "TIDEMARK_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
     metrics_listen: SocketAddr,
@@ -71,6 +80,9 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
                 keys: args.keys,
                 catalog,
                 listen: args.listen,
+                header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+                body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+                max_connections_per_peer: args.max_connections_per_peer,
                 topic_prefix: args.kafka.topic_prefix,
                 partitions: args.partitions,
                 max_body_bytes: args.max_body_bytes,
