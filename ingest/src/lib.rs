@@ -8,8 +8,10 @@
 //!
 //! The front door is built for clients that do not play fair: every
 //! connection has deadlines for its request head and its body, a request
-//! holds memory only for the bytes that have arrived, and one peer can hold
-//! only so many connections.
+//! holds memory only for the bytes that have arrived, one peer can hold only
+//! so many connections, and the API speaks TLS (optionally mutual) unless an
+//! operator says, for a non-loopback address, that something in front
+//! terminates it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ mod routes;
 mod serve;
 mod server;
 mod state;
+mod tls;
 mod topics;
 mod watch;
 
@@ -49,7 +52,12 @@ pub struct IngestConfig {
     pub catalog: Catalog,
     /// The HTTP listen address.
     pub listen: SocketAddr,
-    /// How long a client may take to send a request head before its connection is closed.
+    /// TLS for the API; `None` serves plaintext HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Allows plaintext on a non-loopback address (TLS terminated in front).
+    pub insecure_plaintext: bool,
+    /// How long a client may take to send a request head (and to finish
+    /// the TLS handshake) before its connection is closed.
     pub header_read_timeout: Duration,
     /// How long a client may take to send a request body before the request
     /// is refused with 408 and its connection closed.
@@ -76,6 +84,18 @@ pub struct IngestConfig {
     pub metrics: IngestMetrics,
     /// Called with the bound address once listening.
     pub on_listening: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
+}
+
+/// The PEM files of ingest's TLS identity, re-read when they change.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates a client certificate must chain to; `None` asks for no
+    /// client certificate.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl IngestConfig {

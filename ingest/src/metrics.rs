@@ -54,13 +54,16 @@ impl ReloadLabels {
 /// Labels of the refused-connections counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabels {
-    /// `peer_limit`: the peer held `--max-connections-per-peer`.
+    /// `peer_limit` (the peer held `--max-connections-per-peer`) or
+    /// `tls_handshake` (no TLS, a refused client certificate, or too slow).
     pub cause: &'static str,
 }
 
 impl CauseLabels {
     /// The peer already held its cap of connections.
     pub const PEER_LIMIT: Self = Self { cause: "peer_limit" };
+    /// The TLS handshake failed or did not finish within the header deadline.
+    pub const TLS_HANDSHAKE: Self = Self { cause: "tls_handshake" };
 }
 
 /// The ingest service's metrics.
@@ -82,6 +85,8 @@ pub struct IngestMetrics {
     pub producer_replaced: Counter,
     /// Key-registry reloads (on a file change or SIGHUP), by result.
     pub registry_reloads: Family<ReloadLabels, Counter>,
+    /// TLS certificate reloads (on a file change or SIGHUP), by result.
+    pub tls_reloads: Family<ReloadLabels, Counter>,
     /// Connections closed before any request was read, by cause.
     pub connections_refused: Family<CauseLabels, Counter>,
 }
@@ -98,6 +103,7 @@ impl IngestMetrics {
             in_flight_requests: Gauge::default(),
             producer_replaced: Counter::default(),
             registry_reloads: Family::default(),
+            tls_reloads: Family::default(),
             connections_refused: Family::default(),
         };
         // Every series exists from the start at 0, so the first 5xx or
@@ -112,8 +118,11 @@ impl IngestMetrics {
         }
         for result in [ReloadLabels::OK, ReloadLabels::FAILED] {
             let _created = m.registry_reloads.get_or_create(&result);
+            let _created = m.tls_reloads.get_or_create(&result);
         }
-        drop(m.connections_refused.get_or_create(&CauseLabels::PEER_LIMIT));
+        for cause in [CauseLabels::PEER_LIMIT, CauseLabels::TLS_HANDSHAKE] {
+            let _created = m.connections_refused.get_or_create(&cause);
+        }
         let r = registry.sub_registry_with_prefix("tidemark_ingest");
         r.register("requests", "HTTP requests by route and status class", m.requests.clone());
         r.register("events_accepted", "Events produced and acknowledged by Kafka", m.events_accepted.clone());
@@ -140,6 +149,11 @@ impl IngestMetrics {
             "registry_reloads",
             "Key-registry reloads after a file change or SIGHUP, by result (failed keeps the previous registry)",
             m.registry_reloads.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "TLS certificate reloads after a file change or SIGHUP, by result (failed keeps the previous certificate)",
+            m.tls_reloads.clone(),
         );
         r.register(
             "connections_refused",

@@ -1,9 +1,10 @@
-//! The accept loop and one HTTP/1.1 connection: the per-peer cap, the
-//! header-read deadline, and draining at shutdown.
+//! The accept loop and one HTTP/1.1 connection: the per-peer cap, the TLS
+//! handshake, the header-read deadline, and draining at shutdown.
 //!
 //! Key decision: ingest drives hyper itself instead of `axum::serve`, which
 //! runs hyper without a timer, so no header deadline could be set there. Here
-//! every connection gets `header_read_timeout` for each request head, and the events route bounds the body (see
+//! every connection gets `header_read_timeout` for its TLS handshake and for
+//! each request head, and the events route bounds the body (see
 //! [`crate::body`]): a client that stops sending is closed, whatever it
 //! declared.
 
@@ -20,15 +21,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{CauseLabels, IngestMetrics};
 use crate::peers::{PeerSlot, Peers};
+use crate::tls::Tls;
 
 /// What every connection is served with.
 #[derive(Clone)]
 pub(crate) struct Front {
     /// The routes.
     pub(crate) app: Router,
+    /// TLS, when configured; its configuration may be replaced at run time.
+    pub(crate) tls: Option<Arc<Tls>>,
     /// Connections per peer address.
     pub(crate) peers: Arc<Peers>,
-    /// Deadline of each request head.
+    /// Deadline of a TLS handshake and of each request head.
     pub(crate) header_read_timeout: Duration,
     /// Refused connections are counted here.
     pub(crate) metrics: IngestMetrics,
@@ -66,11 +70,32 @@ pub(crate) async fn serve(listener: TcpListener, front: Front, stop: Cancellatio
     while connections.join_next().await.is_some() {}
 }
 
-/// One connection: HTTP/1.1 until the client or a deadline closes it; its
-/// peer slot is given back when it ends.
+/// One connection: the TLS handshake (within the header deadline) when TLS
+/// is on, then HTTP/1.1 until the client or the deadline closes it.
 async fn connection(stream: TcpStream, _slot: PeerSlot, front: Front, stop: CancellationToken) {
     // Answers are small and written at once: do not wait to coalesce them.
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &front.tls else {
+        return http(TokioIo::new(stream), &front, &stop).await;
+    };
+    let handshake = tokio::time::timeout(front.header_read_timeout, tls.acceptor().accept(stream));
+    let stream = tokio::select! {
+        () = stop.cancelled() => return,
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            // A plaintext client, an unknown or missing client certificate,
+            // or a handshake that did not finish in time.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "A TLS handshake failed; the connection is closed.");
+                front.metrics.connections_refused.get_or_create(&CauseLabels::TLS_HANDSHAKE).inc();
+                return;
+            }
+            Err(_elapsed) => {
+                front.metrics.connections_refused.get_or_create(&CauseLabels::TLS_HANDSHAKE).inc();
+                return;
+            }
+        },
+    };
     http(TokioIo::new(stream), &front, &stop).await;
 }
 

@@ -1,6 +1,11 @@
 //! Start-up and draining: checks the configuration, reaches Kafka, binds
 //! the listener, serves until shutdown, then lets requests in flight finish
 //! within the grace period and flushes the producer.
+//!
+//! Key decision: without TLS, ingest binds only a loopback address unless
+//! the operator says `--insecure-plaintext`: patient data must not cross a
+//! network in cleartext because a flag was forgotten, so the plaintext case
+//! that is right (a proxy or mesh in front terminates TLS) has to be named.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -19,10 +24,15 @@ use crate::peers::Peers;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
 use crate::serve::{self, Front};
 use crate::state::{AppState, load_registry, producer_config};
+use crate::tls::Tls;
 use crate::{IngestConfig, IngestError, events, topics, watch};
 
 pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Result<(), IngestError> {
     check(&cfg)?;
+    let tls = match &cfg.tls {
+        Some(files) => Some(Arc::new(Tls::load(files.clone()).map_err(|e| IngestError::Config(format!("TLS: {e}")))?)),
+        None => None,
+    };
     let registry = load_registry(&cfg.keys)?;
     let producer: FutureProducer = producer_config(&cfg)
         .create()
@@ -46,7 +56,7 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         cfg: cfg.clone(),
     });
     let bg = CancellationToken::new();
-    let watchers = supervise_watchers(&state, &bg, &shutdown);
+    let watchers = supervise_watchers(&state, tls.as_ref(), &bg, &shutdown);
     let app = Router::new()
         .route(ROUTE_EVENTS, post(events::post_events))
         .route("/healthz", get(|| async { "ok" }))
@@ -54,13 +64,14 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         // The events route enforces --max-body-bytes itself, as the bytes arrive.
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone());
-    tracing::info!(%addr, topic = %state.topic, "ingest listening");
+    tracing::info!(%addr, topic = %state.topic, tls = tls.is_some(), "ingest listening");
     if let Some(f) = &cfg.on_listening {
         f(addr);
     }
     let grace = cfg.shutdown_grace;
     let front = Front {
         app,
+        tls,
         peers: Peers::new(cfg.max_connections_per_peer),
         header_read_timeout: cfg.header_read_timeout,
         metrics: cfg.metrics.clone(),
@@ -107,22 +118,33 @@ fn check(cfg: &IngestConfig) -> Result<(), IngestError> {
             "--header-read-timeout-ms and --body-read-timeout-ms must be at least 1".into(),
         ));
     }
+    if cfg.tls.is_none() && !cfg.insecure_plaintext && !cfg.listen.ip().is_loopback() {
+        return Err(IngestError::Config(format!(
+            "--listen {} is not a loopback address and ingest has no TLS: give --tls-cert and --tls-key, or \
+             --insecure-plaintext if a proxy or mesh in front of ingest terminates TLS",
+            cfg.listen
+        )));
+    }
     Ok(())
 }
 
-/// Starts the broker and key-registry watchers, and a supervisor that
+/// Starts the broker, key-registry and TLS watchers, and a supervisor that
 /// resolves to the first watcher's panic, if any. A watcher only returns
 /// once `bg` is cancelled, so one that ends before is a bug: the service
 /// must not go on with a stale readiness flag or an unreloadable registry,
 /// so the supervisor stops it through `shutdown`.
 fn supervise_watchers(
     state: &Arc<AppState>,
+    tls: Option<&Arc<Tls>>,
     bg: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> tokio::task::JoinHandle<Option<String>> {
     let mut watchers = tokio::task::JoinSet::new();
     watchers.spawn(watch::watch_broker(state.clone(), bg.clone()));
     watchers.spawn(watch::watch_registry(state.clone(), bg.clone()));
+    if let Some(tls) = tls {
+        watchers.spawn(watch::watch_tls(state.clone(), tls.clone(), bg.clone()));
+    }
     let (shutdown, bg) = (shutdown.clone(), bg.clone());
     tokio::spawn(async move {
         while let Some(ended) = watchers.join_next().await {

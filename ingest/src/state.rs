@@ -100,6 +100,8 @@ mod tests {
             keys: "keys.toml".into(),
             catalog: Catalog::builtin().clone(),
             listen: "127.0.0.1:0".parse().expect("an address"),
+            tls: None,
+            insecure_plaintext: false,
             header_read_timeout: Duration::from_secs(1),
             body_read_timeout: Duration::from_secs(1),
             max_connections_per_peer: 1,

@@ -1,5 +1,6 @@
 //! Background watchers: broker reachability (for `/readyz`, fast 503s and
-//! producer replacement), and the key registry file (reload on change or SIGHUP).
+//! producer replacement), and the files ingest re-reads on change or SIGHUP:
+//! the key registry and the TLS certificate.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ReloadLabels;
 use crate::state::{AppState, load_registry, now_ms, producer_config};
+use crate::tls::Tls;
 use crate::topics;
 
 /// Acknowledgements this recent count as a successful check.
@@ -95,10 +97,32 @@ pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken
     .await;
 }
 
+/// Reloads the TLS certificate, key and client CA the same way as the key
+/// registry: a renewed certificate is served to every new connection without
+/// a restart. Files that do not load (a key that does not match the new
+/// certificate, a half-written file) are logged and counted
+/// (`tls_reloads_total{result="failed"}`); the previous certificate stays,
+/// and the next change (the rest of the renewal) is tried again.
+pub(crate) async fn watch_tls(state: Arc<AppState>, tls: Arc<Tls>, stop: CancellationToken) {
+    let files = &tls.files;
+    let paths = [Some(&files.cert), Some(&files.key), files.client_ca.as_ref()].into_iter().flatten().cloned();
+    watch_files(paths.collect(), stop, |by_signal| match tls.reload() {
+        Ok(()) => {
+            state.metrics.tls_reloads.get_or_create(&ReloadLabels::OK).inc();
+            tracing::info!(by_signal, "TLS certificate reloaded");
+        }
+        Err(e) => {
+            state.metrics.tls_reloads.get_or_create(&ReloadLabels::FAILED).inc();
+            tracing::error!(error = %e, "TLS certificate reload failed; keeping the previous one");
+        }
+    })
+    .await;
+}
+
 /// Calls `reload(by_signal)` on SIGHUP and when the mtime or length of any of
 /// `paths` changes (polled every 2 s), until `stop`. Metadata follows
-/// symbolic links, so a Kubernetes ConfigMap or Secret volume, which swaps a
-/// link to a new directory, counts as a change.
+/// symbolic links, so a Kubernetes ConfigMap or Secret volume, which swaps a link to a new
+/// directory, counts as a change.
 async fn watch_files(paths: Vec<PathBuf>, stop: CancellationToken, mut reload: impl FnMut(bool)) {
     let stamp = || -> Vec<_> {
         paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()))).collect()

@@ -90,6 +90,9 @@ impl Pipeline {
             keys: opts.registry.clone(),
             catalog: catalog.clone(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            // Loopback only: the demo's clients run in this process.
+            tls: None,
+            insecure_plaintext: false,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             // Every synthetic clinician connects from 127.0.0.1.
