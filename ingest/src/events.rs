@@ -26,7 +26,9 @@ use crate::metrics::{ReasonLabels, RequestLabels};
 use crate::refusal::Refusal;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
 use crate::state::{AppState, now_ms};
+use crate::verify::{LineError, MAX_BAD_BEFORE_GOOD};
 use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
+use tidemark_schemas::verify::VerifiedEvent;
 
 /// One line's outcome.
 #[derive(Serialize)]
@@ -93,7 +95,7 @@ fn too_large(limit: usize) -> Response {
     error_json(Reason::TooLarge, format!("the body is larger than {limit} bytes; split the batch"))
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
+async fn handle(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Response {
     let Some(ndjson) = is_ndjson(headers) else {
         return error_json(
             Refusal::UnsupportedMediaType,
@@ -136,18 +138,27 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     if lines.is_empty() {
         return error_json(Reason::Malformed, "the body holds no envelope".into());
     }
-    with_retry_after(verify_and_produce(state, &lines).await)
+    let received_ms = now_ms();
+    let verified = match crate::verify::verify_lines(state, body.bytes.clone(), ndjson, received_ms).await {
+        Ok(v) => v,
+        Err(cause) => {
+            tracing::error!(error = %cause, "Verifying a request failed unexpectedly; it is answered 503.");
+            return error_json(Refusal::Unavailable, "the request could not be verified; retry".into());
+        }
+    };
+    with_retry_after(produce(state, &lines, verified, received_ms).await)
 }
 
-/// Verifies every line, produces the good ones in line order, waits for every
+/// Produces the verified lines in line order, waits for every
 /// acknowledgement, and answers with one result per line. One span per
 /// request's batch (its size only: never a patient id or a payload).
 #[tracing::instrument(name = "ingest_batch", level = "debug", skip_all, fields(lines = lines.len()))]
-async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Response {
-    let received_ms = now_ms();
-    let verifier = state.verifier();
-    let raw: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
-    let verified = verifier.verify_batch_and_validate(&raw, &state.cfg.catalog, received_ms);
+async fn produce(
+    state: &AppState,
+    lines: &[(usize, &[u8])],
+    verified: Vec<Result<VerifiedEvent, LineError>>,
+    received_ms: u64,
+) -> Response {
     let received = received_ms.to_string();
     let producer = state.producer();
     let produce_started = Instant::now();
@@ -168,11 +179,19 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
                 results.push(None);
             }
             Err(e) => {
-                let reason = Refusal::Event(e.reason());
+                let (reason, message) = match e {
+                    LineError::Refused(e) => (Refusal::Event(e.reason()), e.to_string()),
+                    LineError::NotChecked => (
+                        Refusal::Event(Reason::BadSignature),
+                        format!(
+                            "not verified: the request had {MAX_BAD_BEFORE_GOOD} bad signatures before any good one; \
+                             fix the signing and resend"
+                        ),
+                    ),
+                };
                 let status = reason.status();
                 first_error.get_or_insert(status);
                 state.metrics.events_rejected.get_or_create(&ReasonLabels::of(reason)).inc();
-                let message = e.to_string();
                 results.push(Some(LineResult::Rejected { line, status: status.as_u16(), reason, message }));
             }
         }

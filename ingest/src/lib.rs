@@ -32,6 +32,7 @@ mod server;
 mod state;
 mod tls;
 mod topics;
+mod verify;
 mod watch;
 
 pub use metrics::IngestMetrics;

@@ -50,6 +50,7 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         producer: RwLock::new(producer.clone()),
         requests: Semaphore::new(cfg.max_in_flight_requests),
         bytes: Semaphore::new(bytes_permits),
+        verify_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZero::get))),
         broker_ok: AtomicBool::new(true),
         last_ack_ms: AtomicU64::new(0),
         metrics: cfg.metrics.clone(),

@@ -28,6 +28,9 @@ pub(crate) struct AppState {
     /// One permit per request body byte received and not yet answered
     /// (`--max-in-flight-bytes`).
     pub(crate) bytes: Semaphore,
+    /// One slot per core for signature checks on the blocking pool, so that
+    /// verification never takes more than the machine's cores.
+    pub(crate) verify_slots: Arc<Semaphore>,
     /// The broker watcher's last verdict, for `/readyz` and fast 503s.
     pub(crate) broker_ok: AtomicBool,
     /// When Kafka last acknowledged a record (ms since the epoch; 0: never):

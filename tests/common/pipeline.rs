@@ -69,7 +69,8 @@ pub fn workload(patients: usize, events_per_patient: usize, seed: u64) -> Vec<Si
     out
 }
 
-fn test_key() -> SigningKeyFile {
+/// The test signing key (tests/data/test-signing.key, keyid `test-site-a-ehr`).
+pub fn test_key() -> SigningKeyFile {
     let key_text = std::fs::read_to_string(data("test-signing.key")).expect("test key");
     SigningKeyFile::from_toml_str(&key_text).expect("test key parses")
 }
