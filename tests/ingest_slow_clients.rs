@@ -85,7 +85,7 @@ fn issue_20_slow_bodies_do_not_lock_others_out_and_deadlines_close_them() {
     let (status, _, body) = ingest.post("application/json", workload(1, 1, 2001)[0].envelope.as_bytes());
     let took = started.elapsed();
     assert_eq!(status, 202, "a valid request while 40 clients stall got {status} after {took:?}: {body}");
-    assert!(took < Duration::from_secs(3), "the valid request took {took:?}");
+    assert!(took < Duration::from_secs(5), "the valid request took {took:?}");
     let held = ingest.in_flight();
     assert!(held >= 32.0, "the stalled requests were still held when it was accepted ({held} in flight)");
 
