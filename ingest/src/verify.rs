@@ -99,3 +99,65 @@ fn signature_verified(e: &VerifyError) -> bool {
             | VerifyError::InvalidEvent(_)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use tidemark_schemas::dsse;
+    use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
+
+    use super::*;
+
+    fn key() -> SigningKeyFile {
+        SigningKeyFile::from_toml_str(include_str!("../../tests/data/test-signing.key")).expect("the test key")
+    }
+
+    fn verifier() -> Verifier {
+        let registry = include_str!("../../tests/data/test-registry.toml");
+        Verifier::new(KeyRegistry::from_toml_str(registry).expect("the test registry"))
+    }
+
+    /// `payload` signed by the test key: a good signature over what may not be an event.
+    fn signed(payload: &str) -> String {
+        let k = key();
+        dsse::sign(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE, payload.as_bytes(), k.signing_key(), k.id()).to_json()
+    }
+
+    /// Under the registered key id, a signature made over other bytes.
+    fn forged(n: usize) -> String {
+        let mut envelope: serde_json::Value = serde_json::from_str(&signed(&format!("{{\"n\":{n}}}"))).expect("JSON");
+        let other: serde_json::Value = serde_json::from_str(&signed("{}")).expect("JSON");
+        envelope["signatures"][0]["sig"] = other["signatures"][0]["sig"].clone();
+        envelope.to_string()
+    }
+
+    fn outcomes(lines: &[String]) -> Vec<&'static str> {
+        let raw: Vec<&[u8]> = lines.iter().map(String::as_bytes).collect();
+        check(&verifier(), Catalog::builtin(), &raw, 0)
+            .into_iter()
+            .map(|r| match r {
+                Ok(_) => "ok",
+                Err(LineError::NotChecked) => "unchecked",
+                Err(LineError::Refused(e)) if e.reason() == Reason::BadSignature => "bad",
+                Err(LineError::Refused(_)) => "refused",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bad_signatures_stop_being_checked_until_a_key_is_proven() {
+        let lines: Vec<String> = (0..20).map(forged).collect();
+        let got = outcomes(&lines);
+        assert_eq!(got.iter().filter(|o| **o == "bad").count(), MAX_BAD_BEFORE_GOOD, "{got:?}");
+        assert!(got[MAX_BAD_BEFORE_GOOD..].iter().all(|o| *o == "unchecked"), "{got:?}");
+    }
+
+    #[test]
+    fn a_verified_signature_proves_the_key_even_on_a_refused_line() {
+        // Not an event, but the signature verifies: the sender holds a key.
+        let mut lines = vec![signed("{}")];
+        lines.extend((0..20).map(forged));
+        let got = outcomes(&lines);
+        assert_eq!(got[0], "refused");
+        assert!(got[1..].iter().all(|o| *o == "bad"), "{got:?}");
+    }
+}
