@@ -1,10 +1,12 @@
 //! `POST /v1/events`: bounds, body, verification, producing, the response.
 //!
-//! The in-flight bounds are taken *before* the body is read: a request holds
-//! its request permit and its byte permits (its declared length, or the body
-//! limit when it declares none) while its body streams in, so the memory held
-//! by request bodies never exceeds `max_in_flight_bytes`, however many clients
-//! connect at once.
+//! A request takes its request permit before its body is read, and a byte
+//! permit for each body byte as it arrives (see [`crate::body`]), so the
+//! memory held by request bodies never exceeds `max_in_flight_bytes`, however
+//! many clients connect at once, and a client that declares a large body and
+//! sends nothing holds no byte permits at all. A body must arrive within
+//! `body_read_timeout`; one that does not is answered 408 and its connection
+//! closed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,14 +21,16 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use serde::Serialize;
 use tidemark_schemas::Reason;
-use uuid::Uuid;
 
+use crate::body::BodyError;
 use crate::metrics::{ReasonLabels, RequestLabels};
 use crate::refusal::Refusal;
-use crate::replay::Claim;
+use crate::replay::{Claim, fingerprint};
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
 use crate::state::{AppState, now_ms};
+use crate::verify::{LineError, MAX_BAD_BEFORE_GOOD};
 use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
+use tidemark_schemas::verify::VerifiedEvent;
 
 /// One line's outcome.
 #[derive(Serialize)]
@@ -95,7 +99,7 @@ fn too_large(limit: usize) -> Response {
     error_json(Reason::TooLarge, format!("the body is larger than {limit} bytes; split the batch"))
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
+async fn handle(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Response {
     let Some(ndjson) = is_ndjson(headers) else {
         return error_json(
             Refusal::UnsupportedMediaType,
@@ -110,59 +114,62 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let Ok(_req_permit) = state.requests.try_acquire() else {
         return error_json(Refusal::Overloaded, "too many requests in flight".into());
     };
-    // Without a declared length the body may grow to the limit: reserve that.
-    let reserve = u32::try_from(declared.unwrap_or(limit).max(1)).unwrap_or(u32::MAX);
-    let Ok(_byte_permit) = state.bytes.try_acquire_many(reserve) else {
-        return error_json(Refusal::Overloaded, "too many bytes in flight".into());
-    };
     if !state.broker_ok.load(Ordering::Relaxed) {
         return error_json(Refusal::Unavailable, "the broker cannot take writes".into());
     }
-    let body = match axum::body::to_bytes(body, limit).await {
+    let deadline = state.cfg.body_read_timeout;
+    let body = match crate::body::read(body, limit, &state.bytes, deadline).await {
         Ok(b) => b,
-        Err(e) if is_length_limit(&e) => return too_large(limit),
-        Err(e) => {
-            return error_json(Reason::Malformed, format!("reading the request body failed: {e}"));
+        Err(BodyError::TooLarge) => return too_large(limit),
+        Err(BodyError::Overloaded) => return error_json(Refusal::Overloaded, "too many bytes in flight".into()),
+        Err(BodyError::TimedOut) => {
+            let message =
+                format!("the body did not arrive within {} ms; the connection is closed", deadline.as_millis());
+            let mut r = error_json(Refusal::Timeout, message);
+            // The rest of the body may still be on its way: the connection
+            // cannot carry another request.
+            r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+            return r;
+        }
+        Err(BodyError::Read(cause)) => {
+            return error_json(Reason::Malformed, format!("reading the request body failed: {cause}"));
         }
     };
-    let lines = split_lines(&body, ndjson);
+    let lines = split_lines(&body.bytes, ndjson);
     if lines.len() > MAX_BATCH_LINES {
         return error_json(Reason::TooLarge, format!("the batch has more than {MAX_BATCH_LINES} lines; split it"));
     }
     if lines.is_empty() {
         return error_json(Reason::Malformed, "the body holds no envelope".into());
     }
-    with_retry_after(verify_and_produce(state, &lines).await)
-}
-
-/// Whether a body error is the length limit (hyper wraps it in its error type).
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
+    let received_ms = now_ms();
+    let verified = match crate::verify::verify_lines(state, body.bytes.clone(), ndjson, received_ms).await {
+        Ok(v) => v,
+        Err(cause) => {
+            tracing::error!(error = %cause, "Verifying a request failed unexpectedly; it is answered 503.");
+            return error_json(Refusal::Unavailable, "the request could not be verified; retry".into());
         }
-        source = s.source();
-    }
-    false
+    };
+    with_retry_after(produce(state, &lines, verified, received_ms).await)
 }
 
-/// Verifies every line, produces the good ones in line order, waits for every
+/// Produces the verified lines in line order, waits for every
 /// acknowledgement, and answers with one result per line. One span per
 /// request's batch (its size only: never a patient id or a payload).
 #[tracing::instrument(name = "ingest_batch", level = "debug", skip_all, fields(lines = lines.len()))]
-async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Response {
-    let received_ms = now_ms();
-    let verifier = state.verifier();
-    let raw: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).collect();
-    let verified = verifier.verify_batch_and_validate(&raw, &state.cfg.catalog, received_ms);
+async fn produce(
+    state: &AppState,
+    lines: &[(usize, &[u8])],
+    verified: Vec<Result<VerifiedEvent, LineError>>,
+    received_ms: u64,
+) -> Response {
     let received = received_ms.to_string();
     let producer = state.producer();
     let produce_started = Instant::now();
     let mut pending = Vec::with_capacity(lines.len());
     let mut results: Vec<Option<LineResult>> = Vec::with_capacity(lines.len());
-    // Copies of an event id within this request: index of the first copy.
-    let mut first_copy: HashMap<Uuid, usize> = HashMap::new();
+    // Copies of an event within this request: index of the first copy.
+    let mut first_copy: HashMap<u128, usize> = HashMap::new();
     let mut copies: Vec<(usize, usize)> = Vec::new();
     let mut first_error: Option<StatusCode> = None;
     let mut reject = |results: &mut Vec<Option<LineResult>>, line, reason: Refusal, message: String| {
@@ -175,22 +182,31 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
         let (line, bytes) = lines[i];
         let ev = match outcome {
             Ok(ev) => ev,
-            Err(e) => {
+            Err(LineError::Refused(e)) => {
                 reject(&mut results, line, Refusal::Event(e.reason()), e.to_string());
                 continue;
             }
+            Err(LineError::NotChecked) => {
+                let message = format!(
+                    "not verified: the request had {MAX_BAD_BEFORE_GOOD} bad signatures before any good one; \
+                     fix the signing and resend"
+                );
+                reject(&mut results, line, Refusal::Event(Reason::BadSignature), message);
+                continue;
+            }
         };
+        let print = fingerprint(ev.payload());
         let ev = ev.event();
         if let Some((reason, message)) = state.cfg.replay.refusal(ev, received_ms) {
             reject(&mut results, line, Refusal::Event(reason), message);
             continue;
         }
-        if let Some(&first) = first_copy.get(&ev.event_id) {
+        if let Some(&first) = first_copy.get(&print) {
             copies.push((i, first));
             results.push(None);
             continue;
         }
-        match state.recent_ids.claim(ev.event_id) {
+        match state.recent_ids.claim(print) {
             Claim::Duplicate => {
                 state.metrics.events_duplicate.inc();
                 results.push(Some(LineResult::Duplicate { line }));
@@ -200,13 +216,13 @@ async fn verify_and_produce(state: &AppState, lines: &[(usize, &[u8])]) -> Respo
                 reject(&mut results, line, Refusal::DuplicateInFlight, message);
             }
             Claim::New => {
-                first_copy.insert(ev.event_id, i);
+                first_copy.insert(print, i);
                 let hdrs = OwnedHeaders::new()
                     .insert(Header { key: "tidemark-schema", value: Some(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE) })
                     .insert(Header { key: "tidemark-source", value: Some(ev.source.as_str()) })
                     .insert(Header { key: "tidemark-received-ms", value: Some(received.as_str()) });
                 let rec = FutureRecord::to(&state.topic).key(ev.patient_id.as_bytes()).payload(bytes).headers(hdrs);
-                pending.push((i, line, ev.event_id, producer.send_result(rec).ok()));
+                pending.push((i, line, print, producer.send_result(rec).ok()));
                 results.push(None);
             }
         }

@@ -5,6 +5,13 @@
 //! accepted record (acks=all, idempotent producer), so a 202 means durable.
 //! Records of one request are enqueued in line order on one idempotent
 //! producer (max 5 in flight), which keeps per-patient order.
+//!
+//! The front door is built for clients that do not play fair: every
+//! connection has deadlines for its request head and its body, a request
+//! holds memory only for the bytes that have arrived, one peer can hold only
+//! so many connections, and the API speaks TLS (optionally mutual) unless an
+//! operator says, for a non-loopback address, that something in front
+//! terminates it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,19 +21,24 @@ use std::time::Duration;
 use tidemark_schemas::Catalog;
 use tokio_util::sync::CancellationToken;
 
+mod body;
 mod events;
 pub mod metrics;
+mod peers;
 mod refusal;
 mod replay;
 mod routes;
+mod serve;
 mod server;
 mod state;
+mod tls;
 mod topics;
+mod verify;
 mod watch;
 
 pub use metrics::IngestMetrics;
 pub use refusal::Refusal;
-pub use replay::{Claim, RecentIds, ReplayPolicy};
+pub use replay::{Claim, RecentIds, ReplayPolicy, fingerprint};
 pub use routes::ROUTES;
 pub use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 
@@ -43,6 +55,18 @@ pub struct IngestConfig {
     pub catalog: Catalog,
     /// The HTTP listen address.
     pub listen: SocketAddr,
+    /// TLS for the API; `None` serves plaintext HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Allows plaintext on a non-loopback address (TLS terminated in front).
+    pub insecure_plaintext: bool,
+    /// How long a client may take to send a request head (and to finish
+    /// the TLS handshake) before its connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body before the request
+    /// is refused with 408 and its connection closed.
+    pub body_read_timeout: Duration,
+    /// Connections one peer address may hold open; more are closed at once.
+    pub max_connections_per_peer: usize,
     /// Topic name prefix.
     pub topic_prefix: String,
     /// Partitions of the edit topic when it is created.
@@ -65,6 +89,18 @@ pub struct IngestConfig {
     pub metrics: IngestMetrics,
     /// Called with the bound address once listening.
     pub on_listening: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
+}
+
+/// The PEM files of ingest's TLS identity, re-read when they change.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificates a client certificate must chain to; `None` asks for no
+    /// client certificate.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl IngestConfig {

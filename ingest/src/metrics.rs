@@ -1,6 +1,7 @@
 //! Every ingest metric, in one place: name, help text, unit, buckets and
 //! labels. Labels come from small fixed sets: route, status class, rejection
-//! reason, reload result; never a patient id or payload. Each field is named
+//! reason, reload result, refusal cause; never a patient id, a peer address
+//! or a payload. Each field is named
 //! as the metric it registers. docs/metrics.md specifies these metrics and
 //! tests/metrics_spec.rs holds it equal to this file.
 
@@ -50,6 +51,21 @@ impl ReloadLabels {
     pub const FAILED: Self = Self { result: "failed" };
 }
 
+/// Labels of the refused-connections counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    /// `peer_limit` (the peer held `--max-connections-per-peer`) or
+    /// `tls_handshake` (no TLS, a refused client certificate, or too slow).
+    pub cause: &'static str,
+}
+
+impl CauseLabels {
+    /// The peer already held its cap of connections.
+    pub const PEER_LIMIT: Self = Self { cause: "peer_limit" };
+    /// The TLS handshake failed or did not finish within the header deadline.
+    pub const TLS_HANDSHAKE: Self = Self { cause: "tls_handshake" };
+}
+
 /// The ingest service's metrics.
 #[derive(Clone)]
 pub struct IngestMetrics {
@@ -71,6 +87,10 @@ pub struct IngestMetrics {
     pub producer_replaced: Counter,
     /// Key-registry reloads (on a file change or SIGHUP), by result.
     pub registry_reloads: Family<ReloadLabels, Counter>,
+    /// TLS certificate reloads (on a file change or SIGHUP), by result.
+    pub tls_reloads: Family<ReloadLabels, Counter>,
+    /// Connections closed before any request was read, by cause.
+    pub connections_refused: Family<CauseLabels, Counter>,
 }
 
 impl IngestMetrics {
@@ -86,6 +106,8 @@ impl IngestMetrics {
             in_flight_requests: Gauge::default(),
             producer_replaced: Counter::default(),
             registry_reloads: Family::default(),
+            tls_reloads: Family::default(),
+            connections_refused: Family::default(),
         };
         // Every series exists from the start at 0, so the first 5xx or
         // rejection after a restart is an increase that rate() and alerts
@@ -99,6 +121,10 @@ impl IngestMetrics {
         }
         for result in [ReloadLabels::OK, ReloadLabels::FAILED] {
             let _created = m.registry_reloads.get_or_create(&result);
+            let _created = m.tls_reloads.get_or_create(&result);
+        }
+        for cause in [CauseLabels::PEER_LIMIT, CauseLabels::TLS_HANDSHAKE] {
+            let _created = m.connections_refused.get_or_create(&cause);
         }
         let r = registry.sub_registry_with_prefix("tidemark_ingest");
         r.register("requests", "HTTP requests by route and status class", m.requests.clone());
@@ -106,7 +132,7 @@ impl IngestMetrics {
         r.register("events_rejected", "Events refused, by reason", m.events_rejected.clone());
         r.register(
             "events_duplicate",
-            "Events whose id this ingest accepted recently, answered duplicate and not written again",
+            "Events this ingest accepted recently and received again, answered duplicate and not written again",
             m.events_duplicate.clone(),
         );
         r.register_with_unit(
@@ -131,6 +157,16 @@ impl IngestMetrics {
             "registry_reloads",
             "Key-registry reloads after a file change or SIGHUP, by result (failed keeps the previous registry)",
             m.registry_reloads.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "TLS certificate reloads after a file change or SIGHUP, by result (failed keeps the previous certificate)",
+            m.tls_reloads.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed before a request was read, by cause",
+            m.connections_refused.clone(),
         );
         m
     }

@@ -24,6 +24,9 @@ pub enum Refusal {
     DuplicateInFlight,
     /// The request's `Content-Type` is neither JSON nor NDJSON.
     UnsupportedMediaType,
+    /// The body did not arrive within `--body-read-timeout-ms`: the client
+    /// may resend it whole (a resent event is folded once).
+    Timeout,
 }
 
 impl Refusal {
@@ -45,6 +48,7 @@ impl Refusal {
             Refusal::Overloaded => "overloaded",
             Refusal::DuplicateInFlight => "duplicate_in_flight",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
+            Refusal::Timeout => "request_timeout",
         }
     }
 
@@ -59,6 +63,7 @@ impl Refusal {
                 .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
             Refusal::Unavailable | Refusal::Overloaded | Refusal::DuplicateInFlight => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::Timeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -90,9 +95,14 @@ mod tests {
             .and_then(|s| s.lines().find_map(|l| l.trim().strip_prefix("enum: [")))
             .expect("the spec defines IngestCondition with a flow enum");
         let listed: Vec<&str> = line.trim_end_matches(']').split(',').map(str::trim).collect();
-        let ours =
-            [Refusal::Unavailable, Refusal::Overloaded, Refusal::DuplicateInFlight, Refusal::UnsupportedMediaType]
-                .map(Refusal::as_str);
+        let ours = [
+            Refusal::Unavailable,
+            Refusal::Overloaded,
+            Refusal::DuplicateInFlight,
+            Refusal::UnsupportedMediaType,
+            Refusal::Timeout,
+        ]
+        .map(Refusal::as_str);
         assert_eq!(listed, ours);
     }
 

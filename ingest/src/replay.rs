@@ -1,8 +1,15 @@
-//! Replay defences at the front door: a recently accepted event id is not
+//! Replay defences at the front door: a recently accepted event is not
 //! written again, an event older than the age bound is refused, and an
 //! ingest that names its audience takes only events signed for it.
 //!
-//! Key decision: duplicates are remembered by event id in two generations of
+//! An event is recognised by its [`fingerprint`]: the first 16 bytes of the
+//! SHA-256 of its signed payload, which holds its id. A copy of the same
+//! event is a duplicate however it was re-signed; another event that reuses
+//! an id is not (it is written, and the fold decides between the two as
+//! docs/crdt.md says), so a `duplicate` answer always means "this very event
+//! is in Kafka".
+//!
+//! Key decision: duplicates are remembered by fingerprint in two generations of
 //! a hash set, each preallocated for half the capacity, instead of a cache
 //! with per-entry timestamps. When the current generation is full or half
 //! the window has passed, the older one is dropped whole and the current
@@ -14,7 +21,7 @@
 //! the real guarantee: it folds an event id once, whatever Kafka holds; this
 //! only stops a captured envelope from being turned into many records.
 //!
-//! An id is *claimed* while its record is being produced, so a second copy
+//! A fingerprint is *claimed* while its record is being produced, so a second copy
 //! in the same moment is not written too: within one request it shares the
 //! first copy's outcome; from another request it is answered 503
 //! `duplicate_in_flight`, and its retry finds the id settled.
@@ -24,8 +31,17 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use foldhash::fast::RandomState;
+use sha2::{Digest as _, Sha256};
 use tidemark_schemas::{EditEvent, Reason};
-use uuid::Uuid;
+
+/// What recognises an event: the first 16 bytes of the SHA-256 of its
+/// signed payload.
+pub fn fingerprint(payload: &[u8]) -> u128 {
+    let digest = Sha256::digest(payload);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    u128::from_be_bytes(first)
+}
 
 /// The replay policy of an ingest (`--max-event-age-s`, `--audience`,
 /// `--dedup-window-s`, `--dedup-capacity`).
@@ -130,12 +146,11 @@ impl RecentIds {
         Self { window, generation_capacity, inner: Mutex::new(inner) }
     }
 
-    /// Checks `id` and, if it is new, claims it.
-    pub fn claim(&self, id: Uuid) -> Claim {
+    /// Checks `id` (a [`fingerprint`]) and, if it is new, claims it.
+    pub fn claim(&self, id: u128) -> Claim {
         if self.generation_capacity == 0 {
             return Claim::New;
         }
-        let id = id.as_u128();
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if g.current.contains(&id) || g.older.contains(&id) {
             Claim::Duplicate
@@ -148,11 +163,10 @@ impl RecentIds {
 
     /// Ends a claim: remembers `id` if Kafka acknowledged it, forgets the
     /// claim either way (a failed write may be retried).
-    pub fn settle(&self, id: Uuid, accepted: bool) {
+    pub fn settle(&self, id: u128, accepted: bool) {
         if self.generation_capacity == 0 {
             return;
         }
-        let id = id.as_u128();
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         g.in_flight.remove(&id);
         if !accepted {
@@ -172,8 +186,8 @@ impl RecentIds {
 mod tests {
     use super::*;
 
-    fn id(n: u64) -> Uuid {
-        Uuid::from_u64_pair(0x0190_0000_0000_7000, 0x8000_0000_0000_0000 | n)
+    fn id(n: u64) -> u128 {
+        fingerprint(&n.to_le_bytes())
     }
 
     #[test]
@@ -218,6 +232,14 @@ mod tests {
     }
 
     #[test]
+    fn the_fingerprint_tells_payloads_apart_and_is_stable() {
+        assert_eq!(fingerprint(b"{}"), fingerprint(b"{}"));
+        assert_ne!(fingerprint(b"{\"a\":1}"), fingerprint(b"{\"a\":2}"));
+        // SHA-256("abc") starts ba7816bf 8f01cfea 414140de 5dae2223.
+        assert_eq!(fingerprint(b"abc"), 0xba78_16bf_8f01_cfea_4141_40de_5dae_2223);
+    }
+
+    #[test]
     fn capacity_zero_remembers_nothing() {
         let ids = RecentIds::new(Duration::from_secs(60), 0);
         ids.settle(id(1), true);
@@ -228,7 +250,7 @@ mod tests {
     #[test]
     fn the_policy_refuses_old_events_and_foreign_audiences() {
         let mut event: EditEvent = serde_json::from_value(serde_json::json!({
-            "event_id": id(1), "patient_id": "pt-1", "source": "s", "author": "a",
+            "event_id": "01900000-0000-7000-8000-000000000001", "patient_id": "pt-1", "source": "s", "author": "a",
             "hlc": {"wall_ms": 1_000_000, "logical": 0}, "ops": [{"op": "set", "path": "x", "value": 1}]
         }))
         .expect("an event");

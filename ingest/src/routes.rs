@@ -4,7 +4,7 @@
 /// Every route with the statuses it can answer; the OpenAPI spec is checked
 /// against this table.
 pub const ROUTES: &[(&str, &str, &[u16])] = &[
-    ("post", "/v1/events", &[202, 207, 400, 401, 413, 415, 422, 503]),
+    ("post", "/v1/events", &[202, 207, 400, 401, 408, 413, 415, 422, 503]),
     ("get", "/healthz", &[200]),
     ("get", "/readyz", &[200, 503]),
 ];

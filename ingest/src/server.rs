@@ -1,6 +1,11 @@
 //! Start-up and draining: checks the configuration, reaches Kafka, binds
 //! the listener, serves until shutdown, then lets requests in flight finish
 //! within the grace period and flushes the producer.
+//!
+//! Key decision: without TLS, ingest binds only a loopback address unless
+//! the operator says `--insecure-plaintext`: patient data must not cross a
+//! network in cleartext because a flag was forgotten, so the plaintext case
+//! that is right (a proxy or mesh in front terminates TLS) has to be named.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -15,20 +20,20 @@ use tidemark_schemas::verify::Verifier;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::peers::Peers;
 use crate::replay::RecentIds;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
+use crate::serve::{self, Front};
 use crate::state::{AppState, load_registry, producer_config};
+use crate::tls::Tls;
 use crate::{IngestConfig, IngestError, events, topics, watch};
 
 pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Result<(), IngestError> {
-    if cfg.partitions < 1 || cfg.max_in_flight_requests == 0 || cfg.max_body_bytes == 0 {
-        return Err(IngestError::Config(
-            "--partitions, --max-in-flight-requests and --max-body-bytes must be at least 1".into(),
-        ));
-    }
-    if cfg.max_in_flight_bytes < cfg.max_body_bytes {
-        return Err(IngestError::Config("--max-in-flight-bytes must be at least --max-body-bytes".into()));
-    }
+    check(&cfg)?;
+    let tls = match &cfg.tls {
+        Some(files) => Some(Arc::new(Tls::load(files.clone()).map_err(|e| IngestError::Config(format!("TLS: {e}")))?)),
+        None => None,
+    };
     let registry = load_registry(&cfg.keys)?;
     let producer: FutureProducer = producer_config(&cfg)
         .create()
@@ -46,6 +51,7 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         producer: RwLock::new(producer.clone()),
         requests: Semaphore::new(cfg.max_in_flight_requests),
         bytes: Semaphore::new(bytes_permits),
+        verify_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZero::get))),
         broker_ok: AtomicBool::new(true),
         last_ack_ms: AtomicU64::new(0),
         recent_ids: RecentIds::new(cfg.replay.dedup_window, cfg.replay.dedup_capacity),
@@ -53,28 +59,33 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         cfg: cfg.clone(),
     });
     let bg = CancellationToken::new();
-    let watchers = supervise_watchers(&state, &bg, &shutdown);
+    let watchers = supervise_watchers(&state, tls.as_ref(), &bg, &shutdown);
     let app = Router::new()
         .route(ROUTE_EVENTS, post(events::post_events))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        // The events route enforces --max-body-bytes itself, after taking its permits.
+        // The events route enforces --max-body-bytes itself, as the bytes arrive.
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone());
-    tracing::info!(%addr, topic = %state.topic, "ingest listening");
+    tracing::info!(%addr, topic = %state.topic, tls = tls.is_some(), "ingest listening");
     if let Some(f) = &cfg.on_listening {
         f(addr);
     }
     let grace = cfg.shutdown_grace;
-    let stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-    let served = tokio::spawn(async move { server.await });
+    let front = Front {
+        app,
+        tls,
+        peers: Peers::new(cfg.max_connections_per_peer),
+        header_read_timeout: cfg.header_read_timeout,
+        metrics: cfg.metrics.clone(),
+    };
+    let served = tokio::spawn(serve::serve(listener, front, shutdown.clone()));
     // Drain: after the token, in-flight requests finish within the grace period.
     let result = tokio::select! {
         r = served => r,
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("grace period over with requests still in flight");
-            Ok(Ok(()))
+            Ok(())
         }
     };
     bg.cancel();
@@ -84,27 +95,59 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         return Err(IngestError::Task { what: "watching the broker and the key registry".into(), cause });
     }
     match result {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(source)) => Err(IngestError::Io { what: "serving HTTP".into(), source }),
+        Ok(()) => Ok(()),
         // A panic in the server task is a bug: the process must not exit 0
         // as if it had drained, so the supervisor sees a failure.
         Err(join) => Err(IngestError::Task { what: "serving HTTP".into(), cause: join.to_string() }),
     }
 }
 
-/// Starts the broker and key-registry watchers, and a supervisor that
+/// Refuses a configuration that cannot work or would be unsafe, naming the
+/// flag to change.
+fn check(cfg: &IngestConfig) -> Result<(), IngestError> {
+    if cfg.partitions < 1 || cfg.max_in_flight_requests == 0 || cfg.max_body_bytes == 0 {
+        return Err(IngestError::Config(
+            "--partitions, --max-in-flight-requests and --max-body-bytes must be at least 1".into(),
+        ));
+    }
+    if cfg.max_in_flight_bytes < cfg.max_body_bytes {
+        return Err(IngestError::Config("--max-in-flight-bytes must be at least --max-body-bytes".into()));
+    }
+    if cfg.max_connections_per_peer == 0 {
+        return Err(IngestError::Config("--max-connections-per-peer must be at least 1".into()));
+    }
+    if cfg.header_read_timeout.is_zero() || cfg.body_read_timeout.is_zero() {
+        return Err(IngestError::Config(
+            "--header-read-timeout-ms and --body-read-timeout-ms must be at least 1".into(),
+        ));
+    }
+    if cfg.tls.is_none() && !cfg.insecure_plaintext && !cfg.listen.ip().is_loopback() {
+        return Err(IngestError::Config(format!(
+            "--listen {} is not a loopback address and ingest has no TLS: give --tls-cert and --tls-key, or \
+             --insecure-plaintext if a proxy or mesh in front of ingest terminates TLS",
+            cfg.listen
+        )));
+    }
+    Ok(())
+}
+
+/// Starts the broker, key-registry and TLS watchers, and a supervisor that
 /// resolves to the first watcher's panic, if any. A watcher only returns
 /// once `bg` is cancelled, so one that ends before is a bug: the service
 /// must not go on with a stale readiness flag or an unreloadable registry,
 /// so the supervisor stops it through `shutdown`.
 fn supervise_watchers(
     state: &Arc<AppState>,
+    tls: Option<&Arc<Tls>>,
     bg: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> tokio::task::JoinHandle<Option<String>> {
     let mut watchers = tokio::task::JoinSet::new();
     watchers.spawn(watch::watch_broker(state.clone(), bg.clone()));
     watchers.spawn(watch::watch_registry(state.clone(), bg.clone()));
+    if let Some(tls) = tls {
+        watchers.spawn(watch::watch_tls(state.clone(), tls.clone(), bg.clone()));
+    }
     let (shutdown, bg) = (shutdown.clone(), bg.clone());
     tokio::spawn(async move {
         while let Some(ended) = watchers.join_next().await {

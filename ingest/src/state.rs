@@ -26,8 +26,12 @@ pub(crate) struct AppState {
     pub(crate) producer: RwLock<FutureProducer>,
     /// One permit per request in flight (`--max-in-flight-requests`).
     pub(crate) requests: Semaphore,
-    /// One permit per request byte held (`--max-in-flight-bytes`).
+    /// One permit per request body byte received and not yet answered
+    /// (`--max-in-flight-bytes`).
     pub(crate) bytes: Semaphore,
+    /// One slot per core for signature checks on the blocking pool, so that
+    /// verification never takes more than the machine's cores.
+    pub(crate) verify_slots: Arc<Semaphore>,
     /// The broker watcher's last verdict, for `/readyz` and fast 503s.
     pub(crate) broker_ok: AtomicBool,
     /// When Kafka last acknowledged a record (ms since the epoch; 0: never):
@@ -103,6 +107,11 @@ mod tests {
             keys: "keys.toml".into(),
             catalog: Catalog::builtin().clone(),
             listen: "127.0.0.1:0".parse().expect("an address"),
+            tls: None,
+            insecure_plaintext: false,
+            header_read_timeout: Duration::from_secs(1),
+            body_read_timeout: Duration::from_secs(1),
+            max_connections_per_peer: 1,
             topic_prefix: String::new(),
             partitions: 1,
             max_body_bytes: 1,

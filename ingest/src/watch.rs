@@ -1,6 +1,8 @@
 //! Background watchers: broker reachability (for `/readyz`, fast 503s and
-//! producer replacement) and the key registry file (reload on change or SIGHUP).
+//! producer replacement), and the files ingest re-reads on change or SIGHUP:
+//! the key registry and the TLS certificate.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ReloadLabels;
 use crate::state::{AppState, load_registry, now_ms, producer_config};
+use crate::tls::Tls;
 use crate::topics;
 
 /// Acknowledgements this recent count as a successful check.
@@ -73,11 +76,58 @@ fn replace_producer(state: &AppState) {
 }
 
 /// Reloads the key registry on SIGHUP and when the file's mtime or length
-/// changes (polled every 2 s). A bad registry is logged and counted
+/// changes (see [`watch_files`]). A bad registry is logged and counted
 /// (`registry_reloads_total{result="failed"}`); the old one stays.
 pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken) {
-    let stamp = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
-    let mut last = stamp(&state.cfg.keys);
+    let paths = vec![state.cfg.keys.clone()];
+    watch_files(paths, stop, |by_signal| match load_registry(&state.cfg.keys) {
+        Ok(reg) => {
+            let v = Arc::new(Verifier::new(reg));
+            if let Ok(mut slot) = state.verifier.write() {
+                *slot = v;
+            }
+            state.metrics.registry_reloads.get_or_create(&ReloadLabels::OK).inc();
+            tracing::info!(by_signal, "key registry reloaded");
+        }
+        Err(e) => {
+            state.metrics.registry_reloads.get_or_create(&ReloadLabels::FAILED).inc();
+            tracing::error!(error = %e, "key registry reload failed; keeping the previous one");
+        }
+    })
+    .await;
+}
+
+/// Reloads the TLS certificate, key and client CA the same way as the key
+/// registry: a renewed certificate is served to every new connection without
+/// a restart. Files that do not load (a key that does not match the new
+/// certificate, a half-written file) are logged and counted
+/// (`tls_reloads_total{result="failed"}`); the previous certificate stays,
+/// and the next change (the rest of the renewal) is tried again.
+pub(crate) async fn watch_tls(state: Arc<AppState>, tls: Arc<Tls>, stop: CancellationToken) {
+    let files = &tls.files;
+    let paths = [Some(&files.cert), Some(&files.key), files.client_ca.as_ref()].into_iter().flatten().cloned();
+    watch_files(paths.collect(), stop, |by_signal| match tls.reload() {
+        Ok(()) => {
+            state.metrics.tls_reloads.get_or_create(&ReloadLabels::OK).inc();
+            tracing::info!(by_signal, "TLS certificate reloaded");
+        }
+        Err(e) => {
+            state.metrics.tls_reloads.get_or_create(&ReloadLabels::FAILED).inc();
+            tracing::error!(error = %e, "TLS certificate reload failed; keeping the previous one");
+        }
+    })
+    .await;
+}
+
+/// Calls `reload(by_signal)` on SIGHUP and when the mtime or length of any of
+/// `paths` changes (polled every 2 s), until `stop`. Metadata follows
+/// symbolic links, so a Kubernetes ConfigMap or Secret volume, which swaps a link to a new
+/// directory, counts as a change.
+async fn watch_files(paths: Vec<PathBuf>, stop: CancellationToken, mut reload: impl FnMut(bool)) {
+    let stamp = || -> Vec<_> {
+        paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()))).collect()
+    };
+    let mut last = stamp();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let by_signal = tokio::select! {
@@ -85,25 +135,12 @@ pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken
             () = tokio::time::sleep(Duration::from_secs(2)) => false,
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
         };
-        let now = stamp(&state.cfg.keys);
+        let now = stamp();
         if !by_signal && now == last {
             continue;
         }
         last = now;
-        match load_registry(&state.cfg.keys) {
-            Ok(reg) => {
-                let v = Arc::new(Verifier::new(reg));
-                if let Ok(mut slot) = state.verifier.write() {
-                    *slot = v;
-                }
-                state.metrics.registry_reloads.get_or_create(&ReloadLabels::OK).inc();
-                tracing::info!(by_signal, "key registry reloaded");
-            }
-            Err(e) => {
-                state.metrics.registry_reloads.get_or_create(&ReloadLabels::FAILED).inc();
-                tracing::error!(error = %e, "key registry reload failed; keeping the previous one");
-            }
-        }
+        reload(by_signal);
     }
 }
 

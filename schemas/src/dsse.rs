@@ -24,7 +24,7 @@ use ed25519_dalek::{Signer as _, SigningKey};
 use serde::ser::SerializeStruct as _;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::text::shorten;
+use crate::text::{json_error, shorten};
 
 /// The most signatures one envelope may carry. Hybrid signing needs two;
 /// the bound keeps a hostile envelope from making us look up thousands.
@@ -60,10 +60,13 @@ pub struct EnvelopeSignature {
 #[derive(Debug, thiserror::Error)]
 pub enum DsseError {
     /// Not JSON, or not the envelope's shape (missing or unknown fields, wrong types).
+    /// Its message never quotes a value of the envelope (see `json_error`),
+    /// and the serde error is not its `source`, so no chain printer does.
     #[error(
-        "envelope is not JSON of the DSSE shape {{\"payloadType\", \"payload\", \"signatures\": [{{\"keyid\", \"sig\"}}]}}: {0}"
+        "envelope is not JSON of the DSSE shape {{\"payloadType\", \"payload\", \"signatures\": [{{\"keyid\", \"sig\"}}]}}: {}",
+        json_error(.0)
     )]
-    Json(#[source] serde_json::Error),
+    Json(serde_json::Error),
     /// The payload type is not the one the caller accepts.
     #[error("envelope payloadType is `{found}`, expected `{expected}`")]
     WrongPayloadType {

@@ -28,9 +28,13 @@ use crate::synth::{Clinic, ClinicConfig, SeededRng};
 
 #[derive(Debug, Args)]
 pub struct LoadgenArgs {
-    /// The ingest to load: its base URL (`http://HOST:PORT`) or its events endpoint.
+    /// The ingest to load: its base URL (`http://HOST:PORT`, `https://HOST:PORT`) or its events endpoint.
     #[arg(long, value_name = "URL", required_unless_present = "write_events")]
     target: Option<String>,
+    /// CA certificates (PEM) an `https://` target's certificate must chain
+    /// to [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     /// A signing key file (`tidemark keys generate --kind signing`), one per site (repeatable); the
     /// ingest's key registry must list them.
     #[arg(long = "key", value_name = "FILE", required_unless_present = "replay")]
@@ -166,7 +170,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
         return write_events(&args, path);
     }
     let target = args.target.as_deref().context("--target is required")?;
-    let client = EventsClient::new(target, Duration::from_millis(args.timeout_ms))?;
+    let client = EventsClient::new(target, Duration::from_millis(args.timeout_ms), args.cacert.as_deref())?;
     let (source, default_duration) = match &args.replay {
         Some(path) => (Source::Replay(Arc::new(read_envelopes(path)?)), YEAR_S),
         None => (Source::Synthetic(Arc::new(clinic(&args)?)), 10.0),

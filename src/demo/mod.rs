@@ -159,7 +159,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Summary> {
     let recorder = Arc::new(Recorder::default());
     let load = Load {
         source: Source::Synthetic(clinic),
-        client: EventsClient::new(&format!("http://{}", pipeline.ingest), Duration::from_secs(30))?,
+        client: EventsClient::new(&format!("http://{}", pipeline.ingest), Duration::from_secs(30), None)?,
         shape: Shape { rate: Some(opts.rate), duration: opts.duration, batch: opts.batch, retries: 0 },
         workers,
         seed: opts.seed,

@@ -90,6 +90,13 @@ impl Pipeline {
             keys: opts.registry.clone(),
             catalog: catalog.clone(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            // Loopback only: the demo's clients run in this process.
+            tls: None,
+            insecure_plaintext: false,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            // Every synthetic clinician connects from 127.0.0.1.
+            max_connections_per_peer: 1024,
             topic_prefix: opts.topic_prefix.clone(),
             partitions: opts.partitions,
             max_body_bytes: 8 * 1024 * 1024,

@@ -1,9 +1,13 @@
 //! The HTTP side of a load: one `POST /v1/events` of an NDJSON batch, and
 //! what the ingest API answered for each line.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
 use serde::Deserialize;
 
 /// How one line of a batch ended.
@@ -37,12 +41,16 @@ struct LineResult {
 }
 
 impl EventsClient {
-    /// A client for `target`: an ingest base URL (`http://HOST:PORT`) or the
-    /// events endpoint itself; requests time out after `timeout`.
+    /// A client for `target`: an ingest base URL (`http://HOST:PORT` or
+    /// `https://HOST:PORT`) or the events endpoint itself; requests time out
+    /// after `timeout`. With `cacert`, an https server must present a
+    /// certificate that chains to one in that PEM file (and only those);
+    /// without it, to the system's roots.
     ///
     /// # Errors
-    /// If `target` is not an http(s) URL or the client cannot be built.
-    pub fn new(target: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// If `target` is not an http(s) URL, `cacert` cannot be read or holds
+    /// no certificate, or the client cannot be built.
+    pub fn new(target: &str, timeout: Duration, cacert: Option<&Path>) -> anyhow::Result<Self> {
         let parsed = reqwest::Url::parse(target).with_context(|| format!("--target `{target}` is not a URL"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             anyhow::bail!("--target `{target}` must be an http:// or https:// URL");
@@ -52,12 +60,11 @@ impl EventsClient {
         } else {
             parsed.join("/v1/events").context("building the events URL")?.to_string()
         };
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .pool_max_idle_per_host(1024)
-            .tcp_nodelay(true)
-            .build()
-            .context("building the HTTP client")?;
+        let mut builder = reqwest::Client::builder().timeout(timeout).pool_max_idle_per_host(1024).tcp_nodelay(true);
+        if let Some(path) = cacert {
+            builder = builder.tls_backend_preconfigured(tls_trusting(path)?);
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(Self { http, url })
     }
 
@@ -84,6 +91,28 @@ impl EventsClient {
             Err(_) => vec![LineOutcome::Failed(0); envelopes.len()],
         }
     }
+}
+
+/// A TLS client configuration (ring's primitives, as ingest's server) that
+/// trusts exactly the CA certificates of the PEM file at `path`.
+fn tls_trusting(path: &Path) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .with_context(|| format!("reading --cacert {}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("--cacert {} holds no certificate", path.display());
+    }
+    for cert in certs {
+        roots.add(cert).with_context(|| format!("--cacert {}: a certificate is not a usable CA", path.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// Maps a response to per-line outcomes. Per-line results win when the body
@@ -127,12 +156,15 @@ mod tests {
 
     #[test]
     fn targets_become_the_events_url() {
-        let c = EventsClient::new("http://127.0.0.1:8080", Duration::from_secs(1)).expect("client");
+        let c = EventsClient::new("http://127.0.0.1:8080", Duration::from_secs(1), None).expect("client");
         assert_eq!(c.url(), "http://127.0.0.1:8080/v1/events");
-        let c = EventsClient::new("http://h:1/v1/events", Duration::from_secs(1)).expect("client");
-        assert_eq!(c.url(), "http://h:1/v1/events");
-        let err = EventsClient::new("ftp://h", Duration::from_secs(1)).expect_err("scheme");
+        let c = EventsClient::new("https://h:1/v1/events", Duration::from_secs(1), None).expect("client");
+        assert_eq!(c.url(), "https://h:1/v1/events");
+        let err = EventsClient::new("ftp://h", Duration::from_secs(1), None).expect_err("scheme");
         assert!(err.to_string().contains("http://"), "{err}");
-        assert!(EventsClient::new("not a url", Duration::from_secs(1)).is_err());
+        assert!(EventsClient::new("not a url", Duration::from_secs(1), None).is_err());
+        let missing = Path::new("/nonexistent/ca.pem");
+        let err = EventsClient::new("https://h:1", Duration::from_secs(1), Some(missing)).expect_err("no CA file");
+        assert!(format!("{err:#}").contains("--cacert /nonexistent/ca.pem"), "{err:#}");
     }
 }

@@ -28,6 +28,14 @@ impl Ingest {
     /// Starts `tidemark ingest` on `bootstrap` with the test registry (unless
     /// `extra` names `--keys`) and waits for its listening line.
     pub fn spawn(bootstrap: &str, prefix: &str, extra: &[&str]) -> Self {
+        Self::spawn_with_env(bootstrap, prefix, extra, &[])
+    }
+
+    /// [`Ingest::spawn`] with environment variables set: how a test sets a
+    /// setting that a binary without the flag would ignore rather than
+    /// refuse, so that the test can run against the old binary and fail on
+    /// its behaviour, not on its command line.
+    pub fn spawn_with_env(bootstrap: &str, prefix: &str, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the ingest log");
         let default_keys = data("test-registry.toml");
         let keys: Vec<&str> = if extra.contains(&"--keys") { vec![] } else { vec!["--keys", s(&default_keys)] };
@@ -40,7 +48,11 @@ impl Ingest {
             .chain(extra)
             .map(|a| (*a).to_owned())
             .collect();
-        let mut service = tidemark_service("ingest", args, dir.path()).started();
+        let mut service = tidemark_service("ingest", args, dir.path());
+        for (k, v) in envs {
+            service.set_env(k, v);
+        }
+        service.start();
         let http = service.wait_for("tidemark-ingest listening", "http=", START_TIMEOUT);
         let metrics = service.metrics_addr();
         Self { service, http, metrics, _dir: dir }

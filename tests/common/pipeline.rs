@@ -46,7 +46,8 @@ pub fn recent_start_ms() -> u64 {
     (u64::try_from(now).expect("ms fit u64") / DAY_MS - 1) * DAY_MS
 }
 
-fn test_key() -> SigningKeyFile {
+/// The test signing key (tests/data/test-signing.key, keyid `test-site-a-ehr`).
+pub fn test_key() -> SigningKeyFile {
     let key_text = std::fs::read_to_string(data("test-signing.key")).expect("test key");
     SigningKeyFile::from_toml_str(&key_text).expect("test key parses")
 }

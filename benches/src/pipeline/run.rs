@@ -184,6 +184,9 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
     let kafka = args(["--brokers", &brokers, "--partitions", &cfg.partitions.to_string()]);
     let registry = arg(&keys.registry());
     let mut a = args(["ingest", "--keys", &registry, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]);
+    // Every loadgen connection comes from 127.0.0.1, up to 8 × --concurrency
+    // of them in the paced phase: above the default per-peer cap.
+    a.extend(args(["--max-connections-per-peer", "4096"]));
     a.extend(kafka.clone());
     let mut ingest = start(t, "ingest", &a, &logs);
     let mut mergers = (1..=cfg.mergers)

@@ -24,7 +24,7 @@ use crate::ed25519::r_passes_strict_prechecks;
 use crate::event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
 use crate::keys::{Algorithm, KeyRegistry, RegisteredKey};
 use crate::reason::Reason;
-use crate::text::shorten;
+use crate::text::{json_error, shorten};
 use crate::validate::ValidationError;
 
 /// How [`Verifier::verify_batch`] checks signatures.
@@ -98,8 +98,12 @@ pub enum VerifyError {
         keyid: String,
     },
     /// The signed payload is not a v1 edit event.
-    #[error("signed payload is not a v1 edit event: {0}")]
-    MalformedEvent(#[source] serde_json::Error),
+    ///
+    /// The message names what was wrong and where, never a value of the
+    /// payload; the serde error is not this error's `source`, so that no
+    /// chain printer quotes it either.
+    #[error("signed payload is not a v1 edit event: {}", json_error(.0))]
+    MalformedEvent(serde_json::Error),
     /// The event's source is not its signing key's source.
     #[error("event {event_id}: source is `{event_source}` but key `{keyid}` signs for source `{key_source}`")]
     SourceMismatch {

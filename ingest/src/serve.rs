@@ -1,0 +1,124 @@
+//! The accept loop and one HTTP/1.1 connection: the per-peer cap, the TLS
+//! handshake, the header-read deadline, and draining at shutdown.
+//!
+//! Key decision: ingest drives hyper itself instead of `axum::serve`, which
+//! runs hyper without a timer, so no header deadline could be set there. Here
+//! every connection gets `header_read_timeout` for its TLS handshake and for
+//! each request head, and the events route bounds the body (see
+//! [`crate::body`]): a client that stops sending is closed, whatever it
+//! declared.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{CauseLabels, IngestMetrics};
+use crate::peers::{PeerSlot, Peers};
+use crate::tls::Tls;
+
+/// What every connection is served with.
+#[derive(Clone)]
+pub(crate) struct Front {
+    /// The routes.
+    pub(crate) app: Router,
+    /// TLS, when configured; its configuration may be replaced at run time.
+    pub(crate) tls: Option<Arc<Tls>>,
+    /// Connections per peer address.
+    pub(crate) peers: Arc<Peers>,
+    /// Deadline of a TLS handshake and of each request head.
+    pub(crate) header_read_timeout: Duration,
+    /// Refused connections are counted here.
+    pub(crate) metrics: IngestMetrics,
+}
+
+/// Accepts connections until `stop`, then closes the listener (new
+/// connections are refused), lets each connection finish the request it is
+/// in, and returns once every connection has closed. The caller bounds how
+/// long that may take.
+pub(crate) async fn serve(listener: TcpListener, front: Front, stop: CancellationToken) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            // Reaps finished connections, so the set holds only open ones.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let Some(slot) = front.peers.admit(peer.ip()) else {
+                        front.metrics.connections_refused.get_or_create(&CauseLabels::PEER_LIMIT).inc();
+                        continue; // dropping the stream closes it
+                    };
+                    connections.spawn(connection(stream, slot, front.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it
+                    // was accepted: not fatal, but do not spin on it.
+                    tracing::warn!(error = %e, "Accepting a connection failed; retrying shortly.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+/// One connection: the TLS handshake (within the header deadline) when TLS
+/// is on, then HTTP/1.1 until the client or the deadline closes it.
+async fn connection(stream: TcpStream, _slot: PeerSlot, front: Front, stop: CancellationToken) {
+    // Answers are small and written at once: do not wait to coalesce them.
+    let _ = stream.set_nodelay(true);
+    let Some(tls) = &front.tls else {
+        return http(TokioIo::new(stream), &front, &stop).await;
+    };
+    let handshake = tokio::time::timeout(front.header_read_timeout, tls.acceptor().accept(stream));
+    let stream = tokio::select! {
+        () = stop.cancelled() => return,
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            // A plaintext client, an unknown or missing client certificate,
+            // or a handshake that did not finish in time.
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "A TLS handshake failed; the connection is closed.");
+                front.metrics.connections_refused.get_or_create(&CauseLabels::TLS_HANDSHAKE).inc();
+                return;
+            }
+            Err(_elapsed) => {
+                front.metrics.connections_refused.get_or_create(&CauseLabels::TLS_HANDSHAKE).inc();
+                return;
+            }
+        },
+    };
+    http(TokioIo::new(stream), &front, &stop).await;
+}
+
+async fn http<I>(io: I, front: &Front, stop: &CancellationToken)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(front.app.clone());
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(front.header_read_timeout)
+        .serve_connection(io, service);
+    tokio::pin!(conn);
+    let served = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stop.cancelled() => {
+            // Finish the request in flight, take no new one on this connection.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = served {
+        // Clients that vanish or time out are routine; nothing to act on.
+        tracing::debug!(error = %e, "A connection ended with an error.");
+    }
+}

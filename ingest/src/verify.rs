@@ -1,0 +1,163 @@
+//! Signature checks: off the async workers, bounded, capped per request,
+//! and exactly as strict as the merger's final word.
+//!
+//! Key decisions:
+//! - Every line is checked on its own with strict Ed25519 (the verifier's
+//!   exact path), never with the batch equation. The sender composes its
+//!   own batch, so with the batch equation a key holder could grind for a
+//!   batch that accepts an `R` with a small-order component: ingest would
+//!   answer 202 ("durable") for an event the merger's strict check then
+//!   dead-letters. Strict per line accepts exactly what the merger accepts.
+//! - The checks run on Tokio's blocking pool, at most one request per core at
+//!   a time (`verify_slots`): a request of thousands of lines costs CPU
+//!   seconds, which on an async worker would stall every other connection
+//!   and the probes served by that worker.
+//! - Until a line of the request has a signature that verifies, at most
+//!   [`MAX_BAD_BEFORE_GOOD`] bad signatures are checked; the lines after
+//!   them are refused unchecked. Whoever has no registered key can only make
+//!   bad signatures, so this bounds what an unauthenticated request costs.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use tidemark_schemas::lines::split_lines;
+use tidemark_schemas::verify::{VerifiedEvent, Verifier, VerifyError};
+use tidemark_schemas::{Catalog, Reason};
+
+use crate::state::AppState;
+
+/// Bad signatures a request may cost before one of its signatures verified.
+pub(crate) const MAX_BAD_BEFORE_GOOD: usize = 16;
+
+/// Why a line was not accepted.
+pub(crate) enum LineError {
+    /// The verifier refused it.
+    Refused(VerifyError),
+    /// Not checked: the request had [`MAX_BAD_BEFORE_GOOD`] bad signatures
+    /// before any good one.
+    NotChecked,
+}
+
+/// One result per line of `body` (framed as `split_lines(body, ndjson)`),
+/// checked on the blocking pool once a verification slot is free.
+///
+/// # Errors
+/// The verification task panicked (a bug); the request cannot be answered
+/// line by line.
+pub(crate) async fn verify_lines(
+    state: &Arc<AppState>,
+    body: Bytes,
+    ndjson: bool,
+    now_ms: u64,
+) -> Result<Vec<Result<VerifiedEvent, LineError>>, String> {
+    // The semaphore is never closed, so acquiring only waits.
+    let slot = state.verify_slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+    let verifier = state.verifier();
+    let state = state.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let lines: Vec<&[u8]> = split_lines(&body, ndjson).into_iter().map(|(_, l)| l).collect();
+        check(&verifier, &state.cfg.catalog, &lines, now_ms)
+    });
+    task.await.map_err(|e| e.to_string())
+}
+
+/// Checks `lines` in order; see the module docs for the cap.
+pub(crate) fn check(
+    verifier: &Verifier,
+    catalog: &Catalog,
+    lines: &[&[u8]],
+    now_ms: u64,
+) -> Vec<Result<VerifiedEvent, LineError>> {
+    let mut bad = 0usize;
+    let mut key_proven = false;
+    lines
+        .iter()
+        .map(|line| {
+            if !key_proven && bad >= MAX_BAD_BEFORE_GOOD {
+                return Err(LineError::NotChecked);
+            }
+            let outcome = verifier.verify_and_validate(line, catalog, now_ms);
+            match &outcome {
+                Err(e) if e.reason() == Reason::BadSignature => bad += 1,
+                Err(e) => key_proven |= signature_verified(e),
+                Ok(_) => key_proven = true,
+            }
+            outcome.map_err(LineError::Refused)
+        })
+        .collect()
+}
+
+/// Whether a refusal came after the line's signatures verified: the sender
+/// holds a registered key.
+fn signature_verified(e: &VerifyError) -> bool {
+    matches!(
+        e,
+        VerifyError::MalformedEvent(_)
+            | VerifyError::SourceMismatch { .. }
+            | VerifyError::PatientOutOfScope { .. }
+            | VerifyError::InvalidEvent(_)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use tidemark_schemas::dsse;
+    use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
+
+    use super::*;
+
+    fn key() -> SigningKeyFile {
+        SigningKeyFile::from_toml_str(include_str!("../../tests/data/test-signing.key")).expect("the test key")
+    }
+
+    fn verifier() -> Verifier {
+        let registry = include_str!("../../tests/data/test-registry.toml");
+        Verifier::new(KeyRegistry::from_toml_str(registry).expect("the test registry"))
+    }
+
+    /// `payload` signed by the test key: a good signature over what may not be an event.
+    fn signed(payload: &str) -> String {
+        let k = key();
+        dsse::sign(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE, payload.as_bytes(), k.signing_key(), k.id()).to_json()
+    }
+
+    /// Under the registered key id, a signature made over other bytes.
+    fn forged(n: usize) -> String {
+        let mut envelope: serde_json::Value = serde_json::from_str(&signed(&format!("{{\"n\":{n}}}"))).expect("JSON");
+        let other: serde_json::Value = serde_json::from_str(&signed("{}")).expect("JSON");
+        envelope["signatures"][0]["sig"] = other["signatures"][0]["sig"].clone();
+        envelope.to_string()
+    }
+
+    fn outcomes(lines: &[String]) -> Vec<&'static str> {
+        let raw: Vec<&[u8]> = lines.iter().map(String::as_bytes).collect();
+        check(&verifier(), Catalog::builtin(), &raw, 0)
+            .into_iter()
+            .map(|r| match r {
+                Ok(_) => "ok",
+                Err(LineError::NotChecked) => "unchecked",
+                Err(LineError::Refused(e)) if e.reason() == Reason::BadSignature => "bad",
+                Err(LineError::Refused(_)) => "refused",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bad_signatures_stop_being_checked_until_a_key_is_proven() {
+        let lines: Vec<String> = (0..20).map(forged).collect();
+        let got = outcomes(&lines);
+        assert_eq!(got.iter().filter(|o| **o == "bad").count(), MAX_BAD_BEFORE_GOOD, "{got:?}");
+        assert!(got[MAX_BAD_BEFORE_GOOD..].iter().all(|o| *o == "unchecked"), "{got:?}");
+    }
+
+    #[test]
+    fn a_verified_signature_proves_the_key_even_on_a_refused_line() {
+        // Not an event, but the signature verifies: the sender holds a key.
+        let mut lines = vec![signed("{}")];
+        lines.extend((0..20).map(forged));
+        let got = outcomes(&lines);
+        assert_eq!(got[0], "refused");
+        assert!(got[1..].iter().all(|o| *o == "bad"), "{got:?}");
+    }
+}
