@@ -25,7 +25,7 @@ use tidemark_schemas::Reason;
 use crate::body::BodyError;
 use crate::metrics::{ReasonLabels, RequestLabels};
 use crate::refusal::Refusal;
-use crate::replay::{Claim, fingerprint};
+use crate::replay::{Claim, Claims, fingerprint};
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
 use crate::state::{AppState, now_ms};
 use crate::verify::{LineError, MAX_BAD_BEFORE_GOOD};
@@ -168,6 +168,8 @@ async fn produce(
     let produce_started = Instant::now();
     let mut pending = Vec::with_capacity(lines.len());
     let mut results: Vec<Option<LineResult>> = Vec::with_capacity(lines.len());
+    // Released as not written if this future is dropped before it settles them.
+    let mut claims = Claims::new(&state.recent_ids);
     // Copies of an event within this request: index of the first copy.
     let mut first_copy: HashMap<u128, usize> = HashMap::new();
     let mut copies: Vec<(usize, usize)> = Vec::new();
@@ -188,8 +190,8 @@ async fn produce(
             }
             Err(LineError::NotChecked) => {
                 let message = format!(
-                    "not verified: the request had {MAX_BAD_BEFORE_GOOD} bad signatures before any good one; \
-                     fix the signing and resend"
+                    "not verified: the request had more bad signatures than its allowance \
+                     ({MAX_BAD_BEFORE_GOOD}, and as many per distinct verified payload); fix the signing and resend"
                 );
                 reject(&mut results, line, Refusal::Event(Reason::BadSignature), message);
                 continue;
@@ -206,7 +208,7 @@ async fn produce(
             results.push(None);
             continue;
         }
-        match state.recent_ids.claim(print) {
+        match claims.claim(print) {
             Claim::Duplicate => {
                 state.metrics.events_duplicate.inc();
                 results.push(Some(LineResult::Duplicate { line }));
@@ -234,7 +236,7 @@ async fn produce(
             Some(f) => f.await.ok().and_then(Result::ok),
             None => None,
         };
-        state.recent_ids.settle(id, delivered.is_some());
+        claims.settle(id, delivered.is_some());
         results[i] = Some(if let Some(d) = delivered {
             accepted += 1;
             LineResult::Accepted { line, partition: d.partition, offset: d.offset }

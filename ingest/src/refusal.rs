@@ -19,7 +19,7 @@ pub enum Refusal {
     Unavailable,
     /// The in-flight bounds are full: retry after `Retry-After`.
     Overloaded,
-    /// Another request is writing an event with the same id right now:
+    /// Another request is writing the same event (signed payload) right now:
     /// retry after `Retry-After`, when it is `duplicate` or may be written.
     DuplicateInFlight,
     /// The request's `Content-Type` is neither JSON nor NDJSON.

@@ -152,6 +152,7 @@ impl RecentIds {
             return Claim::New;
         }
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        self.age_out(&mut g);
         if g.current.contains(&id) || g.older.contains(&id) {
             Claim::Duplicate
         } else if !g.in_flight.insert(id) {
@@ -172,13 +173,72 @@ impl RecentIds {
         if !accepted {
             return;
         }
-        if g.current.len() >= self.generation_capacity || g.started.elapsed() >= self.window / 2 {
-            let g = &mut *g;
-            std::mem::swap(&mut g.current, &mut g.older);
-            g.current.clear();
-            g.started = Instant::now();
+        self.age_out(&mut g);
+        if g.current.len() >= self.generation_capacity {
+            Self::rotate(&mut g);
         }
         g.current.insert(id);
+    }
+
+    /// Drops what is older than the window: after a quiet spell of a whole
+    /// window both generations, after half of one the older.
+    fn age_out(&self, g: &mut Generations) {
+        let elapsed = g.started.elapsed();
+        if elapsed >= self.window {
+            g.current.clear();
+            g.older.clear();
+            g.started = Instant::now();
+        } else if elapsed >= self.window / 2 {
+            Self::rotate(g);
+        }
+    }
+
+    fn rotate(g: &mut Generations) {
+        std::mem::swap(&mut g.current, &mut g.older);
+        g.current.clear();
+        g.started = Instant::now();
+    }
+}
+
+/// The claims one request holds. A claim not settled when this is dropped
+/// is released as not written: a request whose handler is dropped half way
+/// (its client hung up while Kafka was slow, or shutdown) must not leave its
+/// events claimed, or every retry of them would be answered
+/// `duplicate_in_flight` for as long as ingest runs.
+pub struct Claims<'a> {
+    ids: &'a RecentIds,
+    open: Vec<u128>,
+}
+
+impl<'a> Claims<'a> {
+    /// No claims yet, on `ids`.
+    pub fn new(ids: &'a RecentIds) -> Self {
+        Self { ids, open: Vec::new() }
+    }
+
+    /// [`RecentIds::claim`], remembering a new claim until it is settled.
+    pub fn claim(&mut self, id: u128) -> Claim {
+        let claim = self.ids.claim(id);
+        if claim == Claim::New {
+            self.open.push(id);
+        }
+        claim
+    }
+
+    /// [`RecentIds::settle`] of a claim made here.
+    pub fn settle(&mut self, id: u128, accepted: bool) {
+        if let Some(i) = self.open.iter().position(|&o| o == id) {
+            self.open.swap_remove(i);
+        }
+        self.ids.settle(id, accepted);
+    }
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        for id in self.open.drain(..) {
+            self.ids.settle(id, false);
+        }
     }
 }
 
@@ -237,6 +297,32 @@ mod tests {
         assert_ne!(fingerprint(b"{\"a\":1}"), fingerprint(b"{\"a\":2}"));
         // SHA-256("abc") starts ba7816bf 8f01cfea 414140de 5dae2223.
         assert_eq!(fingerprint(b"abc"), 0xba78_16bf_8f01_cfea_4141_40de_5dae_2223);
+    }
+
+    /// The chaos run's failure: a request dropped while Kafka was down left
+    /// its events claimed, and their retries got 503 until loadgen gave up.
+    #[test]
+    fn claims_of_a_dropped_request_are_released() {
+        let ids = RecentIds::new(Duration::from_secs(60), 100);
+        {
+            let mut claims = Claims::new(&ids);
+            assert_eq!(claims.claim(id(1)), Claim::New);
+            assert_eq!(claims.claim(id(2)), Claim::New);
+            claims.settle(id(2), true);
+        }
+        assert_eq!(ids.claim(id(1)), Claim::New, "the unsettled claim was released");
+        assert_eq!(ids.claim(id(2)), Claim::Duplicate, "the settled one stays remembered");
+    }
+
+    /// The review's finding: rotation ran only on an accepted write, so
+    /// after a quiet spell an id older than the window was still a duplicate.
+    #[test]
+    fn an_id_is_forgotten_after_the_window_even_when_nothing_else_arrives() {
+        let ids = RecentIds::new(Duration::from_millis(40), 100);
+        assert_eq!(ids.claim(id(1)), Claim::New);
+        ids.settle(id(1), true);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(ids.claim(id(1)), Claim::New);
     }
 
     #[test]

@@ -12,10 +12,13 @@
 //!   a time (`verify_slots`): a request of thousands of lines costs CPU
 //!   seconds, which on an async worker would stall every other connection
 //!   and the probes served by that worker.
-//! - Until a line of the request has a signature that verifies, at most
-//!   [`MAX_BAD_BEFORE_GOOD`] bad signatures are checked; the lines after
-//!   them are refused unchecked. Whoever has no registered key can only make
-//!   bad signatures, so this bounds what an unauthenticated request costs.
+//! - A request may cost [`MAX_BAD_BEFORE_GOOD`] bad signatures, and as many
+//!   again for each *distinct* payload of it whose signature verified; the
+//!   lines after that are refused unchecked. Whoever has no registered key
+//!   can only make bad signatures, and at best replay envelopes someone
+//!   else signed: one captured envelope repeated buys 16 more checks, not
+//!   the whole request, so what a request costs stays bounded by the
+//!   distinct signed payloads its sender could produce or capture.
 
 use std::sync::Arc;
 
@@ -24,9 +27,11 @@ use tidemark_schemas::lines::split_lines;
 use tidemark_schemas::verify::{VerifiedEvent, Verifier, VerifyError};
 use tidemark_schemas::{Catalog, Reason};
 
+use crate::replay::fingerprint;
 use crate::state::AppState;
 
-/// Bad signatures a request may cost before one of its signatures verified.
+/// Bad signatures a request may cost before one of its signatures verified,
+/// and again for each distinct payload whose signature verified.
 pub(crate) const MAX_BAD_BEFORE_GOOD: usize = 16;
 
 /// Why a line was not accepted.
@@ -70,18 +75,25 @@ pub(crate) fn check(
     now_ms: u64,
 ) -> Vec<Result<VerifiedEvent, LineError>> {
     let mut bad = 0usize;
-    let mut key_proven = false;
+    // Fingerprints of the payloads (or, for a verified line refused later,
+    // the lines) whose signature verified.
+    let mut proofs: std::collections::HashSet<u128> = std::collections::HashSet::new();
     lines
         .iter()
         .map(|line| {
-            if !key_proven && bad >= MAX_BAD_BEFORE_GOOD {
+            if bad >= MAX_BAD_BEFORE_GOOD * (1 + proofs.len()) {
                 return Err(LineError::NotChecked);
             }
             let outcome = verifier.verify_and_validate(line, catalog, now_ms);
             match &outcome {
                 Err(e) if e.reason() == Reason::BadSignature => bad += 1,
-                Err(e) => key_proven |= signature_verified(e),
-                Ok(_) => key_proven = true,
+                Err(e) if signature_verified(e) => {
+                    proofs.insert(fingerprint(line));
+                }
+                Err(_) => {}
+                Ok(v) => {
+                    proofs.insert(fingerprint(v.payload()));
+                }
             }
             outcome.map_err(LineError::Refused)
         })
@@ -149,6 +161,23 @@ mod tests {
         let got = outcomes(&lines);
         assert_eq!(got.iter().filter(|o| **o == "bad").count(), MAX_BAD_BEFORE_GOOD, "{got:?}");
         assert!(got[MAX_BAD_BEFORE_GOOD..].iter().all(|o| *o == "unchecked"), "{got:?}");
+    }
+
+    /// The review's bypass: one captured envelope, repeated, must not lift
+    /// the cap for thousands of forged lines.
+    #[test]
+    fn a_repeated_good_line_buys_one_more_allowance_not_the_request() {
+        let good = signed("{}");
+        let mut lines = Vec::new();
+        for n in 0..100 {
+            lines.push(good.clone());
+            lines.push(forged(n));
+        }
+        let got = outcomes(&lines);
+        let bad = got.iter().filter(|o| **o == "bad").count();
+        assert_eq!(bad, 2 * MAX_BAD_BEFORE_GOOD, "{got:?}");
+        // Good and forged lines alternate: 32 of each were checked, then none.
+        assert_eq!(got.iter().filter(|o| **o == "unchecked").count(), 200 - 4 * MAX_BAD_BEFORE_GOOD, "{got:?}");
     }
 
     #[test]

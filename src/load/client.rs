@@ -127,7 +127,9 @@ fn outcomes(status: u16, body: &[u8], lines: usize) -> Vec<LineOutcome> {
         for r in parsed.results {
             let Some(slot) = r.line.checked_sub(1).and_then(|i| out.get_mut(i)) else { continue };
             *slot = match r.result.as_str() {
-                "accepted" => LineOutcome::Accepted,
+                // A duplicate is in Kafka already (a retry of a line that
+                // was written): durable, as the API says.
+                "accepted" | "duplicate" => LineOutcome::Accepted,
                 _ => LineOutcome::Failed(r.status.unwrap_or(status)),
             };
         }
@@ -148,6 +150,8 @@ mod tests {
             outcomes(207, body, 3),
             vec![LineOutcome::Accepted, LineOutcome::Failed(422), LineOutcome::Failed(207)]
         );
+        let body = br#"{"accepted":0,"rejected":0,"duplicates":1,"results":[{"result":"duplicate","line":1}]}"#;
+        assert_eq!(outcomes(202, body, 1), vec![LineOutcome::Accepted], "a duplicate is durable");
         let err = br#"{"error":{"status":503,"reason":"overloaded","message":"busy"}}"#;
         assert_eq!(outcomes(503, err, 2), vec![LineOutcome::Failed(503); 2]);
         // A 202 whose body cannot be read is not taken as accepted.

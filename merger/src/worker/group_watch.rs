@@ -15,6 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::metrics::{MergerMetrics, PartitionLabel};
 use super::{MergerConfig, WorkerError};
 
+/// Failed reads in a row after which the last values read are withdrawn.
+const STALE_AFTER_FAILURES: u32 = 3;
+
 /// Reads the group's lag every `cfg.lag_interval` until `shutdown`, on a
 /// blocking thread (the observer's calls block), and sets
 /// `group_lag_messages{partition}` for every partition.
@@ -31,12 +34,22 @@ pub(super) fn spawn(
         (cfg.topics.edits.clone(), cfg.lag_interval, cfg.metrics.clone(), shutdown.clone());
     Ok(tokio::task::spawn_blocking(move || {
         let timeout = interval.max(Duration::from_secs(5));
+        let mut failures_in_a_row = 0u32;
         while !shutdown.is_cancelled() {
             match tidemark_kafka::group::group_lag(&observer, &topic, timeout) {
-                Ok(lags) => record(&metrics, &lags),
+                Ok(lags) => {
+                    failures_in_a_row = 0;
+                    record(&metrics, &lags);
+                }
                 Err(e) => {
                     metrics.group_lag_failures.inc();
+                    failures_in_a_row += 1;
                     tracing::warn!(error = %e, "reading the consumer group's lag failed; retrying");
+                    // A lag that cannot be read is not the last one read:
+                    // drop the series rather than let alerts judge stale data.
+                    if failures_in_a_row == STALE_AFTER_FAILURES {
+                        metrics.group_lag.clear();
+                    }
                 }
             }
             // Sleep in short steps so that shutdown is not held up.

@@ -170,6 +170,14 @@ impl Worker<'_> {
                 }
                 RebalanceEvent::Assigned(ps) => {
                     tracing::info!(partitions = ?ps, "partitions assigned; restoring their documents");
+                    // Held from now on, restore included: a long restore is
+                    // not a partition nobody holds.
+                    for p in &ps {
+                        self.metrics
+                            .partition_assigned
+                            .get_or_create(&metrics::PartitionLabel { partition: *p })
+                            .set(1);
+                    }
                     self.restore_all(&ps)?;
                 }
             }
