@@ -332,7 +332,7 @@ fn every_template_parses_as_yaml_once_stripped() {
         ("Secret", 1),
         ("ServiceMonitor", 1),
         ("PrometheusRule", 1),
-        ("NetworkPolicy", 2),
+        ("NetworkPolicy", 3),
     ] {
         assert_eq!(kinds.get(kind).copied().unwrap_or(0), n, "{kind} objects in the chart: {kinds:?}");
     }

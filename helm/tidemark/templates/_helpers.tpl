@@ -183,3 +183,24 @@ ConfigMap updates reach the file and ingest's reload sees them.
   configMap:
     name: {{ include "tidemark.registryConfigMap" . }}
 {{- end -}}
+
+{{/*
+Egress every service needs under the NetworkPolicies: DNS, and Kafka on
+networkPolicy.kafkaPorts (to networkPolicy.kafkaTo when given).
+*/}}
+{{- define "tidemark.egressDnsKafka" -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+- ports:
+    {{- range .Values.networkPolicy.kafkaPorts }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .Values.networkPolicy.kafkaTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
