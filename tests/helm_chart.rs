@@ -466,10 +466,10 @@ fn probes_use_endpoints_the_services_serve() {
     assert_eq!(path(&ingest, "readinessProbe").as_deref(), Some("/readyz"));
     assert_eq!(path(&ingest, "livenessProbe").as_deref(), Some("/healthz"));
     assert_eq!(path(&ingest, "startupProbe").as_deref(), Some("/healthz"));
-    // The merger serves its worker's health beside /metrics (src/cli/merger.rs);
-    // the archiver only /metrics (src/service/metrics_server.rs).
+    // The merger and the archiver serve their worker's health beside
+    // /metrics (src/cli/merger.rs, src/cli/archiver.rs).
     assert_eq!(path(&container("merger-deployment.yaml"), "livenessProbe").as_deref(), Some("/healthz"));
-    assert_eq!(path(&container("_archiver.tpl"), "livenessProbe").as_deref(), Some("/metrics"));
+    assert_eq!(path(&container("_archiver.tpl"), "livenessProbe").as_deref(), Some("/healthz"));
 }
 
 /// `TIDEMARK_*` variables and `--flags` the chart passes, by subcommand,

@@ -163,6 +163,20 @@ async fn no_marker_reaches_a_log_or_a_metric() {
         common::promtool_check(&metrics);
         collected.push((format!("{} /metrics", svc.name), metrics));
     }
+    // The merger's and the archivers' /healthz (beside /metrics) say how
+    // their worker is, and hold no PHI either.
+    for svc in &mut services[1..] {
+        let addr = svc.wait_for("tidemark-", "metrics=", Duration::from_secs(5));
+        let health = http_get(&addr, "/healthz");
+        let parsed: serde_json::Value = serde_json::from_str(&health).expect("health JSON");
+        if svc.name.starts_with("archiver") {
+            assert_eq!(parsed["consecutive_failures"], 0, "{}: {health}", svc.name);
+            assert!(parsed["since_success_s"].is_u64(), "{} committed a snapshot: {health}", svc.name);
+        } else {
+            assert_eq!(parsed["state"], "ok", "{}: {health}", svc.name);
+        }
+        collected.push((format!("{} /healthz", svc.name), health));
+    }
     for svc in &mut services {
         assert_eq!(
             svc.terminate(Duration::from_secs(30)).and_then(|status| status.code()),

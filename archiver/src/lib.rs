@@ -20,9 +20,11 @@ pub mod pin;
 pub mod reader;
 pub mod service;
 pub mod snapshot;
+pub mod status;
 pub mod storage;
 pub mod table;
 pub mod views;
 
 pub use metrics::ArchiverMetrics;
 pub use service::{ArchiverConfig, run};
+pub use status::ArchiverStatus;

@@ -200,6 +200,9 @@ fn read(path: &Path) -> Result<Option<PinFile>, PinError> {
             meta.mode() & 0o777
         )));
     }
+    if meta.uid() != rustix::process::geteuid().as_raw() {
+        return Err(unusable("it belongs to another user, who could lower it: keep your own pin file".into()));
+    }
     let pins: PinFile =
         serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| unusable(format!("not a pin file: {e}")))?;
     if pins.format != PIN_FORMAT {

@@ -76,6 +76,29 @@ fn a_pin_file_others_can_write_or_a_symlink_is_refused() {
     assert!(err.to_string().contains("symlink"), "{err}");
 }
 
+/// The review's finding: a pin file another user owns can be lowered by
+/// them. Root can hand a file to another user, so the test runs as root
+/// (as CI does) and says it skips otherwise.
+#[test]
+fn a_pin_file_of_another_user_is_refused_and_so_is_their_output_directory() {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("not root: cannot give a file to another user; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pin");
+    check(&path, "arch", "identified", &link("a", Some(1), "h1")).unwrap();
+    std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+    let err = check(&path, "arch", "identified", &link("a", Some(1), "h1")).unwrap_err();
+    assert!(err.to_string().contains("another user"), "{err}");
+    let out = dir.path().join("plain");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(&out, Some(4242), None).unwrap();
+    let err = crate::output::prepare_dir(&out).unwrap_err();
+    assert!(err.to_string().contains("another user"), "{err}");
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
     /// Whatever order `latest` is seen in, the pin accepts exactly the

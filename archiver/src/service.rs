@@ -30,6 +30,8 @@ pub struct ArchiverConfig {
     pub metrics: ArchiverMetrics,
     /// Called with each committed snapshot (the CLI prints a line).
     pub on_commit: Option<OnCommit>,
+    /// What `/healthz` reports of the worker (the caller serves it).
+    pub status: Arc<crate::ArchiverStatus>,
 }
 
 /// Runs until `shutdown`, or after one snapshot when `once`.
@@ -42,6 +44,7 @@ pub async fn run(cfg: ArchiverConfig, shutdown: CancellationToken) -> Result<(),
     let consumer = Arc::new(cfg.kafka.reader("tidemark-archiver")?);
     loop {
         let started = Instant::now();
+        cfg.status.began();
         let outcome = tokio::select! {
             r = snapshot::take(&cfg.archive, consumer.clone(), cfg.spec.clone()) => r,
             () = shutdown.cancelled() => {
@@ -50,6 +53,7 @@ pub async fn run(cfg: ArchiverConfig, shutdown: CancellationToken) -> Result<(),
             }
         };
         let elapsed = started.elapsed();
+        cfg.status.ended(outcome.is_ok());
         record(&cfg, &outcome, elapsed);
         match outcome {
             Ok(committed) => {

@@ -20,7 +20,7 @@ use tidemark_seal::DEFAULT_CHUNK_SIZE;
 
 use super::Outcome;
 use super::config::{CatalogChoice, KafkaArgs};
-use crate::service::{runner, telemetry};
+use crate::service::{metrics_server, runner, telemetry};
 
 /// The snapshot profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,15 +121,31 @@ fn spec(args: &ArchiverArgs) -> anyhow::Result<SnapshotSpec> {
     })
 }
 
+/// When `/healthz` calls a running snapshot stalled: twice the interval,
+/// and never under an hour (a large topic on a slow broker takes minutes;
+/// the reader's own stall timeout fails a read that stops moving).
+fn stall_after(interval: Duration) -> Duration {
+    (interval * 2).max(Duration::from_secs(3600))
+}
+
 pub fn run(args: ArchiverArgs) -> anyhow::Result<Outcome> {
     let spec = Arc::new(spec(&args)?);
     let archive = Archive::open(&args.out)?;
+    let status = Arc::new(tidemark_archiver::ArchiverStatus::default());
+    let health = {
+        let (status, bound) = (Arc::clone(&status), stall_after(Duration::from_secs(args.interval_s)));
+        let check: metrics_server::HealthCheck = Arc::new(move || {
+            let h = status.health(bound);
+            (h.is_alive(), serde_json::to_string(&h).unwrap_or_default())
+        });
+        check
+    };
     runner::run(
         "archiver",
         args.log_format,
         args.metrics_listen,
         ArchiverMetrics::register,
-        None,
+        Some(health),
         move |metrics, addr, shutdown| {
             println!("tidemark-archiver listening metrics={addr}");
             let cfg = ArchiverConfig {
@@ -139,6 +155,7 @@ pub fn run(args: ArchiverArgs) -> anyhow::Result<Outcome> {
                 interval: Duration::from_secs(args.interval_s),
                 once: args.once,
                 metrics,
+                status,
                 on_commit: Some(Arc::new(|c, archive| {
                     let m = &c.manifest;
                     println!(

@@ -219,6 +219,7 @@ impl Pipeline {
             interval: Duration::from_secs(3600),
             once: true,
             metrics,
+            status: Arc::default(),
             on_commit: Some(Arc::new(move |c, _| {
                 *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
             })),

@@ -97,12 +97,13 @@ containers:
         containerPort: {{ .Values.archiver.metricsPort }}
         protocol: TCP
     {{- if ne .Values.archiver.mode "cronjob" }}
-    # The archiver serves only /metrics (no health endpoint): the probe shows
-    # that the process answers. Snapshot health is watched by the alerts
-    # (TidemarkSnapshotStale, TidemarkSnapshotFailing).
+    # /healthz reflects the worker: 503 once a snapshot has run for twice
+    # the interval (at least an hour), a hang a restart cures. Failing
+    # snapshots are watched by the alerts (TidemarkSnapshotStale,
+    # TidemarkSnapshotFailing), not by the probe.
     livenessProbe:
       httpGet:
-        path: /metrics
+        path: /healthz
         port: metrics
       initialDelaySeconds: 5
       periodSeconds: 15
