@@ -262,7 +262,9 @@ impl ColumnBuilder {
             ColumnBuilder::Bool(b) => b.append_option(cell(column, value, Value::as_bool)?),
             ColumnBuilder::Utf8(b) => {
                 let prefix = column.encoding == Encoding::Prefix;
-                b.append_option(cell(column, value, |v| v.as_str().map(|s| if prefix { geo_prefix(s) } else { s }))?);
+                b.append_option(cell(column, value, |v| {
+                    v.as_str().map(|s| if prefix { std::borrow::Cow::Owned(geo_prefix(s)) } else { s.into() })
+                })?);
             }
             ColumnBuilder::Date(b) => {
                 b.append_option(cell(column, value, |v| v.as_str().and_then(time::date_to_days))?);
@@ -317,15 +319,24 @@ impl ColumnBuilder {
     }
 }
 
-/// A set's elements; cut to the geo prefix they may collide, so they are
-/// de-duplicated (they stay sorted: cutting a prefix keeps the order).
+/// A set's elements, sorted and unique. Cut to the geo prefix they may
+/// collide, and `000` (a suppressed sparse prefix) does not sort where the
+/// original code did: where it landed among the kept prefixes would narrow
+/// the suppressed one to a range. So the prefixes are sorted and
+/// de-duplicated anew.
 fn append_set(b: &mut ListBuilder<StringBuilder>, values: &[String], prefix: bool) {
-    let mut last: Option<&str> = None;
-    for v in values {
-        let v = if prefix { geo_prefix(v) } else { v.as_str() };
-        if last != Some(v) {
+    if prefix {
+        let prefixes: std::collections::BTreeSet<String> = values.iter().map(|v| geo_prefix(v)).collect();
+        for v in &prefixes {
             b.values().append_value(v);
-            last = Some(v);
+        }
+    } else {
+        let mut last: Option<&str> = None;
+        for v in values {
+            if last != Some(v.as_str()) {
+                b.values().append_value(v);
+                last = Some(v.as_str());
+            }
         }
     }
     b.append(true);
@@ -336,5 +347,30 @@ fn shape_name(field: &FieldView) -> &'static str {
         FieldView::Register { .. } => "register",
         FieldView::Set { .. } => "set",
         FieldView::Log { .. } => "log",
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use arrow_array::{Array as _, ListArray, StringArray};
+
+    use super::*;
+
+    fn generalised(values: &[&str]) -> Vec<String> {
+        let mut b = ListBuilder::new(StringBuilder::new());
+        append_set(&mut b, &values.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>(), true);
+        let list: ListArray = b.finish();
+        let items = list.value(0);
+        let items = items.as_any().downcast_ref::<StringArray>().expect("strings");
+        (0..items.len()).map(|i| items.value(i).to_owned()).collect()
+    }
+
+    /// The review's cases: a suppressed prefix (`000`) must neither repeat
+    /// nor land where its original code sorted, which would narrow it down.
+    #[test]
+    fn generalised_geo_sets_are_sorted_and_unique() {
+        assert_eq!(generalised(&["03601", "04101", "05901"]), ["000", "041"]);
+        assert_eq!(generalised(&["10001", "10201"]), ["000", "100"]);
+        assert_eq!(generalised(&[" 94110", "94103", "sw1a 1aa"]), ["941", "SW1"]);
     }
 }

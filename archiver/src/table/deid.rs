@@ -47,14 +47,18 @@ const SMALL_ZIP3: [&str; 17] = [
 ];
 
 /// The first [`GEO_PREFIX_CHARS`] characters (not bytes: a cut inside a UTF-8
-/// sequence would not be a string); `000` for a sparsely populated US ZIP
-/// prefix, where even three digits narrow a patient down too far.
-pub(crate) fn geo_prefix(s: &str) -> &str {
+/// sequence would not be a string) of the code normalised (surrounding
+/// whitespace trimmed, ASCII letters upper-cased, so ` 03601` and `sw1a`
+/// generalise as `03601` and `SW1A` do); `000` for a sparsely populated US
+/// ZIP prefix, where even three digits narrow a patient down too far.
+pub(crate) fn geo_prefix(s: &str) -> String {
+    let s = s.trim();
     let prefix = match s.char_indices().nth(GEO_PREFIX_CHARS) {
         Some((end, _)) => &s[..end],
         None => s,
     };
-    if SMALL_ZIP3.contains(&prefix) { "000" } else { prefix }
+    let prefix = prefix.to_ascii_uppercase();
+    if SMALL_ZIP3.contains(&prefix.as_str()) { "000".to_owned() } else { prefix }
 }
 
 /// The year of a catalog `date` (`YYYY-MM-DD`) or `datetime` (RFC 3339 UTC).
@@ -90,6 +94,9 @@ mod tests {
         assert_eq!(geo_prefix("89301-1234"), "000");
         assert_eq!(geo_prefix("94110"), "941");
         assert_eq!(geo_prefix("SW1A 1AA"), "SW1");
+        assert_eq!(geo_prefix(" 03601"), "000", "whitespace does not hide a sparse prefix");
+        assert_eq!(geo_prefix("\t94110 "), "941");
+        assert_eq!(geo_prefix("sw1a 1aa"), "SW1");
     }
 
     #[test]
