@@ -47,6 +47,7 @@ async fn ingest_batch_lands_byte_identical_in_order_with_headers() {
         assert_eq!(r.headers["tidemark-schema"], tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE);
         assert_eq!(r.headers["tidemark-source"], "site-a-ehr");
         assert!(r.headers["tidemark-received-ms"].parse::<u64>().is_ok());
+        assert_eq!(r.headers["tidemark-key-id"], "test-site-a-ehr", "the key that signed it");
     }
     let text = common::http_get(&ingest.metrics, "/metrics");
     assert_eq!(common::metric(&text, "tidemark_ingest_events_accepted_total"), Some((items.len() + 1) as f64));

@@ -131,6 +131,28 @@ fn issue_20_a_peer_over_its_connection_cap_is_closed_at_once() {
     });
 }
 
+/// The review's S6: the per-peer cap alone does not bound connections (one
+/// IPv6 client holds a whole network of addresses); `--max-connections`
+/// does, whoever opens them.
+#[test]
+fn issue_20_connections_over_the_global_cap_are_closed_at_once() {
+    let broker = TansuBroker::start().expect("tansu starts");
+    let prefix = format!("{}.", unique_topic("conn-cap"));
+    let ingest = Ingest::spawn_with_env(broker.bootstrap(), &prefix, &[], &[("TIDEMARK_MAX_CONNECTIONS", "3")]);
+    let mut three: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&ingest.http).expect("connect")).collect();
+    let fourth = Stalled::open(&ingest.http, "");
+    let (sent, closed) = fourth.wait_closed(Duration::from_secs(3));
+    assert!(closed.is_some(), "a fourth connection stayed open over a cap of 3: {sent:?}");
+    let refused = ingest.series("tidemark_ingest_connections_refused_total{cause=\"connection_limit\"}");
+    assert_eq!(refused, Some(1.0), "{}", ingest.scrape());
+    three.clear();
+    let envelope = workload(1, 1, 2004)[0].envelope.clone();
+    eventually("a client connects again once connections closed", Duration::from_secs(10), || {
+        let answer = try_post(&ingest.http, &envelope);
+        if answer.starts_with("HTTP/1.1 202") { Ok(()) } else { Err(answer) }
+    });
+}
+
 /// One JSON POST on a fresh connection; whatever came back (empty when the
 /// server closed the connection without an answer).
 fn try_post(addr: &str, envelope: &str) -> String {

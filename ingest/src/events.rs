@@ -198,6 +198,7 @@ async fn produce(
             }
         };
         let print = fingerprint(ev.payload());
+        let key_id = ev.key_id();
         let ev = ev.event();
         if let Some((reason, message)) = state.cfg.replay.refusal(ev, received_ms) {
             reject(&mut results, line, Refusal::Event(reason), message);
@@ -222,7 +223,8 @@ async fn produce(
                 let hdrs = OwnedHeaders::new()
                     .insert(Header { key: "tidemark-schema", value: Some(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE) })
                     .insert(Header { key: "tidemark-source", value: Some(ev.source.as_str()) })
-                    .insert(Header { key: "tidemark-received-ms", value: Some(received.as_str()) });
+                    .insert(Header { key: "tidemark-received-ms", value: Some(received.as_str()) })
+                    .insert(Header { key: "tidemark-key-id", value: Some(key_id) });
                 let rec = FutureRecord::to(&state.topic).key(ev.patient_id.as_bytes()).payload(bytes).headers(hdrs);
                 pending.push((i, line, print, producer.send_result(rec).ok()));
                 results.push(None);

@@ -67,6 +67,9 @@ pub struct IngestConfig {
     pub body_read_timeout: Duration,
     /// Connections one peer address may hold open; more are closed at once.
     pub max_connections_per_peer: usize,
+    /// Connections held open at once, from all peers; more are closed at once
+    /// (many addresses, e.g. one IPv6 network, cannot exhaust the process).
+    pub max_connections: usize,
     /// Topic name prefix.
     pub topic_prefix: String,
     /// Partitions of the edit topic when it is created.

@@ -32,6 +32,8 @@ pub(crate) struct Front {
     pub(crate) tls: Option<Arc<Tls>>,
     /// Connections per peer address.
     pub(crate) peers: Arc<Peers>,
+    /// Connections open at once, from all peers.
+    pub(crate) max_connections: usize,
     /// Deadline of a TLS handshake and of each request head.
     pub(crate) header_read_timeout: Duration,
     /// Refused connections are counted here.
@@ -51,6 +53,10 @@ pub(crate) async fn serve(listener: TcpListener, front: Front, stop: Cancellatio
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if connections.len() >= front.max_connections {
+                        front.metrics.connections_refused.get_or_create(&CauseLabels::CONNECTION_LIMIT).inc();
+                        continue; // dropping the stream closes it
+                    }
                     let Some(slot) = front.peers.admit(peer.ip()) else {
                         front.metrics.connections_refused.get_or_create(&CauseLabels::PEER_LIMIT).inc();
                         continue; // dropping the stream closes it

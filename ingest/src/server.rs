@@ -76,6 +76,7 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         app,
         tls,
         peers: Peers::new(cfg.max_connections_per_peer),
+        max_connections: cfg.max_connections,
         header_read_timeout: cfg.header_read_timeout,
         metrics: cfg.metrics.clone(),
     };
@@ -113,8 +114,8 @@ fn check(cfg: &IngestConfig) -> Result<(), IngestError> {
     if cfg.max_in_flight_bytes < cfg.max_body_bytes {
         return Err(IngestError::Config("--max-in-flight-bytes must be at least --max-body-bytes".into()));
     }
-    if cfg.max_connections_per_peer == 0 {
-        return Err(IngestError::Config("--max-connections-per-peer must be at least 1".into()));
+    if cfg.max_connections_per_peer == 0 || cfg.max_connections == 0 {
+        return Err(IngestError::Config("--max-connections-per-peer and --max-connections must be at least 1".into()));
     }
     if cfg.header_read_timeout.is_zero() || cfg.body_read_timeout.is_zero() {
         return Err(IngestError::Config(

@@ -112,6 +112,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(1),
             body_read_timeout: Duration::from_secs(1),
             max_connections_per_peer: 1,
+            max_connections: 1,
             topic_prefix: String::new(),
             partitions: 1,
             max_body_bytes: 1,

@@ -55,6 +55,9 @@ pub struct IngestArgs {
     /// Connections one client address may hold open; more are closed at once.
     #[arg(long, env = "TIDEMARK_MAX_CONNECTIONS_PER_PEER", default_value_t = 64)]
     max_connections_per_peer: usize,
+    /// Connections held open at once from all clients; more are closed at once.
+    #[arg(long, env = "TIDEMARK_MAX_CONNECTIONS", default_value_t = 4096)]
+    max_connections: usize,
     /// Where `/metrics` is served.
     #[arg(long, env = "TIDEMARK_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
     metrics_listen: SocketAddr,
@@ -131,6 +134,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
                 header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
                 body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
                 max_connections_per_peer: args.max_connections_per_peer,
+                max_connections: args.max_connections,
                 topic_prefix: args.kafka.topic_prefix,
                 partitions: args.partitions,
                 max_body_bytes: args.max_body_bytes,

@@ -97,6 +97,7 @@ impl Pipeline {
             body_read_timeout: Duration::from_secs(30),
             // Every synthetic clinician connects from 127.0.0.1.
             max_connections_per_peer: 1024,
+            max_connections: 4096,
             topic_prefix: opts.topic_prefix.clone(),
             partitions: opts.partitions,
             max_body_bytes: 8 * 1024 * 1024,
