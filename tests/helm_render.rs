@@ -37,7 +37,14 @@ fn the_chart_renders_with_helms_engine_into_valid_kubernetes_objects() {
     let defaults = &report["defaults"];
     assert_eq!(defaults["kafka_tls"], true, "{defaults}");
     assert_eq!(defaults["ingest_tls"], true, "{defaults}");
-    assert_eq!(defaults["network_policies"], 3, "{defaults}");
+    // The default archiver writes to a volume: no egress to object storage.
+    assert_eq!(defaults["network_policies"], 2, "{defaults}");
+    // Egress follows the brokers named in kafka.brokers, extraEgress and an
+    // object store's ports.
+    let egress = &report["egress"];
+    assert_eq!(egress["broker_ports"], true, "{egress}");
+    assert_eq!(egress["extra"], true, "{egress}");
+    assert_eq!(egress["object_store"], true, "{egress}");
     for kind in ["Deployment", "CronJob", "Service", "NetworkPolicy", "Ingress", "HorizontalPodAutoscaler", "Secret"] {
         assert!(report["kinds"][kind].as_u64() > Some(0), "no {kind} was rendered: {report}");
     }

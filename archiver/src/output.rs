@@ -67,7 +67,7 @@ pub fn prepare_dir(dir: &Path) -> Result<(), OutputError> {
             Err(unsafe_at(dir, "is a symlink; refusing to follow it (pass the directory it points to, if it is yours)"))
         }
         m if !m.is_dir() => Err(unsafe_at(dir, "exists and is not a directory")),
-        m if m.uid() != rustix::process::geteuid().as_raw() => Err(unsafe_at(
+        m if m.uid() != rustix::process::geteuid().as_raw() && m.uid() != 0 => Err(unsafe_at(
             dir,
             "belongs to another user, who could swap the files written in it: choose a directory of your own",
         )),

@@ -200,7 +200,7 @@ fn read(path: &Path) -> Result<Option<PinFile>, PinError> {
             meta.mode() & 0o777
         )));
     }
-    if meta.uid() != rustix::process::geteuid().as_raw() {
+    if meta.uid() != rustix::process::geteuid().as_raw() && meta.uid() != 0 {
         return Err(unusable("it belongs to another user, who could lower it: keep your own pin file".into()));
     }
     let pins: PinFile =

@@ -188,6 +188,11 @@ async fn produce(
                 reject(&mut results, line, Refusal::Event(e.reason()), e.to_string());
                 continue;
             }
+            Err(LineError::Repeat(first)) => {
+                copies.push((i, first));
+                results.push(None);
+                continue;
+            }
             Err(LineError::NotChecked) => {
                 let message = format!(
                     "not verified: the request had more bad signatures than its allowance \

@@ -175,7 +175,7 @@ impl RecentIds {
         }
         self.age_out(&mut g);
         if g.current.len() >= self.generation_capacity {
-            Self::rotate(&mut g);
+            Self::rotate(&mut g, Instant::now());
         }
         g.current.insert(id);
     }
@@ -189,14 +189,16 @@ impl RecentIds {
             g.older.clear();
             g.started = Instant::now();
         } else if elapsed >= self.window / 2 {
-            Self::rotate(g);
+            // On the half-window grid, not from now: an id then lives at most
+            // one window, however late the rotation runs.
+            Self::rotate(g, g.started + self.window / 2);
         }
     }
 
-    fn rotate(g: &mut Generations) {
+    fn rotate(g: &mut Generations, started: Instant) {
         std::mem::swap(&mut g.current, &mut g.older);
         g.current.clear();
-        g.started = Instant::now();
+        g.started = started;
     }
 }
 
@@ -225,12 +227,13 @@ impl<'a> Claims<'a> {
         claim
     }
 
-    /// [`RecentIds::settle`] of a claim made here.
+    /// [`RecentIds::settle`] of a claim made here; nothing for any other id
+    /// (it may be another request's claim).
     pub fn settle(&mut self, id: u128, accepted: bool) {
         if let Some(i) = self.open.iter().position(|&o| o == id) {
             self.open.swap_remove(i);
+            self.ids.settle(id, accepted);
         }
-        self.ids.settle(id, accepted);
     }
 }
 

@@ -53,6 +53,8 @@ pub(crate) async fn serve(listener: TcpListener, front: Front, stop: Cancellatio
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Count only connections still open: reap the finished first.
+                    while connections.try_join_next().is_some() {}
                     if connections.len() >= front.max_connections {
                         front.metrics.connections_refused.get_or_create(&CauseLabels::CONNECTION_LIMIT).inc();
                         continue; // dropping the stream closes it

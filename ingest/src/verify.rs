@@ -12,11 +12,13 @@
 //!   a time (`verify_slots`): a request of thousands of lines costs CPU
 //!   seconds, which on an async worker would stall every other connection
 //!   and the probes served by that worker.
-//! - A request may cost [`MAX_BAD_BEFORE_GOOD`] bad signatures, and as many
-//!   again for each *distinct* payload of it whose signature verified; the
-//!   lines after that are refused unchecked. Whoever has no registered key
-//!   can only make bad signatures, and at best replay envelopes someone
-//!   else signed: one captured envelope repeated buys 16 more checks, not
+//! - A request may spend [`MAX_BAD_BEFORE_GOOD`] signature checks that prove
+//!   nothing new (a bad signature, or a good one over a payload already
+//!   proven in the request), and as many again for each *distinct* payload
+//!   of it whose signature verified; the lines after that are refused
+//!   unchecked. Whoever has no registered key can only make bad signatures
+//!   and replay envelopes someone else signed: one captured envelope, sent
+//!   again and again (however its JSON is spaced), buys 16 more checks, not
 //!   the whole request, so what a request costs stays bounded by the
 //!   distinct signed payloads its sender could produce or capture.
 
@@ -41,6 +43,9 @@ pub(crate) enum LineError {
     /// Not checked: the request had [`MAX_BAD_BEFORE_GOOD`] bad signatures
     /// before any good one.
     NotChecked,
+    /// The same bytes as the line at this index (0-based) of the request:
+    /// it shares that line's outcome, and costs no check.
+    Repeat(usize),
 }
 
 /// One result per line of `body` (framed as `split_lines(body, ndjson)`),
@@ -74,26 +79,41 @@ pub(crate) fn check(
     lines: &[&[u8]],
     now_ms: u64,
 ) -> Vec<Result<VerifiedEvent, LineError>> {
-    let mut bad = 0usize;
-    // Fingerprints of the payloads (or, for a verified line refused later,
-    // the lines) whose signature verified.
+    // Signature checks that proved nothing new: bad ones, and good ones of
+    // a payload already proven (a captured envelope sent again, however its
+    // JSON is spaced).
+    let mut spent = 0usize;
+    // Fingerprints of the signed payloads whose signature verified.
     let mut proofs: std::collections::HashSet<u128> = std::collections::HashSet::new();
+    // Lines seen in this request, by the fingerprint of their bytes.
+    let mut seen: std::collections::HashMap<u128, usize> = std::collections::HashMap::new();
     lines
         .iter()
-        .map(|line| {
-            if bad >= MAX_BAD_BEFORE_GOOD * (1 + proofs.len()) {
+        .enumerate()
+        .map(|(i, line)| {
+            let bytes = fingerprint(line);
+            if let Some(&first) = seen.get(&bytes) {
+                return Err(LineError::Repeat(first));
+            }
+            seen.insert(bytes, i);
+            if spent >= MAX_BAD_BEFORE_GOOD * (1 + proofs.len()) {
                 return Err(LineError::NotChecked);
             }
             let outcome = verifier.verify_and_validate(line, catalog, now_ms);
-            match &outcome {
-                Err(e) if e.reason() == Reason::BadSignature => bad += 1,
+            let charged = match &outcome {
+                Err(e) if e.reason() == Reason::BadSignature => true,
+                // Decoding the envelope again is cheap beside the signature.
                 Err(e) if signature_verified(e) => {
-                    proofs.insert(fingerprint(line));
+                    let print =
+                        tidemark_schemas::dsse::Envelope::decode(line).ok().map(|env| fingerprint(env.payload()));
+                    !print.is_some_and(|p| proofs.insert(p))
                 }
-                Err(_) => {}
-                Ok(v) => {
-                    proofs.insert(fingerprint(v.payload()));
-                }
+                // Refused before any signature was checked: it cost nothing.
+                Err(_) => false,
+                Ok(v) => !proofs.insert(fingerprint(v.payload())),
+            };
+            if charged {
+                spent += 1;
             }
             outcome.map_err(LineError::Refused)
         })
@@ -149,6 +169,7 @@ mod tests {
             .map(|r| match r {
                 Ok(_) => "ok",
                 Err(LineError::NotChecked) => "unchecked",
+                Err(LineError::Repeat(_)) => "repeat",
                 Err(LineError::Refused(e)) if e.reason() == Reason::BadSignature => "bad",
                 Err(LineError::Refused(_)) => "refused",
             })
@@ -164,7 +185,7 @@ mod tests {
     }
 
     /// The review's bypass: one captured envelope, repeated, must not lift
-    /// the cap for thousands of forged lines.
+    /// the cap for thousands of forged lines, nor cost a check per copy.
     #[test]
     fn a_repeated_good_line_buys_one_more_allowance_not_the_request() {
         let good = signed("{}");
@@ -175,9 +196,26 @@ mod tests {
         }
         let got = outcomes(&lines);
         let bad = got.iter().filter(|o| **o == "bad").count();
+        // The first good line is a proof (allowance 32); its byte-identical
+        // copies cost nothing, and 32 forged lines are checked.
         assert_eq!(bad, 2 * MAX_BAD_BEFORE_GOOD, "{got:?}");
-        // Good and forged lines alternate: 32 of each were checked, then none.
-        assert_eq!(got.iter().filter(|o| **o == "unchecked").count(), 200 - 4 * MAX_BAD_BEFORE_GOOD, "{got:?}");
+        assert_eq!(got.iter().filter(|o| **o == "repeat").count(), 99, "{got:?}");
+        assert_eq!(got.iter().filter(|o| **o == "unchecked").count(), 100 - 2 * MAX_BAD_BEFORE_GOOD, "{got:?}");
+    }
+
+    #[test]
+    fn copies_of_one_good_line_are_checked_a_bounded_number_of_times() {
+        // Byte-identical copies share the first line's outcome and cost nothing.
+        let lines = vec![signed("{}"); 1_000];
+        let got = outcomes(&lines);
+        assert_eq!(got.iter().filter(|o| **o == "repeat").count(), 999, "{got:?}");
+        // Copies spaced differently are new lines over a payload already
+        // proven: the first proves it (allowance 32), 32 more are checked.
+        let good: serde_json::Value = serde_json::from_str(&signed("{}")).expect("JSON");
+        let spaced: Vec<String> = (0..1_000).map(|n| format!("{}{good}", " ".repeat(n))).collect();
+        let got = outcomes(&spaced);
+        let checked = got.iter().filter(|o| **o != "unchecked").count();
+        assert_eq!(checked, 1 + 2 * MAX_BAD_BEFORE_GOOD, "{got:?}");
     }
 
     #[test]

@@ -125,7 +125,7 @@ fn spec(args: &ArchiverArgs) -> anyhow::Result<SnapshotSpec> {
 /// and never under an hour (a large topic on a slow broker takes minutes;
 /// the reader's own stall timeout fails a read that stops moving).
 fn stall_after(interval: Duration) -> Duration {
-    (interval * 2).max(Duration::from_secs(3600))
+    interval.saturating_mul(2).max(Duration::from_secs(3600))
 }
 
 pub fn run(args: ArchiverArgs) -> anyhow::Result<Outcome> {

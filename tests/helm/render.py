@@ -57,8 +57,20 @@ SCENARIOS = {
         }
     },
     "network policies with peers": {
-        "networkPolicy": {"enabled": True, "ingressFrom": PEER, "metricsFrom": PEER, "kafkaTo": PEER},
+        "kafka": {"brokers": "b-1.msk.example:9094, b-2.msk.example:9096"},
+        "networkPolicy": {
+            "enabled": True,
+            "ingressFrom": PEER,
+            "metricsFrom": PEER,
+            "kafkaTo": PEER,
+            "objectStoreTo": PEER,
+            "objectStorePorts": [443, 9000],
+            "extraEgress": [{"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}], "ports": [{"port": 80, "protocol": "TCP"}]}],
+        },
+        "archiver": {"out": "s3://tidemark-snapshots/prod"},
     },
+    "ingress without TLS behind a load balancer": {"ingest": {"ingress": {"enabled": True, "insecure": True}}},
+    "ingress with the default certificate name": {"ingest": {"ingress": {"enabled": True}}},
     "network policies off": {"networkPolicy": {"enabled": False}},
     "no autoscaling, no disruption budgets": {
         "ingest": {"autoscaling": {"enabled": False}, "pdb": {"enabled": False}},
@@ -118,6 +130,13 @@ def main(chart_dir):
                 "kafka_tls": "security.protocol=SSL" in text,
                 "ingest_tls": "TIDEMARK_TLS_CERT" in text and "TIDEMARK_INSECURE_PLAINTEXT" not in text,
                 "network_policies": text.count("kind: NetworkPolicy"),
+            }
+        if name == "network policies with peers":
+            text = "".join(rendered.values())
+            report["egress"] = {
+                "broker_ports": all(f"port: {p}" in text for p in (9094, 9096)),
+                "extra": "169.254.169.254/32" in text,
+                "object_store": "-archiver-egress" in text and "port: 9000" in text,
             }
         for template, text in sorted(rendered.items()):
             if not template.endswith((".yaml", ".yml")):

@@ -58,7 +58,11 @@ pub(crate) fn geo_prefix(s: &str) -> String {
         None => s,
     };
     let prefix = prefix.to_ascii_uppercase();
-    if SMALL_ZIP3.contains(&prefix.as_str()) { "000".to_owned() } else { prefix }
+    // Fail closed: a prefix with anything but ASCII letters and digits or
+    // other alphabets' letters (full-width digits, inner spaces, punctuation)
+    // could hide a sparse prefix.
+    let plain = prefix.chars().all(|c| c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphabetic()));
+    if !plain || SMALL_ZIP3.contains(&prefix.as_str()) { "000".to_owned() } else { prefix }
 }
 
 /// The year of a catalog `date` (`YYYY-MM-DD`) or `datetime` (RFC 3339 UTC).
@@ -97,6 +101,9 @@ mod tests {
         assert_eq!(geo_prefix(" 03601"), "000", "whitespace does not hide a sparse prefix");
         assert_eq!(geo_prefix("\t94110 "), "941");
         assert_eq!(geo_prefix("sw1a 1aa"), "SW1");
+        assert_eq!(geo_prefix("０３６01"), "000", "full-width digits fail closed");
+        assert_eq!(geo_prefix("0 3601"), "000");
+        assert_eq!(geo_prefix("94"), "94", "a short code is kept as it is");
     }
 
     #[test]

@@ -195,7 +195,17 @@ networkPolicy.kafkaPorts (to networkPolicy.kafkaTo when given).
     - port: 53
       protocol: TCP
 - ports:
+    {{- $ports := list }}
+    {{- range splitList "," .Values.kafka.brokers }}
+    {{- $port := last (splitList ":" (trim .)) }}
+    {{- if regexMatch "^[0-9]+$" $port }}
+    {{- $ports = append $ports ($port | int) }}
+    {{- end }}
+    {{- end }}
     {{- range .Values.networkPolicy.kafkaPorts }}
+    {{- $ports = append $ports (. | int) }}
+    {{- end }}
+    {{- range uniq $ports }}
     - port: {{ . }}
       protocol: TCP
     {{- end }}
@@ -203,4 +213,7 @@ networkPolicy.kafkaPorts (to networkPolicy.kafkaTo when given).
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- with .Values.networkPolicy.extraEgress }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
