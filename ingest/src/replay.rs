@@ -328,6 +328,20 @@ mod tests {
         assert_eq!(ids.claim(id(1)), Claim::New);
     }
 
+    /// The second review's case: a rotation that ran late used to restart
+    /// the clock from then, so an id could live about 1.5 windows.
+    #[test]
+    fn a_late_rotation_does_not_stretch_the_window() {
+        let window = Duration::from_millis(400);
+        let ids = RecentIds::new(window, 100);
+        assert_eq!(ids.claim(id(1)), Claim::New);
+        ids.settle(id(1), true);
+        std::thread::sleep(Duration::from_millis(390)); // late: the grid says 200
+        assert_eq!(ids.claim(id(2)), Claim::New); // rotates: 1 is older
+        std::thread::sleep(Duration::from_millis(130)); // 520 ms after 1 was taken
+        assert_eq!(ids.claim(id(1)), Claim::New, "remembered past its window");
+    }
+
     #[test]
     fn capacity_zero_remembers_nothing() {
         let ids = RecentIds::new(Duration::from_secs(60), 0);
