@@ -208,9 +208,14 @@ impl Manifest {
         }
         if v2 {
             self.check_chain_fields()?;
-        } else if self.sequence.is_some() || self.previous_manifest_sha256.is_some() || self.dataset_key_id.is_some() {
+        } else if self.sequence.is_some()
+            || self.previous_manifest_sha256.is_some()
+            || self.dataset_key_id.is_some()
+            || self.records_set_aside.is_some()
+        {
             return bad(format!(
-                "a {MANIFEST_FORMAT_V1} manifest has no sequence, previous_manifest_sha256 or dataset_key_id"
+                "a {MANIFEST_FORMAT_V1} manifest has no sequence, previous_manifest_sha256, dataset_key_id or \
+                 records_set_aside"
             ));
         }
         let sum: u64 = self.parts.iter().map(|p| p.rows).sum();
@@ -389,6 +394,16 @@ mod tests {
         let env = dsse::sign(MANIFEST_PAYLOAD_TYPE_V1, &payload, k.ed25519(), &k.key_id()).to_json();
         let err = Manifest::open(env.as_bytes(), &k.verifying_key()).unwrap_err();
         assert!(err.to_string().contains("has no sequence"), "{err}");
+        // records_set_aside alone is a v2 field too (docs/encryption.md).
+        let mut m = sample();
+        m.archiver_key_id = k.key_id();
+        m.format = MANIFEST_FORMAT_V1.into();
+        (m.sequence, m.previous_manifest_sha256, m.dataset_key_id) = (None, None, None);
+        m.records_set_aside = Some(0);
+        let payload = serde_json::to_vec_pretty(&m).unwrap();
+        let env = dsse::sign(MANIFEST_PAYLOAD_TYPE_V1, &payload, k.ed25519(), &k.key_id()).to_json();
+        let err = Manifest::open(env.as_bytes(), &k.verifying_key()).unwrap_err();
+        assert!(err.to_string().contains("records_set_aside"), "{err}");
     }
 
     proptest::proptest! {
