@@ -177,4 +177,4 @@ impl Chain {
 
 #[cfg(test)]
 #[path = "chain_tests.rs"]
-mod tests;
+pub(crate) mod tests;

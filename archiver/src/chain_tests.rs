@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 use super::*;
 
-/// A link without a signature (breaks() looks only at sequences and hashes).
-fn link(id: &str, sequence: Option<u64>, previous: Option<&str>, own: &str) -> Link {
+/// A link without a signature (breaks() and the pin look only at ids,
+/// sequences and hashes); the pin tests use it too.
+pub(crate) fn link(id: &str, sequence: Option<u64>, previous: Option<&str>, own: &str) -> Link {
     let manifest = Manifest {
         format: String::new(),
         snapshot_id: id.into(),

@@ -2,27 +2,9 @@
 use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
-use crate::manifest::Manifest;
 
 fn link(id: &str, sequence: Option<u64>, sha: &str) -> Link {
-    let manifest = Manifest {
-        format: String::new(),
-        snapshot_id: id.into(),
-        profile: "identified".into(),
-        created_at: String::new(),
-        catalog_version: 1,
-        topic: String::new(),
-        cut: vec![],
-        rows: 0,
-        parts: vec![],
-        recipients: vec![],
-        archiver_key_id: String::new(),
-        sequence,
-        previous_manifest_sha256: None,
-        dataset_key_id: None,
-        records_set_aside: None,
-    };
-    Link { id: id.into(), manifest, manifest_sha256: sha.into() }
+    crate::chain::tests::link(id, sequence, None, sha)
 }
 
 #[test]
