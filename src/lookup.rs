@@ -98,12 +98,20 @@ pub struct Found {
     pub value: Option<Vec<u8>>,
 }
 
-/// Reads the latest record of `key` in `topic`.
+/// Reads the latest record of `key` in `topic` for which `keep` is true
+/// (the others are passed over, as [`scan::read_latest`] does).
 ///
 /// # Errors
 /// If the topic is missing, the broker does not answer, or reading stalls
 /// for `timeout`.
-pub fn latest(kafka: &Connection, topic: &str, key: &str, locate: Locate, timeout: Duration) -> anyhow::Result<Found> {
+pub fn latest(
+    kafka: &Connection,
+    topic: &str,
+    key: &str,
+    locate: Locate,
+    timeout: Duration,
+    mut keep: impl FnMut(i32, &Record<'_>) -> bool,
+) -> anyhow::Result<Found> {
     let consumer = kafka.reader("tidemark-state").context("connecting to Kafka")?;
     let cut =
         scan::capture_cut(&consumer, topic, timeout).with_context(|| format!("reading the offsets of {topic}"))?;
@@ -117,7 +125,7 @@ pub fn latest(kafka: &Connection, topic: &str, key: &str, locate: Locate, timeou
     let mut value = None;
     for &part in &chosen {
         scan::scan_partition(&consumer, topic, part, timeout, |r: Record<'_>| {
-            if r.key == key.as_bytes() {
+            if r.key == key.as_bytes() && keep(part.partition, &r) {
                 value = r.value.map(<[u8]>::to_vec);
             }
             Ok::<_, tidemark_kafka::KafkaFailure>(())

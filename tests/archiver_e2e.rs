@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use common::pipeline::{Signed, produce, sign_event, workload};
+use common::pipeline::{Signed, produce_sealed, produce_views, sign_event, workload};
 use common::{Run, s, tidemark};
 use serde_json::json;
 use tidemark_testkit::workload::patient_id;
@@ -83,8 +84,8 @@ impl World {
         let as_records = |v: &BTreeMap<String, String>| -> Vec<Signed> {
             v.iter().map(|(p, view)| Signed { patient: p.clone(), envelope: view.clone() }).collect()
         };
-        produce(broker.bootstrap(), &topic, &as_records(&older)).await;
-        produce(broker.bootstrap(), &topic, &as_records(&views)).await;
+        produce_views(broker.bootstrap(), &topic, &as_records(&older)).await;
+        produce_views(broker.bootstrap(), &topic, &as_records(&views)).await;
         let dir = tempfile::tempdir().unwrap();
         let w = Self { broker, prefix, dir, views };
         for (kind, name) in [("recipient", "alice"), ("recipient", "bob"), ("archiver", "arch"), ("dataset", "ds")] {
@@ -123,6 +124,23 @@ impl World {
         let run = self.run(&args);
         run.code(0).stdout_has("snapshot committed");
         run.stdout.split_whitespace().find_map(|w| w.strip_prefix("id=")).unwrap().to_owned()
+    }
+
+    /// `tidemark archiver --once` for `profile`, as it ran.
+    fn snapshot_run(&self, profile: &str) -> Run {
+        let (arch, alice, archive) = (self.key("arch.key"), self.key("alice.pub"), self.archive());
+        let mut args = vec!["archiver", "--once", "--brokers", self.broker.bootstrap(), "--topic-prefix", &self.prefix];
+        args.extend(["--out", s(&archive), "--profile", profile, "--archiver-key", &arch]);
+        args.extend(["--recipient", &alice, "--metrics-listen", "127.0.0.1:0"]);
+        self.run(&args)
+    }
+
+    /// The manifest of the snapshot `run` committed.
+    fn manifest_of(&self, run: &Run) -> tidemark_archiver::manifest::Manifest {
+        let id = run.stdout.split_whitespace().find_map(|w| w.strip_prefix("id=")).unwrap();
+        let profile = run.stdout.split_whitespace().find_map(|w| w.strip_prefix("profile=")).unwrap();
+        let manifest = fs::read(self.archive().join(profile).join(id).join("manifest.dsse.json")).unwrap();
+        tidemark_archiver::manifest::Manifest::decode_unverified(&manifest).unwrap()
     }
 
     /// `tidemark snapshot SUB` of `profile/id` with the archiver's public key and `key`.
@@ -245,7 +263,7 @@ async fn the_service_snapshots_on_its_interval_exposes_metrics_and_stops_on_sigt
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .args(["archiver", "--brokers", w.broker.bootstrap(), "--topic-prefix", &w.prefix, "--out", s(&archive)])
         .args(["--archiver-key", &arch, "--recipient", &alice, "--metrics-listen", "127.0.0.1:0"])
-        .args(["--interval-s", "3600"])
+        .args(["--interval-s", "3600", "--state-key", s(common::state_key())])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -338,7 +356,8 @@ async fn tampering_is_detected_each_with_its_own_error_and_nothing_is_written() 
 /// Issue 20 ("The edges"): a state record that is not a valid view of its
 /// key's patient used to fail every snapshot (the topic is compacted, so it
 /// stays). Now it is set aside, counted in the signed manifest, logged
-/// without the patient, and the snapshot goes on.
+/// without the patient, and the snapshot goes on. These are sealed with the
+/// state key, as a merger with a bug would write them.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_state_records_are_set_aside_and_the_snapshot_goes_on() {
     let w = World::new("arch-poison").await;
@@ -352,22 +371,77 @@ async fn bad_state_records_are_set_aside_and_the_snapshot_goes_on() {
         Signed { patient: "pt-poison-imposter".into(), envelope: view.clone() },
         Signed { patient: victim.clone(), envelope: unfit.to_string() },
     ];
-    produce(w.broker.bootstrap(), &topic, &poison).await;
-    let (arch, alice, archive) = (w.key("arch.key"), w.key("alice.pub"), w.archive());
-    let mut args = vec!["archiver", "--once", "--brokers", w.broker.bootstrap(), "--topic-prefix", &w.prefix];
-    args.extend(["--out", s(&archive), "--profile", "identified", "--archiver-key", &arch]);
-    args.extend(["--recipient", &alice, "--metrics-listen", "127.0.0.1:0"]);
-    let run = w.run(&args);
+    produce_views(w.broker.bootstrap(), &topic, &poison).await;
+    let run = w.snapshot_run("identified");
     run.code(0).stdout_has(&format!("rows={}", PATIENTS - 1));
     for leak in ["pt-poison", victim.as_str(), "not a view"] {
         assert!(!run.stdout.contains(leak) && !run.stderr.contains(leak), "`{leak}` in the output\n{run:?}");
     }
     assert!(run.stderr.contains("set aside") || run.stdout.contains("set aside"), "the set-aside is logged\n{run:?}");
-    let id = run.stdout.split_whitespace().find_map(|w| w.strip_prefix("id=")).unwrap().to_owned();
-    let manifest = fs::read(archive.join("identified").join(&id).join("manifest.dsse.json")).unwrap();
-    let m = tidemark_archiver::manifest::Manifest::decode_unverified(&manifest).unwrap();
+    let m = w.manifest_of(&run);
     assert_eq!((m.rows, m.records_set_aside), (PATIENTS as u64 - 1, Some(3)), "{run:?}");
-    w.verify("identified", &id, "alice.key").code(0);
+}
+
+/// Issue 20 finding 7: state records were an unauthenticated trust anchor:
+/// anyone who could produce to the state topic got a view into snapshots the
+/// archiver signs. Now a record without the mergers' MAC, sealed under
+/// another key, or sealed for another patient is passed over: the patient's
+/// authentic view stands, and the manifest counts what was set aside.
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_state_records_are_set_aside_and_the_authentic_view_stands() {
+    let w = World::new("arch-forged").await;
+    let topic = format!("{}{}", w.prefix, tidemark_schemas::STATE_TOPIC);
+    let mut patients = w.views.keys().cloned();
+    let (victim, other) = (patients.next().unwrap(), patients.next().unwrap());
+    let mut forged: serde_json::Value = serde_json::from_str(&w.views[&victim]).unwrap();
+    let family = &mut forged["fields"]["demographics.family_name"]["value"];
+    assert!(family.is_string(), "the victim's view has a family name");
+    *family = json!("FORGED");
+    let forged = Signed { patient: victim.clone(), envelope: forged.to_string() };
+    let brand_new = Signed { patient: "pt-planted".into(), envelope: w.views[&victim].replace(&victim, "pt-planted") };
+    // Unsealed, sealed under an attacker's own state key, and a genuine
+    // record of `other` with its genuine MAC replayed under the victim's key.
+    produce_sealed(w.broker.bootstrap(), &topic, &[forged.clone(), brand_new], None).await;
+    let attacker = tidemark_seal::StateKeys::new(&[tidemark_seal::StateKey::generate().unwrap()]).unwrap();
+    produce_sealed(w.broker.bootstrap(), &topic, std::slice::from_ref(&forged), Some(&attacker)).await;
+    let genuine =
+        common::state_keys().seal(tidemark_seal::RecordKind::State, other.as_bytes(), Some(w.views[&other].as_bytes()));
+    moved_record(w.broker.bootstrap(), &topic, &victim, &w.views[&other], &genuine).await;
+
+    let run = w.snapshot_run("identified");
+    run.code(0).stdout_has(&format!("rows={PATIENTS}"));
+    assert!(run.stderr.contains("not sealed by a merger"), "each is logged\n{run:?}");
+    assert!(!run.stderr.contains(&victim) && !run.stderr.contains("FORGED"), "never the patient or the content");
+    let m = w.manifest_of(&run);
+    assert_eq!((m.rows, m.records_set_aside), (PATIENTS as u64, Some(4)), "{run:?}");
+    let out = w.dir.path().join("plain");
+    w.decrypt("identified", &m.snapshot_id, "alice.key", &out).code(0);
+    let got: serde_json::Value = serde_json::from_str(&python(READ_BOTH, &out)).unwrap();
+    assert!(!got["all"].as_str().unwrap().contains("FORGED"), "the forged view is not in the snapshot");
+    assert!(!got["all"].as_str().unwrap().contains("pt-planted"), "nor the planted patient");
+    for row in got["duck"].as_array().unwrap() {
+        let view: serde_json::Value = serde_json::from_str(&w.views[row[0].as_str().unwrap()]).unwrap();
+        assert_eq!(row[1], view["fields"]["vitals.heart_rate_bpm"]["value"], "every row is its authentic view");
+    }
+
+    // `tidemark state` passes over the same records and prints the authentic view.
+    let state = w.run(&["state", "--brokers", w.broker.bootstrap(), "--topic-prefix", &w.prefix, &victim]);
+    state.code(0).stderr_has("passed over the record");
+    let printed: serde_json::Value = serde_json::from_str(state.stdout.trim()).unwrap();
+    assert_eq!(printed, serde_json::from_str::<serde_json::Value>(&w.views[&victim]).unwrap(), "{state:?}");
+}
+
+/// Produces `view` under `patient`'s key with the MAC headers of another record.
+async fn moved_record(bootstrap: &str, topic: &str, patient: &str, view: &str, mac: &tidemark_seal::RecordMac) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("test producer");
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: tidemark_seal::record_mac::MAC_KEY_ID_HEADER, value: Some(&mac.key_id) })
+        .insert(Header { key: tidemark_seal::record_mac::MAC_HEADER, value: Some(&mac.tag) });
+    let record = FutureRecord::to(topic).key(patient).payload(view).headers(headers);
+    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("acknowledged");
 }
 
 #[cfg_attr(not(feature = "fault-injection"), ignore = "needs the fault-injection feature: run scripts/test")]

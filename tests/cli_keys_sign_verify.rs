@@ -135,7 +135,7 @@ fn generate_refuses_to_overwrite() {
         .code(2)
         .stderr_has("refusing to overwrite");
     assert_eq!(fs::read(keys.key("site-a")).expect("key"), before, "the old key is untouched");
-    for kind in ["recipient", "archiver", "dataset"] {
+    for kind in ["recipient", "archiver", "dataset", "state"] {
         let args = ["keys", "generate", "--kind", kind, "--out", s(&out), "--name", kind];
         tidemark(&args, b"", &[]).code(0);
         let key = fs::read(out.join(format!("{kind}.key"))).expect("key");

@@ -329,7 +329,7 @@ fn every_template_parses_as_yaml_once_stripped() {
         ("Ingress", 1),
         ("PodDisruptionBudget", 2),
         ("ConfigMap", 4),
-        ("Secret", 1),
+        ("Secret", 2),
         ("ServiceMonitor", 1),
         ("PrometheusRule", 1),
         ("NetworkPolicy", 3),

@@ -45,6 +45,12 @@ fn the_chart_renders_with_helms_engine_into_valid_kubernetes_objects() {
     assert_eq!(egress["broker_ports"], true, "{egress}");
     assert_eq!(egress["extra"], true, "{egress}");
     assert_eq!(egress["object_store"], true, "{egress}");
+    // The state key reaches the mergers and the archiver, privately, with
+    // the previous key while rotating.
+    let state = &report["state_key"];
+    for check in ["secret_with_previous", "both_keys_to_merger_and_archiver", "trust_unsealed", "copied_private"] {
+        assert_eq!(state[check], true, "{check}: {state}");
+    }
     for kind in ["Deployment", "CronJob", "Service", "NetworkPolicy", "Ingress", "HorizontalPodAutoscaler", "Secret"] {
         assert!(report["kinds"][kind].as_u64() > Some(0), "no {kind} was rendered: {report}");
     }

@@ -27,7 +27,9 @@ use crate::manifest::{CutOffset, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartE
 use crate::storage::{Archive, StorageError};
 use crate::table::{PartOptions, PartWriter, Profile, TableError, TableLayout, sort_views};
 use crate::views::{self, SetAside};
-use tidemark_seal::{ArchiverSigningKey, ArchiverVerifyingKey, DatasetKey, PartError, RecipientPublicKey, seal_part};
+use tidemark_seal::{
+    ArchiverSigningKey, ArchiverVerifyingKey, DatasetKey, PartError, RecipientPublicKey, StateKeys, seal_part,
+};
 
 /// Why a snapshot failed. Nothing is committed; the next run starts afresh.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,9 @@ pub struct SnapshotSpec {
     pub profiles: Vec<ProfileSpec>,
     /// Signs the manifests.
     pub signer: Arc<ArchiverSigningKey>,
+    /// The state keys the mergers seal state records with: a record whose
+    /// MAC does not check under one of them is set aside.
+    pub state_keys: Arc<StateKeys>,
     /// Rows per part, at most (a partition with more is split).
     pub rows_per_part: usize,
     /// Encryption chunk size.
@@ -183,11 +188,22 @@ pub async fn take(
     for &part in &cut {
         let PartitionCut { partition, .. } = part;
         let started = Instant::now();
-        let latest = blocking({
-            let (c, topic, stall) = (consumer.clone(), spec.topic.clone(), spec.stall_timeout);
-            move || scan::read_latest(&c, &topic, part, stall)
+        let (latest, unauthenticated) = blocking({
+            let (c, topic, stall, keys) = (consumer.clone(), spec.topic.clone(), spec.stall_timeout, spec.clone());
+            move || {
+                let mut refused = 0;
+                let keep = |r: &scan::Record<'_>| {
+                    let ok = views::authentic(&keys.state_keys, r, partition);
+                    refused += u64::from(!ok);
+                    ok
+                };
+                scan::read_latest(&c, &topic, part, stall, keep).map(|latest| (latest, refused))
+            }
         })
         .await??;
+        for total in &mut stored.set_aside {
+            total.unauthenticated += unauthenticated;
+        }
         tracing::debug!(partition, records = latest.len(), read_ms = started.elapsed().as_millis(), "partition read");
         while building.len() >= builders {
             let built = building.pop_front().expect("not empty");

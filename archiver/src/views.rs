@@ -7,10 +7,18 @@
 //! record is left out, counted (per reason, in a metric and in the signed
 //! manifest, so a reader knows the snapshot is short) and logged with its
 //! partition and reason only: never its key (a patient id) or its content.
+//!
+//! A record without the mergers' MAC, or whose MAC fails, is passed over
+//! while the partition is read ([`authentic`]): it neither replaces nor
+//! removes the patient's earlier, authentic view, so a forged record can
+//! keep its patient out of a snapshot only once compaction has dropped
+//! every authentic view before it.
 
 use std::collections::HashMap;
 
+use tidemark_kafka::scan::Record;
 use tidemark_schemas::PatientView;
+use tidemark_seal::{RecordKind, StateKeys};
 
 use crate::table::{PartWriter, TableError};
 
@@ -26,11 +34,13 @@ pub enum SetAsideReason {
     /// A view that does not fit the catalog (an unknown field, a value of
     /// the wrong type): the merger runs another catalog than the archiver.
     Unfit,
+    /// Not sealed by a merger: no MAC, a key not given, or a MAC that fails.
+    Unauthenticated,
 }
 
 impl SetAsideReason {
     /// Every reason, for pre-creating the metric's series.
-    pub const ALL: [SetAsideReason; 3] = [Self::Undecodable, Self::KeyMismatch, Self::Unfit];
+    pub const ALL: [SetAsideReason; 4] = [Self::Undecodable, Self::KeyMismatch, Self::Unfit, Self::Unauthenticated];
 
     /// The metric label and log field.
     pub fn label(self) -> &'static str {
@@ -38,6 +48,7 @@ impl SetAsideReason {
             Self::Undecodable => "undecodable",
             Self::KeyMismatch => "key_mismatch",
             Self::Unfit => "unfit",
+            Self::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -51,12 +62,14 @@ pub struct SetAside {
     pub key_mismatch: u64,
     /// Views that do not fit the catalog.
     pub unfit: u64,
+    /// Records the mergers did not seal.
+    pub unauthenticated: u64,
 }
 
 impl SetAside {
     /// All of them.
     pub fn total(&self) -> u64 {
-        self.undecodable + self.key_mismatch + self.unfit
+        self.undecodable + self.key_mismatch + self.unfit + self.unauthenticated
     }
 
     /// The count for one reason.
@@ -65,6 +78,7 @@ impl SetAside {
             SetAsideReason::Undecodable => self.undecodable,
             SetAsideReason::KeyMismatch => self.key_mismatch,
             SetAsideReason::Unfit => self.unfit,
+            SetAsideReason::Unauthenticated => self.unauthenticated,
         }
     }
 
@@ -73,6 +87,26 @@ impl SetAside {
         self.undecodable += other.undecodable;
         self.key_mismatch += other.key_mismatch;
         self.unfit += other.unfit;
+        self.unauthenticated += other.unauthenticated;
+    }
+}
+
+/// Whether a state record carries a valid MAC of the mergers; a record that
+/// does not is logged (partition, offset and why: never its key or content).
+pub fn authentic(keys: &StateKeys, record: &Record<'_>, partition: i32) -> bool {
+    let checked = keys.check(RecordKind::State, record.key, record.value, |h| record.header(h));
+    match checked {
+        Ok(_) => true,
+        Err(failure) => {
+            tracing::warn!(
+                partition,
+                offset = record.offset,
+                reason = "unauthenticated",
+                error = %failure,
+                "a state record is not sealed by a merger; set aside"
+            );
+            false
+        }
     }
 }
 
@@ -159,7 +193,7 @@ mod tests {
         views.sort_by(|a, b| a.patient_id.cmp(&b.patient_id));
         let ids: Vec<&str> = views.iter().map(|v| v.patient_id.as_str()).collect();
         assert_eq!(ids, ["pt-1", "pt-4"]);
-        assert_eq!(aside, SetAside { undecodable: 1, key_mismatch: 1, unfit: 0 });
+        assert_eq!(aside, SetAside { undecodable: 1, key_mismatch: 1, ..SetAside::default() });
         assert_eq!(aside.total(), 2);
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
+use rdkafka::message::{BorrowedHeaders, Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::KafkaFailure;
@@ -35,7 +35,7 @@ pub struct PartitionCut {
 }
 
 /// One record as a reader sees it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Record<'a> {
     /// Its offset.
     pub offset: i64,
@@ -43,6 +43,28 @@ pub struct Record<'a> {
     pub key: &'a [u8],
     /// Its value; `None` is a tombstone.
     pub value: Option<&'a [u8]>,
+    /// Its headers, if it has any.
+    pub headers: Option<&'a BorrowedHeaders>,
+}
+
+impl std::fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Offsets and sizes only: keys are patient ids, values are PHI.
+        f.debug_struct("Record")
+            .field("offset", &self.offset)
+            .field("key_len", &self.key.len())
+            .field("value_len", &self.value.map(<[u8]>::len))
+            .field("headers", &self.headers.map_or(0, |h| h.count()))
+            .finish()
+    }
+}
+
+impl<'a> Record<'a> {
+    /// The value of the first header named `name`; `None` when there is no
+    /// such header or it has no value.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers?.iter().find(|h| h.key == name).and_then(|h| h.value)
+    }
 }
 
 /// Partition ids of `topic`, sorted; [`KafkaFailure::NoTopic`] when the topic
@@ -128,7 +150,12 @@ pub fn scan_partition<E: From<KafkaFailure>>(
                     break;
                 }
                 next = m.offset() + 1;
-                visit(Record { offset: m.offset(), key: m.key().unwrap_or_default(), value: m.payload() })?;
+                visit(Record {
+                    offset: m.offset(),
+                    key: m.key().unwrap_or_default(),
+                    value: m.payload(),
+                    headers: m.headers(),
+                })?;
             }
             // Another partition's record (a reader reused across partitions
             // after an incomplete release) is not this read's.
@@ -152,7 +179,9 @@ pub fn scan_partition<E: From<KafkaFailure>>(
 
 /// As [`scan_partition`], keeping the latest value per key (a tombstone
 /// removes its key): what a compacted topic holds at the cut. Compaction is
-/// lazy, so several records per key are normal.
+/// lazy, so several records per key are normal. A record for which `keep`
+/// returns false is passed over as if it were not there: an unauthenticated
+/// record neither replaces nor removes what its key held.
 ///
 /// # Errors
 /// As [`scan_partition`].
@@ -161,9 +190,13 @@ pub fn read_latest(
     topic: &str,
     cut: PartitionCut,
     stall_timeout: Duration,
+    mut keep: impl FnMut(&Record<'_>) -> bool,
 ) -> Result<std::collections::HashMap<Vec<u8>, Vec<u8>>, KafkaFailure> {
     let mut latest = std::collections::HashMap::new();
     scan_partition(consumer, topic, cut, stall_timeout, |r: Record<'_>| {
+        if !keep(&r) {
+            return Ok(());
+        }
         match r.value {
             Some(v) => latest.insert(r.key.to_vec(), v.to_vec()),
             None => latest.remove(r.key),

@@ -48,7 +48,8 @@ async fn a_read_stops_at_the_cut_and_skips_what_came_after() {
     assert_eq!(cut, vec![PartitionCut { partition: 0, low: 0, end: 6 }]);
     let seen = tokio::task::block_in_place(|| read(&conn, PartitionCut { end: 4, ..cut[0] })).expect("read");
     assert_eq!(seen.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![0, 1, 2, 3], "records at or past the cut wait");
-    let latest = tokio::task::block_in_place(|| scan::read_latest(&reader, TOPIC, cut[0], STALL)).expect("latest");
+    let latest =
+        tokio::task::block_in_place(|| scan::read_latest(&reader, TOPIC, cut[0], STALL, |_| true)).expect("latest");
     assert_eq!(latest.len(), 3, "one value per key");
     assert_eq!(latest[b"k0".as_slice()], b"v3", "the latest value of a key wins");
 }

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use super::dataset::DatasetKey;
 use super::keys::{ArchiverSigningKey, ArchiverVerifyingKey, RecipientPublicKey, RecipientSecretKey};
 use super::keytext::{KeyError, MAX_KEY_FILE_LEN};
+use super::record_mac::{StateKey, StateKeys};
 
 /// A key file could not be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +152,28 @@ pub fn load_dataset_key(path: &Path) -> Result<DatasetKey, KeyFileError> {
 /// # Errors
 /// As [`save_recipient_secret`].
 pub fn save_dataset_key(path: &Path, key: &DatasetKey) -> Result<(), KeyFileError> {
+    write_new(path, key.to_text().as_bytes(), 0o600).map_err(at(path))
+}
+
+/// Loads state key files (`NAME.key`), the first the one that seals.
+///
+/// # Errors
+/// As [`load_recipient_secret`], naming the file; [`KeyError::InvalidKey`]
+/// (without a path) for none or a key given twice.
+pub fn load_state_keys(paths: &[PathBuf]) -> Result<StateKeys, KeyFileError> {
+    let keys = paths
+        .iter()
+        .map(|p| read(p, true).and_then(|t| StateKey::from_text(&t)).map_err(at(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = paths.first().map(|p| p.as_path()).unwrap_or(Path::new("--state-key"));
+    StateKeys::new(&keys).map_err(at(first))
+}
+
+/// Saves a state key as a new file with mode 0600.
+///
+/// # Errors
+/// As [`save_recipient_secret`].
+pub fn save_state_key(path: &Path, key: &StateKey) -> Result<(), KeyFileError> {
     write_new(path, key.to_text().as_bytes(), 0o600).map_err(at(path))
 }
 

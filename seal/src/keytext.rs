@@ -41,6 +41,8 @@ pub enum KeyKind {
     ArchiverPublic,
     /// 256-bit secret keying the de-identified profile's patient pseudonyms.
     DatasetSecret,
+    /// 256-bit secret the mergers authenticate state and changelog records with.
+    StateSecret,
 }
 
 impl KeyKind {
@@ -52,12 +54,16 @@ impl KeyKind {
             KeyKind::ArchiverSecret => "archiver-secret",
             KeyKind::ArchiverPublic => "archiver-public",
             KeyKind::DatasetSecret => "dataset-secret",
+            KeyKind::StateSecret => "state-secret",
         }
     }
 
     /// Whether files of this kind must stay private (mode 0600).
     pub fn is_secret(self) -> bool {
-        matches!(self, KeyKind::RecipientSecret | KeyKind::ArchiverSecret | KeyKind::DatasetSecret)
+        matches!(
+            self,
+            KeyKind::RecipientSecret | KeyKind::ArchiverSecret | KeyKind::DatasetSecret | KeyKind::StateSecret
+        )
     }
 }
 

@@ -17,6 +17,8 @@ pub mod keyfile;
 pub mod keys;
 pub mod keytext;
 pub mod part;
+pub mod record_mac;
+pub mod secret;
 pub mod stream;
 
 pub use dataset::DatasetKey;
@@ -24,10 +26,12 @@ pub use error::PartError;
 pub use header::{PartHeader, read_header};
 pub use keyfile::{
     KeyFileError, load_archiver_public, load_archiver_secret, load_dataset_key, load_recipient_public,
-    load_recipient_secret, save_archiver_public, save_archiver_secret, save_dataset_key, save_recipient_public,
-    save_recipient_secret,
+    load_recipient_secret, load_state_keys, save_archiver_public, save_archiver_secret, save_dataset_key,
+    save_recipient_public, save_recipient_secret, save_state_key,
 };
 pub use keys::{ArchiverSigningKey, ArchiverVerifyingKey, BadSignature, RecipientPublicKey, RecipientSecretKey};
 pub use keytext::{KeyError, KeyKind};
 pub use part::{OpenStats, SealStats, open_part, seal_part};
+pub use record_mac::{MacFailure, RecordKind, RecordMac, Sealed, StateKey, StateKeys};
+pub use secret::{SymmetricKey, SymmetricKind};
 pub use stream::DEFAULT_CHUNK_SIZE;

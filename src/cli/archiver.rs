@@ -48,6 +48,11 @@ pub struct ArchiverArgs {
     /// The archiver's secret key that signs manifests (`tidemark keys generate --kind archiver`).
     #[arg(long, env = "TIDEMARK_ARCHIVER_KEY", value_name = "FILE")]
     archiver_key: PathBuf,
+    /// State key file(s) (`tidemark keys generate --kind state`), as the
+    /// mergers have them: a state record whose MAC does not check under one
+    /// of them is set aside.
+    #[arg(long = "state-key", env = "TIDEMARK_STATE_KEY", value_name = "FILE", required = true, value_delimiter = ',')]
+    state_keys: Vec<PathBuf>,
     /// The dataset key that keys pseudonyms (`tidemark keys generate --kind dataset`); de-identified only.
     #[arg(long, env = "TIDEMARK_DATASET_KEY", value_name = "FILE")]
     dataset_key: Option<PathBuf>,
@@ -109,6 +114,7 @@ fn spec(args: &ArchiverArgs) -> anyhow::Result<SnapshotSpec> {
         catalog,
         profiles: vec![ProfileSpec { profile, recipients }],
         signer: Arc::new(signer),
+        state_keys: Arc::new(tidemark_seal::load_state_keys(&args.state_keys).context("loading --state-key")?),
         rows_per_part: args.rows_per_part,
         chunk_size: args.chunk_size_bytes,
         part_options: PartOptions::default(),

@@ -32,6 +32,10 @@ pub enum KeyKind {
     /// A 256-bit secret keying the de-identified profile's patient pseudonyms
     /// (one file, NAME.key; no public half).
     Dataset,
+    /// A 256-bit secret the mergers seal their state and changelog records
+    /// with, and the archiver and `tidemark state` check them with (one
+    /// file, NAME.key; no public half).
+    State,
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +64,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
             KeyKind::Signing => generate_signing(&args),
             KeyKind::Recipient | KeyKind::Archiver => generate_archive_key(&args),
             KeyKind::Dataset => generate_dataset_key(&args),
+            KeyKind::State => generate_state_key(&args),
         },
     }
 }
@@ -140,6 +145,19 @@ fn generate_dataset_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     tidemark_seal::save_dataset_key(&key_path, &key)?;
     println!(
         "wrote {} (secret dataset key {}: it keys the de-identified pseudonyms; mode 0600: keep it private)",
+        key_path.display(),
+        key.key_id()
+    );
+    Ok(Outcome::Ok)
+}
+
+fn generate_state_key(args: &GenerateArgs) -> anyhow::Result<Outcome> {
+    let [key_path] = prepare(args, [".key"])?;
+    let key = tidemark_seal::StateKey::generate().context("generating a state key")?;
+    tidemark_seal::save_state_key(&key_path, &key)?;
+    println!(
+        "wrote {} (secret state key {}: give it to the mergers, the archiver and `tidemark state`; mode 0600: keep \
+         it private)",
         key_path.display(),
         key.key_id()
     );

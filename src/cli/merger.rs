@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Args;
 use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
 use tidemark_schemas::verify::Verifier;
@@ -23,6 +24,16 @@ pub struct MergerArgs {
     /// Key registry file (TOML) the events' signatures are checked against.
     #[arg(long, env = "TIDEMARK_KEYS", value_name = "REGISTRY")]
     keys: PathBuf,
+    /// State key file(s) (`tidemark keys generate --kind state`): the first
+    /// seals the changelog and state records, every one is accepted on
+    /// restore (give the previous key second while rotating).
+    #[arg(long = "state-key", env = "TIDEMARK_STATE_KEY", value_name = "FILE", required = true, value_delimiter = ',')]
+    state_keys: Vec<PathBuf>,
+    /// Restore accepts changelog records without a MAC, and seals them
+    /// again: for the first start after upgrading to authenticated state
+    /// records. Records whose MAC fails are refused either way.
+    #[arg(long, env = "TIDEMARK_TRUST_UNSEALED_CHANGELOG")]
+    trust_unsealed_changelog: bool,
     /// Record catalog file (TOML) [default: the built-in v1 catalog].
     #[arg(long, env = "TIDEMARK_CATALOG", value_name = "FILE")]
     catalog: Option<PathBuf>,
@@ -66,6 +77,7 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     }
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
     let verifier = Verifier::new(crate::keyfiles::load_registry(&args.keys)?);
+    let state_keys = tidemark_seal::load_state_keys(&args.state_keys).context("loading --state-key")?;
     let status = Arc::new(worker::WorkerStatus::default());
     let health = {
         let status = Arc::clone(&status);
@@ -97,6 +109,8 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
                 startup_timeout: Duration::from_secs(15),
                 catalog: Arc::new(catalog),
                 verifier: Arc::new(verifier),
+                state_keys: Arc::new(state_keys),
+                trust_unsealed_changelog: args.trust_unsealed_changelog,
                 faults: worker::Faults {
                     #[cfg(feature = "fault-injection")]
                     abort_before_commit_after_batches: args.fault_abort_before_commit_after_batches,

@@ -123,6 +123,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Summary> {
             partitions: opts.partitions,
             mergers: opts.mergers,
             registry: dir.registry(),
+            state_keys: Arc::new(keys.state),
         },
         &mut registry,
     )
@@ -256,8 +257,9 @@ async fn drain(pipeline: &pipeline::Pipeline, accepted: u64) -> anyhow::Result<v
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     loop {
-        let (kafka, topic) = (pipeline.connection(), pipeline.topics.state.clone());
-        let read = tokio::task::spawn_blocking(move || views::read(&kafka, &topic))
+        let (kafka, topic, keys) =
+            (pipeline.connection(), pipeline.topics.state.clone(), Arc::clone(&pipeline.state_keys));
+        let read = tokio::task::spawn_blocking(move || views::read(&kafka, &topic, &keys))
             .await
             .context("the state reader panicked")??;
         if read.events() >= accepted || Instant::now() >= deadline {

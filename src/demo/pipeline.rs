@@ -19,7 +19,7 @@ use tidemark_kafka::Connection;
 use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
 use tidemark_schemas::Catalog;
 use tidemark_schemas::verify::Verifier;
-use tidemark_seal::{ArchiverSigningKey, DEFAULT_CHUNK_SIZE, RecipientPublicKey};
+use tidemark_seal::{ArchiverSigningKey, DEFAULT_CHUNK_SIZE, RecipientPublicKey, StateKeys};
 use tidemark_testkit::MockBroker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,8 @@ pub struct Options {
     pub mergers: usize,
     /// The key registry file.
     pub registry: PathBuf,
+    /// The keys the mergers seal state records with.
+    pub state_keys: Arc<StateKeys>,
 }
 
 /// The running services.
@@ -52,6 +54,8 @@ pub struct Pipeline {
     pub mergers: Vec<MergerMetrics>,
     /// Cancels every service.
     pub shutdown: CancellationToken,
+    /// The keys state records are sealed with.
+    pub state_keys: Arc<StateKeys>,
     services: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     kafka_options: Vec<(String, String)>,
     /// Kept alive while the services run; dropped last.
@@ -145,6 +149,8 @@ impl Pipeline {
                 startup_timeout: Duration::from_secs(15),
                 catalog: Arc::new(catalog.clone()),
                 verifier: Arc::clone(&verifier),
+                state_keys: Arc::clone(&opts.state_keys),
+                trust_unsealed_changelog: false,
                 metrics: metrics.clone(),
                 status: Arc::default(),
                 faults: worker::Faults::default(),
@@ -162,6 +168,7 @@ impl Pipeline {
             ingest,
             mergers,
             shutdown,
+            state_keys: Arc::clone(&opts.state_keys),
             services,
             kafka_options: opts.kafka_options,
             _broker: broker,
@@ -204,6 +211,7 @@ impl Pipeline {
             catalog: Catalog::builtin().clone(),
             profiles: vec![ProfileSpec { profile: Profile::Identified, recipients: vec![recipient] }],
             signer: Arc::new(signer),
+            state_keys: Arc::clone(&self.state_keys),
             rows_per_part: 250_000,
             chunk_size: DEFAULT_CHUNK_SIZE,
             part_options: PartOptions::default(),

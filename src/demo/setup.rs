@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use tidemark_schemas::keys::{KeyEntry, KeyRegistry, SigningKeyFile};
-use tidemark_seal::{ArchiverSigningKey, RecipientSecretKey};
+use tidemark_seal::{ArchiverSigningKey, RecipientSecretKey, StateKeys};
 
 use crate::keyfiles::{
     create_archiver_key, create_recipient_key, load_signing_key, new_signing_key, write_signing_key,
@@ -58,6 +58,8 @@ pub struct DemoKeys {
     pub archiver: ArchiverSigningKey,
     /// The data team's key the snapshot is encrypted to.
     pub recipient: RecipientSecretKey,
+    /// Seals the mergers' state and changelog records.
+    pub state: StateKeys,
 }
 
 /// Creates the directory, loads or generates the keys, writes the registry.
@@ -85,7 +87,15 @@ pub fn prepare(root: &Path) -> anyhow::Result<(DemoDir, DemoKeys)> {
     } else {
         create_recipient_key(&recipient_key, &recipient_pub)?
     };
-    Ok((dir, DemoKeys { sites, archiver, recipient }))
+    let state_key = dir.key("state", "key");
+    let state = if state_key.exists() {
+        tidemark_seal::load_state_keys(std::slice::from_ref(&state_key)).context("loading the demo's state key")?
+    } else {
+        let key = tidemark_seal::StateKey::generate().context("generating the demo's state key")?;
+        tidemark_seal::save_state_key(&state_key, &key)?;
+        StateKeys::new(&[key]).context("the demo's state key")?
+    };
+    Ok((dir, DemoKeys { sites, archiver, recipient, state }))
 }
 
 /// Loads `keys/NAME.key`, or generates it (source `NAME-ehr`) with its public half.

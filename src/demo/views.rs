@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use tidemark_kafka::Connection;
 use tidemark_kafka::scan;
 use tidemark_schemas::PatientView;
+use tidemark_seal::{RecordKind, StateKeys};
 
 /// Every patient's latest view, and whether the broker had already dropped
 /// the start of any partition (the mock keeps 5 MiB or 100,000 records per
@@ -29,8 +30,9 @@ impl Views {
 /// Reads `topic` up to its current end.
 ///
 /// # Errors
-/// If the broker cannot be read or a record is not a view.
-pub fn read(kafka: &Connection, topic: &str) -> anyhow::Result<Views> {
+/// If the broker cannot be read, or a record is not sealed by a merger or
+/// not a view.
+pub fn read(kafka: &Connection, topic: &str, keys: &StateKeys) -> anyhow::Result<Views> {
     let timeout = Duration::from_secs(15);
     let consumer = kafka.reader("tidemark-demo").context("connecting to read the state topic")?;
     let cut = scan::capture_cut(&consumer, topic, timeout).context("reading the state topic's offsets")?;
@@ -41,8 +43,18 @@ pub fn read(kafka: &Connection, topic: &str) -> anyhow::Result<Views> {
         if part.low > 0 {
             truncated.push(partition);
         }
-        let latest = scan::read_latest(&consumer, topic, part, timeout)
-            .with_context(|| format!("reading {topic}/{partition}"))?;
+        let mut forged = None;
+        let latest = scan::read_latest(&consumer, topic, part, timeout, |r| {
+            let checked = keys.check(RecordKind::State, r.key, r.value, |h| r.header(h));
+            if let Err(failure) = checked {
+                forged.get_or_insert((r.offset, failure));
+            }
+            true
+        })
+        .with_context(|| format!("reading {topic}/{partition}"))?;
+        if let Some((offset, failure)) = forged {
+            anyhow::bail!("the record at {topic}/{partition} offset {offset} is not a merger's: {failure}");
+        }
         for (key, value) in latest {
             let view: PatientView = serde_json::from_slice(&value)
                 .with_context(|| format!("a record of {topic}/{partition} is not a patient view"))?;

@@ -42,6 +42,26 @@ pub fn private_test_key(dir: &Path) -> PathBuf {
     path
 }
 
+/// The state key every `tidemark` this test process runs is given through
+/// `TIDEMARK_STATE_KEY` (unless a test passes `--state-key` or its own
+/// environment): one key per test process, generated at first use, mode
+/// 0600, so mergers, archivers and `tidemark state` of one test agree.
+pub fn state_key() -> &'static Path {
+    static KEY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir").keep();
+        let path = dir.join("state.key");
+        let key = tidemark_seal::StateKey::generate().expect("a state key");
+        tidemark_seal::save_state_key(&path, &key).expect("save the state key");
+        path
+    })
+}
+
+/// [`state_key`], loaded: to seal records a test writes itself.
+pub fn state_keys() -> tidemark_seal::StateKeys {
+    tidemark_seal::load_state_keys(&[state_key().to_owned()]).expect("the test state key loads")
+}
+
 /// What a run of the binary did, printed whole when an assertion fails.
 pub struct Run {
     /// The arguments it ran with.
@@ -88,6 +108,7 @@ pub fn tidemark(args: &[&str], stdin: &[u8], envs: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
     cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.env_remove("TIDEMARK_KEYS").env_remove("TIDEMARK_CATALOG");
+    cmd.env("TIDEMARK_STATE_KEY", state_key());
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -62,6 +62,17 @@ pub fn sign_event(event: &serde_json::Value) -> String {
 
 /// Produces envelopes to `topic` keyed by patient, waiting for every ack.
 pub async fn produce(bootstrap: &str, topic: &str, items: &[Signed]) {
+    produce_sealed(bootstrap, topic, items, None).await;
+}
+
+/// Produces views to a state `topic` keyed by patient, each sealed with the
+/// test state key as a merger seals it ([`super::state_keys`]).
+pub async fn produce_views(bootstrap: &str, topic: &str, items: &[Signed]) {
+    produce_sealed(bootstrap, topic, items, Some(&super::state_keys())).await;
+}
+
+/// Produces `items`, with the MAC headers of `keys` as state records when given.
+pub async fn produce_sealed(bootstrap: &str, topic: &str, items: &[Signed], keys: Option<&tidemark_seal::StateKeys>) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -70,7 +81,17 @@ pub async fn produce(bootstrap: &str, topic: &str, items: &[Signed]) {
         .expect("test producer");
     let mut pending = Vec::new();
     for s in items {
-        let record = FutureRecord::to(topic).key(&s.patient).payload(&s.envelope);
+        let mut record = FutureRecord::to(topic).key(&s.patient).payload(&s.envelope);
+        if let Some(keys) = keys {
+            let mac = keys.seal(tidemark_seal::RecordKind::State, s.patient.as_bytes(), Some(s.envelope.as_bytes()));
+            let headers = rdkafka::message::OwnedHeaders::new()
+                .insert(rdkafka::message::Header {
+                    key: tidemark_seal::record_mac::MAC_KEY_ID_HEADER,
+                    value: Some(&mac.key_id),
+                })
+                .insert(rdkafka::message::Header { key: tidemark_seal::record_mac::MAC_HEADER, value: Some(&mac.tag) });
+            record = record.headers(headers);
+        }
         pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
     }
     for f in pending {

@@ -8,5 +8,7 @@ pub use tidemark_testkit::process::{START_TIMEOUT, Service};
 /// A service that will run `tidemark ARGS` (the binary under test), logging
 /// to `DIR/NAME.log`.
 pub fn tidemark_service(name: &str, args: Vec<String>, dir: &Path) -> Service {
-    Service::new(name, Path::new(env!("CARGO_BIN_EXE_tidemark")), args, dir)
+    let mut service = Service::new(name, Path::new(env!("CARGO_BIN_EXE_tidemark")), args, dir);
+    service.set_env("TIDEMARK_STATE_KEY", super::s(super::state_key()));
+    service
 }

@@ -29,6 +29,7 @@ REQUIRED = {
         "recipients": {"analytics.pub": "tidemark-recipient-v1 dummy"},
     },
     "ingest": {"tls": {"secretName": "tidemark-ingest-tls"}},
+    "stateKey": {"existingSecret": "tidemark-state-key"},
 }
 
 PEER = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
@@ -100,6 +101,15 @@ SCENARIOS = {
         },
     },
     "only the archiver": {"ingest": {"enabled": False}, "merger": {"enabled": False}},
+    "state key inline, rotating, first start after the upgrade": {
+        "stateKey": {
+            "existingSecret": "",
+            "key": "state key file",
+            "previousKey": "previous state key file",
+            "trustUnsealedChangelog": True,
+        }
+    },
+    "state key rotating in an existing Secret": {"stateKey": {"previousInSecret": True}},
 }
 
 
@@ -137,6 +147,15 @@ def main(chart_dir):
                 "broker_ports": all(f"port: {p}" in text for p in (9094, 9096)),
                 "extra": "169.254.169.254/32" in text,
                 "object_store": "-archiver-egress" in text and "port: 9000" in text,
+            }
+        if name == "state key inline, rotating, first start after the upgrade":
+            text = "".join(rendered.values())
+            both = "/run/tidemark-state/state.key,/run/tidemark-state/state-previous.key"
+            report["state_key"] = {
+                "secret_with_previous": "state-previous.key:" in text,
+                "both_keys_to_merger_and_archiver": text.count(both) >= 2,
+                "trust_unsealed": "TIDEMARK_TRUST_UNSEALED_CHANGELOG" in text,
+                "copied_private": text.count("install -m 0400") >= 3,
             }
         for template, text in sorted(rendered.items()):
             if not template.endswith((".yaml", ".yml")):

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message as _;
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
@@ -75,12 +75,35 @@ fn producer_config(brokers: &str) -> ClientConfig {
 /// # Errors
 /// If the producer cannot be made, a record is refused, or any delivery fails.
 pub fn produce(brokers: &str, topic: &str, records: &[Record]) -> anyhow::Result<Throughput> {
+    produce_sealed(brokers, topic, records, None)
+}
+
+/// As [`produce`]; with `keys`, each record carries the MAC headers a merger
+/// writes on a state record (for a state topic the archiver will read).
+///
+/// # Errors
+/// As [`produce`].
+pub fn produce_sealed(
+    brokers: &str,
+    topic: &str,
+    records: &[Record],
+    keys: Option<&tidemark_seal::StateKeys>,
+) -> anyhow::Result<Throughput> {
     let producer: BaseProducer<Deliveries> =
         producer_config(brokers).create_with_context(Deliveries::default()).context("creating the bound producer")?;
     let start = Instant::now();
     for (key, value) in records {
         loop {
-            match producer.send(BaseRecord::to(topic).key(key.as_bytes()).payload(value.as_slice())) {
+            let mut record = BaseRecord::to(topic).key(key.as_bytes()).payload(value.as_slice());
+            if let Some(keys) = keys {
+                let mac = keys.seal(tidemark_seal::RecordKind::State, key.as_bytes(), Some(value));
+                record = record.headers(
+                    OwnedHeaders::new_with_capacity(2)
+                        .insert(Header { key: tidemark_seal::record_mac::MAC_KEY_ID_HEADER, value: Some(&mac.key_id) })
+                        .insert(Header { key: tidemark_seal::record_mac::MAC_HEADER, value: Some(&mac.tag) }),
+                );
+            }
+            match producer.send(record) {
                 Ok(()) => break,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     producer.poll(Duration::from_millis(1));

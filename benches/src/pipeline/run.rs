@@ -193,6 +193,7 @@ pub fn run_all(cfg: Config) -> anyhow::Result<Results> {
         .map(|i| {
             let mut a =
                 args(["merger", "--keys", &registry, "--group", "tidemark-bench", "--metrics-listen", "127.0.0.1:0"]);
+            a.extend(args(["--state-key", &arg(&keys.file("state.key"))]));
             a.extend(kafka.clone());
             a.extend(args(["--kafka-option", &format!("fetch.wait.max.ms={}", cfg.fetch_wait_ms)]));
             start(t, &format!("merger-{i}"), &a, &logs)

@@ -55,7 +55,8 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Generates three site signing keys, the archiver key and a recipient key with `tidemark keys generate`.
+    /// Generates three site signing keys, the archiver key, a recipient key and
+    /// the state key with `tidemark keys generate`.
     ///
     /// # Errors
     /// If a command fails or the registry cannot be written.
@@ -67,6 +68,7 @@ impl Keys {
             ("signing", "site-c"),
             ("archiver", "archiver"),
             ("recipient", "analytics"),
+            ("state", "state"),
         ] {
             run(tidemark, &args(["keys", "generate", "--kind", kind, "--out", &out, "--name", name]))?;
         }

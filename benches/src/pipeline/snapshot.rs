@@ -97,7 +97,8 @@ pub(super) fn scale_snapshot(
     let brokers = broker.bootstrap().to_owned();
     let partitions = cfg.snapshot_partitions;
     rt.block_on(broker.create_topic(STATE, partitions)).context("creating the scale state topic")?;
-    let produced = bound::produce(&brokers, STATE, &records)?;
+    let state_keys = tidemark_seal::load_state_keys(&[keys.file("state.key")]).context("loading the state key")?;
+    let produced = bound::produce_sealed(&brokers, STATE, &records, Some(&state_keys))?;
     drop(records);
     let n = Some(produced.records);
     let state = StateTopic { brokers: &brokers, partitions, patients: produced.records, expected: n };
@@ -130,6 +131,8 @@ pub(super) fn snapshot(
         &arg(&keys.file("analytics.pub")),
         "--archiver-key",
         &arg(&keys.file("archiver.key")),
+        "--state-key",
+        &arg(&keys.file("state.key")),
     ]));
     let started = Instant::now();
     let mut archiver = start(&cfg.tidemark, name, &a, logs);

@@ -38,6 +38,7 @@ securityContext:
 # SIGTERM abandons a snapshot in progress (no manifest: it does not exist).
 terminationGracePeriodSeconds: {{ .Values.archiver.terminationGracePeriodSeconds }}
 initContainers:
+  {{- include "tidemark.stateKeyInit" . | nindent 2 }}
   - name: private-keys
     image: {{ include "tidemark.image" . }}
     imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -80,6 +81,8 @@ containers:
       - name: TIDEMARK_DATASET_KEY
         value: /run/tidemark-keys/dataset.key
       {{- end }}
+      - name: TIDEMARK_STATE_KEY
+        value: {{ include "tidemark.stateKeyPaths" . | quote }}
       - name: TIDEMARK_INTERVAL_S
         value: {{ .Values.archiver.intervalSeconds | quote }}
       - name: TIDEMARK_RETAIN
@@ -117,6 +120,7 @@ containers:
       - name: keys
         mountPath: /run/tidemark-keys
         readOnly: true
+      {{- include "tidemark.stateKeyMount" . | nindent 6 }}
       - name: recipients
         mountPath: /etc/tidemark/recipients
         readOnly: true
@@ -124,6 +128,7 @@ containers:
         mountPath: {{ .Values.archiver.persistence.mountPath }}
 volumes:
   {{- include "tidemark.commonVolumes" . | nindent 2 }}
+  {{- include "tidemark.stateKeyVolumes" . | nindent 2 }}
   - name: keys-secret
     secret:
       secretName: {{ include "tidemark.archiver.keysSecret" . }}

@@ -185,6 +185,63 @@ ConfigMap updates reach the file and ingest's reload sees them.
 {{- end -}}
 
 {{/*
+The state key: a Secret with `state.key` (and `state-previous.key` while
+rotating), copied by an init container into an in-memory emptyDir with mode
+0400 (the binary refuses a secret key file others may read, and a Secret
+volume's files are group-readable under fsGroup).
+*/}}
+{{- define "tidemark.stateKeySecret" -}}
+{{- default (printf "%s-state-key" (include "tidemark.fullname" .)) .Values.stateKey.existingSecret -}}
+{{- end -}}
+
+{{- define "tidemark.stateKeyPaths" -}}
+{{- if or .Values.stateKey.previousKey (and .Values.stateKey.existingSecret .Values.stateKey.previousInSecret) -}}
+/run/tidemark-state/state.key,/run/tidemark-state/state-previous.key
+{{- else -}}
+/run/tidemark-state/state.key
+{{- end -}}
+{{- end -}}
+
+{{- define "tidemark.stateKeyInit" -}}
+- name: state-key
+  image: {{ include "tidemark.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  command: ["/bin/sh", "-c", "for f in /etc/tidemark/state-secret/*.key; do install -m 0400 \"$f\" /run/tidemark-state/; done"]
+  resources:
+    limits:
+      cpu: 100m
+      memory: 32Mi
+    requests:
+      cpu: 10m
+      memory: 16Mi
+  volumeMounts:
+    - name: state-key-secret
+      mountPath: /etc/tidemark/state-secret
+      readOnly: true
+    - name: state-key
+      mountPath: /run/tidemark-state
+{{- end -}}
+
+{{- define "tidemark.stateKeyMount" -}}
+- name: state-key
+  mountPath: /run/tidemark-state
+  readOnly: true
+{{- end -}}
+
+{{- define "tidemark.stateKeyVolumes" -}}
+- name: state-key-secret
+  secret:
+    secretName: {{ include "tidemark.stateKeySecret" . }}
+    defaultMode: 0440
+- name: state-key
+  emptyDir:
+    medium: Memory
+    sizeLimit: 1Mi
+{{- end -}}
+
+{{/*
 Egress every service needs under the NetworkPolicies: DNS, and Kafka on
 networkPolicy.kafkaPorts (to networkPolicy.kafkaTo when given).
 */}}

@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tidemark_crdt::PatientDoc;
 use tidemark_schemas::{EditEvent, Reason};
+use tidemark_seal::RecordKind;
+use tidemark_seal::record_mac::{MAC_HEADER, MAC_KEY_ID_HEADER};
 
 use super::config::MergerConfig;
 use super::error::WorkerError;
@@ -69,7 +72,7 @@ pub async fn process(
     let mut out = BatchOutcome { check_time: started.elapsed(), ..BatchOutcome::default() };
     let fold_started = Instant::now();
     let mut touched: BTreeSet<(i32, String)> = BTreeSet::new();
-    let mut pending: Vec<(OutputLabel, String, DeliveryFuture)> = Vec::new();
+    let mut pending: Pending = Vec::new();
     for (msg, result) in batch.iter().zip(checked) {
         out.offsets.insert(msg.partition(), msg.offset() + 1);
         let docs = parts.get_mut(&msg.partition()).expect("the loop restores a partition before folding it");
@@ -94,16 +97,73 @@ pub async fn process(
         }
     }
     for (partition, patient) in touched {
-        let doc = &parts[&partition][&patient];
-        let state = doc.encode();
-        let record = FutureRecord::to(&cfg.topics.changelog).key(&patient).payload(&state).partition(partition);
-        pending.push((OutputLabel::CHANGELOG, cfg.topics.changelog.clone(), send(producer, record).await?));
-        let view = serde_json::to_vec(&doc.view()).expect("a view always serialises");
-        let record = FutureRecord::to(&cfg.topics.state).key(&patient).payload(&view).partition(partition);
-        pending.push((OutputLabel::STATE, cfg.topics.state.clone(), send(producer, record).await?));
+        emit(cfg, producer, partition, &parts[&partition][&patient], &mut pending).await?;
     }
     out.fold_time = fold_started.elapsed();
     let ack_started = Instant::now();
+    acknowledged(metrics, pending).await?;
+    out.ack_time = ack_started.elapsed();
+    metrics.events_folded.inc_by(out.folded);
+    Ok(out)
+}
+
+/// Writes the changelog and state records of `patients` again, sealed under
+/// the current state key, and waits for every ack: what a restore from
+/// records sealed otherwise leaves to do. Patients of partitions no longer
+/// held are skipped (their next owner re-seals them on its restore).
+///
+/// # Errors
+/// [`WorkerError::Produce`] when a record is not acknowledged.
+pub async fn reseal(
+    cfg: &MergerConfig,
+    metrics: &MergerMetrics,
+    producer: &FutureProducer,
+    parts: &HashMap<i32, Docs>,
+    patients: &BTreeSet<(i32, String)>,
+) -> Result<(), WorkerError> {
+    let mut pending = Vec::new();
+    let mut resealed = 0;
+    for (partition, patient) in patients {
+        if let Some(doc) = parts.get(partition).and_then(|docs| docs.get(patient)) {
+            emit(cfg, producer, *partition, doc, &mut pending).await?;
+            resealed += 1;
+        }
+    }
+    acknowledged(metrics, pending).await?;
+    metrics.patients_resealed.inc_by(resealed);
+    Ok(())
+}
+
+type Pending = Vec<(OutputLabel, String, DeliveryFuture)>;
+
+/// Enqueues a patient's changelog and state records, each sealed with the
+/// state key's MAC over its kind, key and value.
+async fn emit(
+    cfg: &MergerConfig,
+    producer: &FutureProducer,
+    partition: i32,
+    doc: &PatientDoc,
+    pending: &mut Pending,
+) -> Result<(), WorkerError> {
+    let patient = doc.patient_id();
+    let state = doc.encode();
+    let view = serde_json::to_vec(&doc.view()).expect("a view always serialises");
+    for (output, topic, kind, value) in [
+        (OutputLabel::CHANGELOG, &cfg.topics.changelog, RecordKind::Changelog, &state),
+        (OutputLabel::STATE, &cfg.topics.state, RecordKind::State, &view),
+    ] {
+        let mac = cfg.state_keys.seal(kind, patient.as_bytes(), Some(value));
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header { key: MAC_KEY_ID_HEADER, value: Some(mac.key_id.as_str()) })
+            .insert(Header { key: MAC_HEADER, value: Some(mac.tag.as_str()) });
+        let record = FutureRecord::to(topic).key(patient).payload(value).partition(partition).headers(headers);
+        pending.push((output, topic.clone(), send(producer, record).await?));
+    }
+    Ok(())
+}
+
+/// Waits for every enqueued record's ack.
+async fn acknowledged(metrics: &MergerMetrics, pending: Pending) -> Result<(), WorkerError> {
     for (output, topic, future) in pending {
         match future.await {
             Ok(Ok(_)) => {
@@ -113,9 +173,7 @@ pub async fn process(
             Err(_) => return Err(WorkerError::Produce { topic, source: KafkaError::Canceled }),
         }
     }
-    out.ack_time = ack_started.elapsed();
-    metrics.events_folded.inc_by(out.folded);
-    Ok(out)
+    Ok(())
 }
 
 /// An event whose record key is not its patient id is [`Reason::KeyMismatch`]:

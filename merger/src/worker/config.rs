@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tidemark_schemas::Catalog;
 use tidemark_schemas::verify::Verifier;
+use tidemark_seal::StateKeys;
 
 /// The four topics the merger touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +57,13 @@ pub struct MergerConfig {
     pub catalog: Arc<Catalog>,
     /// Signature verification against the key registry.
     pub verifier: Arc<Verifier>,
+    /// The keys changelog and state records are sealed with (the first) and
+    /// checked against (all).
+    pub state_keys: Arc<StateKeys>,
+    /// Restore accepts changelog records that carry no MAC (written before
+    /// records were authenticated) and seals them again; records whose MAC
+    /// fails are refused either way.
+    pub trust_unsealed_changelog: bool,
     /// Metrics (registered by the caller).
     pub metrics: super::MergerMetrics,
     /// What `/healthz` reports of the worker (the caller serves it).

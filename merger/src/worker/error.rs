@@ -43,6 +43,25 @@ pub enum WorkerError {
         /// What was wrong.
         cause: String,
     },
+    /// A changelog record is not the mergers': restoring from it would trust
+    /// whatever its producer wrote. Stop and investigate: a forged record, a
+    /// state key missing from `--state-key`, or (first start after an
+    /// upgrade) records written before authentication.
+    #[error(
+        "changelog {topic}/{partition} offset {offset} is not authentic: {failure}; if this is the first start \
+         after upgrading to authenticated state records, start once with --trust-unsealed-changelog; after a key \
+         rotation, give the previous key too (--state-key NEW --state-key OLD)"
+    )]
+    UnauthenticatedChangelog {
+        /// The changelog topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The record's offset.
+        offset: i64,
+        /// What the MAC check found.
+        failure: tidemark_seal::MacFailure,
+    },
     /// A Kafka operation of the shared plumbing failed (reaching the
     /// brokers, creating topics, reading the changelog, which includes a
     /// restore that stalled); retry later.

@@ -80,6 +80,8 @@ pub struct MergerMetrics {
     pub restore_duration: Histogram,
     /// Offset commits that failed (the batch will be replayed, harmlessly).
     pub commit_failures: Counter,
+    /// Patients whose records were sealed again after a restore.
+    pub patients_resealed: Counter,
 }
 
 impl MergerMetrics {
@@ -99,6 +101,7 @@ impl MergerMetrics {
             documents: Gauge::default(),
             restore_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             commit_failures: Counter::default(),
+            patients_resealed: Counter::default(),
         };
         // Pre-create every reason and output so that dashboards see zeros,
         // not gaps, and the first increase after a start is one rate() sees.
@@ -158,6 +161,12 @@ impl MergerMetrics {
             "commit_failures",
             "Offset commits that failed; the batch replays harmlessly",
             m.commit_failures.clone(),
+        );
+        r.register(
+            "patients_resealed",
+            "Patients whose changelog and state records were written again at restore, sealed under the current \
+             state key (they were sealed under an older key, or written before records were authenticated)",
+            m.patients_resealed.clone(),
         );
         m
     }

@@ -11,6 +11,12 @@
 //! partition before any of its events is folded; on revoke they are dropped
 //! together with the partition's unprocessed messages, which the next owner
 //! re-reads from the committed offset.
+//!
+//! Authentication: every changelog and state record is sealed with the
+//! state key's MAC, and restore refuses a changelog record whose MAC does
+//! not check. Patients restored from records sealed under an older key (or
+//! unsealed, under `--trust-unsealed-changelog`) are written again, sealed,
+//! before the next batch.
 
 mod batch;
 mod config;
@@ -22,7 +28,7 @@ mod restore;
 mod status;
 mod topics;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
@@ -38,7 +44,7 @@ pub use error::WorkerError;
 pub use metrics::MergerMetrics;
 
 pub use restore::Docs;
-use restore::restore_partition;
+use restore::{Restored, restore_partition};
 pub use status::{Health, WorkerStatus};
 
 type Consumer = StreamConsumer<MergerContext>;
@@ -79,7 +85,14 @@ pub async fn run(cfg: MergerConfig, shutdown: CancellationToken) -> Result<(), W
     consumer.subscribe(&[&cfg.topics.edits]).map_err(WorkerError::kafka("subscribing to the edit topic"))?;
     let watch_stop = shutdown.child_token();
     let group_watch = group_watch::spawn(&cfg, &watch_stop)?;
-    let mut worker = Worker { cfg: &cfg, metrics: &metrics, consumer: &consumer, parts: HashMap::new(), batches: 0 };
+    let mut worker = Worker {
+        cfg: &cfg,
+        metrics: &metrics,
+        consumer: &consumer,
+        parts: HashMap::new(),
+        reseal: BTreeSet::new(),
+        batches: 0,
+    };
     let result = worker.run_loop(&producer, &shutdown).await;
     watch_stop.cancel();
     if let Err(e) = group_watch.await {
@@ -97,6 +110,8 @@ struct Worker<'a> {
     metrics: &'a MergerMetrics,
     consumer: &'a Consumer,
     parts: HashMap<i32, Docs>,
+    /// Restored patients whose records are to be sealed again.
+    reseal: BTreeSet<(i32, String)>,
     batches: u64,
 }
 
@@ -105,6 +120,11 @@ impl Worker<'_> {
         let mut last_lag = Instant::now();
         loop {
             let (batch, stop) = self.gather(shutdown).await?;
+            if !self.reseal.is_empty() {
+                let patients = std::mem::take(&mut self.reseal);
+                batch::reseal(self.cfg, self.metrics, producer, &self.parts, &patients).await?;
+                tracing::info!(patients = patients.len(), "restored records sealed again under the current state key");
+            }
             if !batch.is_empty() {
                 self.process(producer, &batch).await?;
             }
@@ -136,6 +156,8 @@ impl Worker<'_> {
             // Rebalances recorded inside recv() apply before its message.
             self.apply_rebalances(&mut batch)?;
             match received {
+                // Idle with restored records to seal again: do that now.
+                None if batch.is_empty() && !self.reseal.is_empty() => break,
                 None if batch.is_empty() => {
                     // Idle: the gauges still follow librdkafka's latest
                     // statistics, so a caught-up partition reads 0 and a
@@ -161,6 +183,7 @@ impl Worker<'_> {
             match event {
                 RebalanceEvent::Revoked(ps) => {
                     batch.retain(|m| !ps.contains(&m.partition()));
+                    self.reseal.retain(|(p, _)| !ps.contains(p));
                     for p in &ps {
                         self.parts.remove(p);
                         self.metrics.consumer_lag.remove(&metrics::PartitionLabel { partition: *p });
@@ -203,7 +226,7 @@ impl Worker<'_> {
     fn restore_chunks(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
         let cfg = self.cfg;
         for chunk in partitions.chunks(RESTORE_PARALLELISM) {
-            let results: Vec<(i32, Duration, Result<Docs, WorkerError>)> = tokio::task::block_in_place(|| {
+            let results: Vec<(i32, Duration, Result<Restored, WorkerError>)> = tokio::task::block_in_place(|| {
                 std::thread::scope(|scope| {
                     let handles: Vec<_> = chunk
                         .iter()
@@ -235,7 +258,9 @@ impl Worker<'_> {
         Ok(())
     }
 
-    fn restored(&mut self, partition: i32, elapsed: Duration, docs: Docs) {
+    fn restored(&mut self, partition: i32, elapsed: Duration, restored: Restored) {
+        let Restored { docs, reseal } = restored;
+        self.reseal.extend(reseal.into_iter().map(|patient| (partition, patient)));
         self.metrics.restore_duration.observe(elapsed.as_secs_f64());
         tracing::info!(
             partition,

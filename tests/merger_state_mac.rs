@@ -1,0 +1,163 @@
+//! Issue 20 finding 7: the mergers seal every changelog and state record
+//! with the state key's MAC, re-seal what they restored under an older key
+//! (rotation) or unsealed (the first start after the upgrade, under
+//! `--trust-unsealed-changelog`), and refuse to restore from a changelog
+//! record that is not theirs: the real `tidemark merger` on Tansu.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::pipeline::{Read, produce, read_all, workload};
+use common::service::{Service, tidemark_service};
+use common::{data, eventually, s};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tidemark_seal::record_mac::{MAC_HEADER, MAC_KEY_ID_HEADER};
+use tidemark_seal::{RecordKind, Sealed, StateKey, StateKeys};
+use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
+
+const PATIENTS: usize = 12;
+const RESEALED: &str = "tidemark_merger_patients_resealed_total";
+
+struct World {
+    broker: TansuBroker,
+    dir: tempfile::TempDir,
+    prefix: String,
+    group: String,
+}
+
+impl World {
+    fn topic(&self, name: &str) -> String {
+        format!("{}tidemark.{name}.v1", self.prefix)
+    }
+
+    /// `tidemark merger` of the one group, with `extra` arguments.
+    fn merger(&self, name: &str, extra: &[&str]) -> Service {
+        let registry = data("test-registry.toml");
+        let args = ["merger", "--brokers", self.broker.bootstrap(), "--keys", s(&registry)]
+            .iter()
+            .chain(&["--topic-prefix", &self.prefix, "--group", &self.group, "--partitions", "4"])
+            .chain(&["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
+            .chain(&["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"])
+            .chain(extra)
+            .map(|a| (*a).to_owned())
+            .collect();
+        let mut m = tidemark_service(name, args, self.dir.path());
+        m.set_env("RUST_LOG", "info");
+        m.started()
+    }
+
+    /// The last record of each patient in `topic`.
+    fn latest(&self, topic: &str) -> BTreeMap<String, Read> {
+        read_all(self.broker.bootstrap(), &self.topic(topic), 4).into_iter().map(|r| (r.key.clone(), r)).collect()
+    }
+}
+
+fn check(keys: &StateKeys, kind: RecordKind, r: &Read) -> Result<Sealed, tidemark_seal::MacFailure> {
+    keys.check(kind, r.key.as_bytes(), Some(&r.payload), |h| r.headers.get(h).map(String::as_bytes))
+}
+
+fn stop(m: &mut Service) {
+    let status = m.terminate(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| s.success()), "{} drains and exits 0: {status:?}\n{}", m.name, m.log_text());
+}
+
+/// A merger that must refuse to restore: it exits non-zero saying why.
+fn refused(m: &mut Service, why: &str, patient: &str) {
+    let status = m.wait_exit(Duration::from_secs(90)).expect("the merger stops");
+    let log = m.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("is not authentic") && log.contains(why), "{log}");
+    assert!(!log.contains(patient), "the log never names the patient\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_are_sealed_rotated_migrated_and_checked_on_restore() {
+    let broker = TansuBroker::start().expect("tansu starts");
+    let prefix = format!("{}.", unique_topic("state-mac"));
+    let w = World { broker, dir: tempfile::tempdir().expect("tempdir"), prefix, group: unique_group("state-mac") };
+    w.broker.create_topic(&w.topic("edits"), 4).await.expect("edit topic");
+    let items = workload(PATIENTS, 3, 47);
+    produce(w.broker.bootstrap(), &w.topic("edits"), &items).await;
+
+    // 1. Sealed under the one key (the test's TIDEMARK_STATE_KEY).
+    let old = common::state_keys();
+    let mut m = w.merger("first", &[]);
+    eventually("every patient has a view", Duration::from_secs(60), || w.latest("patient-state").len() == PATIENTS);
+    stop(&mut m);
+    for (topic, kind) in [("patient-changelog", RecordKind::Changelog), ("patient-state", RecordKind::State)] {
+        for r in read_all(w.broker.bootstrap(), &w.topic(topic), 4) {
+            assert_eq!(check(&old, kind, &r), Ok(Sealed::Current), "{topic} record at partition {}", r.partition);
+            let other = if kind == RecordKind::State { RecordKind::Changelog } else { RecordKind::State };
+            assert_eq!(check(&old, other, &r), Err(tidemark_seal::MacFailure::Mismatch), "the kind is bound");
+        }
+    }
+
+    // 2. Rotation: a new key first, the old one second. Restore re-seals
+    // every patient under the new key, with no edit to fold.
+    let new_path = w.dir.path().join("new-state.key");
+    tidemark_seal::save_state_key(&new_path, &StateKey::generate().expect("key")).expect("save");
+    let old_path = s(common::state_key()).to_owned();
+    let rotated_args = ["--state-key", s(&new_path), "--state-key", &old_path];
+    let rotated = tidemark_seal::load_state_keys(&[new_path.clone(), common::state_key().to_owned()]).expect("keys");
+    let mut m = w.merger("rotated", &rotated_args);
+    eventually("every patient is re-sealed", Duration::from_secs(60), || {
+        common::metric(&m.scrape(), RESEALED) == Some(PATIENTS as f64)
+    });
+    stop(&mut m);
+    for (topic, kind) in [("patient-changelog", RecordKind::Changelog), ("patient-state", RecordKind::State)] {
+        for (patient, r) in w.latest(topic) {
+            assert_eq!(check(&rotated, kind, &r), Ok(Sealed::Current), "{topic}: {patient} under the new key");
+        }
+    }
+
+    // 3. A record written before authentication (the same bytes, no MAC)
+    // stops the restore, unless the operator says to trust unsealed records.
+    let (patient, genuine) = w.latest("patient-changelog").into_iter().next().expect("a changelog record");
+    produce_raw(&w, &patient, &genuine.payload, None).await;
+    refused(&mut w.merger("unsealed", &rotated_args), "no MAC", &patient);
+    let migrating = [&rotated_args[..], &["--trust-unsealed-changelog"]].concat();
+    let mut m = w.merger("migrating", &migrating);
+    eventually("the unsealed patient is re-sealed", Duration::from_secs(60), || {
+        common::metric(&m.scrape(), RESEALED) == Some(1.0)
+    });
+    stop(&mut m);
+    let latest = &w.latest("patient-changelog")[&patient];
+    assert_eq!(check(&rotated, RecordKind::Changelog, latest), Ok(Sealed::Current));
+
+    // 4. A MAC that does not match is refused even when trusting unsealed records.
+    let forged = rotated.seal(RecordKind::Changelog, patient.as_bytes(), Some(b"other bytes"));
+    produce_raw(&w, &patient, &genuine.payload, Some(&forged)).await;
+    refused(&mut w.merger("forged", &migrating), "does not match", &patient);
+
+    // 5. Recovery: the patient's last good record produced again, with its
+    // MAC, supersedes the forged one; restore passes over it.
+    let good = &w.latest("patient-changelog")[&patient];
+    assert_eq!(check(&rotated, RecordKind::Changelog, good), Err(tidemark_seal::MacFailure::Mismatch));
+    let mac = rotated.seal(RecordKind::Changelog, patient.as_bytes(), Some(&latest.payload));
+    produce_raw(&w, &patient, &latest.payload, Some(&mac)).await;
+    let mut m = w.merger("recovered", &rotated_args);
+    eventually("the recovered merger holds its partitions", Duration::from_secs(60), || {
+        m.log_text().matches("partition restored").count() == 4
+    });
+    assert!(m.log_text().contains("superseded by this authentic one"), "{}", m.log_text());
+    stop(&mut m);
+}
+
+/// Produces one changelog record for `patient`, with `mac`'s headers if given.
+async fn produce_raw(w: &World, patient: &str, value: &[u8], mac: Option<&tidemark_seal::RecordMac>) {
+    let producer: FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", w.broker.bootstrap()).create().expect("producer");
+    let topic = w.topic("patient-changelog");
+    let mut record = FutureRecord::to(&topic).key(patient).payload(value);
+    if let Some(mac) = mac {
+        record = record.headers(
+            OwnedHeaders::new()
+                .insert(Header { key: MAC_KEY_ID_HEADER, value: Some(&mac.key_id) })
+                .insert(Header { key: MAC_HEADER, value: Some(&mac.tag) }),
+        );
+    }
+    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("acknowledged");
+}
