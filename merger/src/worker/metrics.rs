@@ -1,6 +1,6 @@
 //! Every merger metric, in one place: name, help text, unit, buckets and
 //! labels. Labels come from small fixed sets: reason code, output topic role,
-//! partition number; never a patient id or payload. Each field is named as
+//! partition number, reload result; never a patient id or payload. Each field is named as
 //! the metric it registers. docs/metrics.md specifies these metrics and
 //! tests/metrics_spec.rs holds it equal to this file.
 
@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use tidemark_reload::ReloadLabels;
 use tidemark_schemas::Reason;
 
 /// Label: a dead-letter reason code.
@@ -80,6 +81,8 @@ pub struct MergerMetrics {
     pub restore_duration: Histogram,
     /// Offset commits that failed (the batch will be replayed, harmlessly).
     pub commit_failures: Counter,
+    /// Key-registry reloads (on a file change or SIGHUP), by result.
+    pub registry_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl MergerMetrics {
@@ -99,6 +102,7 @@ impl MergerMetrics {
             documents: Gauge::default(),
             restore_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             commit_failures: Counter::default(),
+            registry_reloads: Family::default(),
         };
         // Pre-create every reason and output so that dashboards see zeros,
         // not gaps, and the first increase after a start is one rate() sees.
@@ -107,6 +111,9 @@ impl MergerMetrics {
         }
         for output in OutputLabel::ALL {
             let _ = m.records_produced.get_or_create(&output);
+        }
+        for result in ReloadLabels::ALL {
+            let _ = m.registry_reloads.get_or_create(&result);
         }
         let r = registry.sub_registry_with_prefix("tidemark_merger");
         r.register("events_folded", "Edit events folded into patient documents", m.events_folded.clone());
@@ -158,6 +165,11 @@ impl MergerMetrics {
             "commit_failures",
             "Offset commits that failed; the batch replays harmlessly",
             m.commit_failures.clone(),
+        );
+        r.register(
+            "registry_reloads",
+            "Key-registry reloads after a file change or SIGHUP, by result (failed keeps the previous registry)",
+            m.registry_reloads.clone(),
         );
         m
     }
