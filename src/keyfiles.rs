@@ -3,7 +3,6 @@
 //! through the one permission-checking reader (`tidemark_seal::keyfile`).
 //! Below both the CLI and the demo, so neither reaches into the other.
 
-use std::fs;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
@@ -29,13 +28,13 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> 
     }
 }
 
-/// Reads and checks a key registry file.
+/// Reads and checks a key registry file, as the services do
+/// ([`tidemark_reload::load_registry`]).
 ///
 /// # Errors
 /// If the file cannot be read or an entry is refused.
 pub fn load_registry(path: &Path) -> anyhow::Result<KeyRegistry> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading key registry {}", path.display()))?;
-    KeyRegistry::from_toml_str(&text).with_context(|| format!("loading key registry {}", path.display()))
+    Ok(tidemark_reload::load_registry(path)?)
 }
 
 /// A new Ed25519 signing key with id `name` for `source`, from the

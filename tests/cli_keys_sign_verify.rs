@@ -203,6 +203,39 @@ fn patient_outside_the_key_scope() {
         .stdout_has("line 1: patient_out_of_scope: event 019aa6b0-5a00-7000-8000-0000000000a1: patient id is outside key `site-a`'s scope (patient id prefixes pt-)");
 }
 
+/// `keys generate --not-before/--not-after` writes the window into the
+/// registry entry, and `verify` judges events by their own hlc against it.
+#[test]
+fn generate_writes_a_validity_window_that_verify_enforces() {
+    let keys = Keys::new();
+    let out = keys.dir.path().join("keys");
+    let generate = |name: &str, from: &str, to: &str| {
+        let args =
+            ["keys", "generate", "--kind", "signing", "--out", s(&out), "--name", name, "--source", "site-a-ehr"];
+        let mut args = args.to_vec();
+        args.extend(["--not-before", from, "--not-after", to]);
+        tidemark(&args, b"", &[])
+    };
+    // The events are stamped 2025-11-22T07:00:00Z: site-c's window ends an hour before.
+    generate("site-c", "2025-01-01T00:00:00Z", "2025-11-22T06:00:00Z").code(0);
+    let entry = fs::read_to_string(out.join("site-c.registry.toml")).expect("entry");
+    assert!(entry.contains("not_after = \"2025-11-22T06:00:00Z\""), "{entry}");
+    fs::write(keys.registry("c"), &entry).expect("write registry");
+    let envelope = keys.sign("site-c", &event(0xa1, "site-a-ehr", "pt-1", "vitals.heart_rate_bpm"));
+    tidemark(&["verify", "--keys", s(&keys.registry("c"))], envelope.as_bytes(), &[])
+        .code(1)
+        .stdout_has("line 1: key_expired: event 019aa6b0-5a00-7000-8000-0000000000a1: key `site-c` expired at 2025-11-22T06:00:00.000Z (not_after)");
+    // A window that could hold no event, or a time that is not RFC 3339 UTC,
+    // is refused before any file is written.
+    generate("site-d", "2026-01-01T00:00:00Z", "2025-01-01T00:00:00Z")
+        .code(2)
+        .stderr_has("key `site-d`: not_before 2026-01-01T00:00:00.000Z is not before not_after");
+    generate("site-d", "2025-01-01", "2026-01-01T00:00:00Z")
+        .code(2)
+        .stderr_has("key `site-d`: not_before `2025-01-01`");
+    assert!(!out.join("site-d.key").exists(), "nothing written for a refused entry");
+}
+
 #[test]
 fn catalog_violation_is_reported_by_its_rule() {
     let keys = Keys::new();

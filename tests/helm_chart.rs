@@ -472,6 +472,27 @@ fn probes_use_endpoints_the_services_serve() {
     assert_eq!(path(&container("_archiver.tpl"), "livenessProbe").as_deref(), Some("/healthz"));
 }
 
+/// Ingest and the merger re-read the key registry when its file changes, so
+/// a registry change must not roll them (a merger roll restores every
+/// partition), and the file must be mounted so that it changes: a `subPath`
+/// mount never sees a ConfigMap update.
+#[test]
+fn the_key_registry_is_reloaded_not_rolled() {
+    for (file, o) in objects() {
+        if !["ingest-deployment.yaml", "merger-deployment.yaml"].contains(&file.as_str()) || o["kind"] != "Deployment" {
+            continue;
+        }
+        let annotations = o["spec"]["template"]["metadata"]["annotations"].as_mapping().expect("pod annotations");
+        let keys: Vec<&str> = annotations.keys().filter_map(Value::as_str).collect();
+        assert!(keys.contains(&"checksum/catalog"), "{file}: the catalog is read at start only: {keys:?}");
+        assert!(!keys.iter().any(|k| k.contains("registry")), "{file}: rolls on a registry change: {keys:?}");
+    }
+    let mounts = define_yaml("_helpers.tpl", "tidemark.registryMount");
+    for mount in mounts.as_sequence().expect("a list of mounts") {
+        assert!(mount.get("subPath").is_none(), "the registry is mounted with subPath: {mount:?}");
+    }
+}
+
 /// `TIDEMARK_*` variables and `--flags` the chart passes, by subcommand,
 /// checked against that subcommand's `--help` (clap lists `[env: NAME=]`).
 #[test]

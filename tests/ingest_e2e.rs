@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::ingest::{Ingest, PARTITIONS};
-use common::pipeline::{read_all, sign_event, workload};
+use common::pipeline::{read_all, sign_event, signed_by_site_b, site_b_entry, workload};
 use common::{data, eventually, s};
 use tidemark_testkit::{TansuBroker, unique_topic};
 
@@ -152,6 +152,47 @@ async fn ingest_registry_reloads_on_change_and_keeps_the_old_one_when_bad() {
     std::fs::write(&keys, original.replace("id = \"test-site-a-ehr\"", "id = \"another-key\"")).unwrap();
     eventually("the new registry is loaded", Duration::from_secs(15), || send() == 401);
     assert_eq!(reloads("ok"), 1.0, "the good registry counts as reloaded");
+}
+
+/// Finding 11: a key revoked in the registry (picked up by the live reload)
+/// refuses the events stamped at or after its `revoked_at` with the stable
+/// reason `key_revoked`, and keeps accepting those stamped before it: the
+/// verdict follows the event's signed time, not ingest's clock.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_refuses_events_stamped_after_their_keys_revocation_as_key_revoked() {
+    let (broker, prefix) = setup("ingest-revoked").await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("registry.toml");
+    let base = std::fs::read_to_string(data("test-registry.toml")).unwrap();
+    std::fs::write(&keys, format!("{base}\n{}", site_b_entry(""))).unwrap();
+    let ingest = Ingest::spawn(broker.bootstrap(), &prefix, &["--keys", s(&keys)]);
+    let now =
+        u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let revoked_at = now - 3_600_000;
+    let before = signed_by_site_b("pt-before", revoked_at - 60_000);
+    let after = signed_by_site_b("pt-after", revoked_at);
+    let (status, _, body) = ingest.post("application/json", after.envelope.as_bytes());
+    assert_eq!(status, 202, "not revoked yet: {body}");
+
+    let revocation = format!("revoked_at = \"{}\"\n", tidemark_schemas::format_utc_ms(revoked_at));
+    std::fs::write(&keys, format!("{base}\n{}", site_b_entry(&revocation))).unwrap();
+    let reloaded = "tidemark_ingest_registry_reloads_total{result=\"ok\"}";
+    eventually("ingest reloads the registry", Duration::from_secs(15), || {
+        if ingest.series(reloaded) == Some(1.0) { Ok(()) } else { Err(ingest.log_tail()) }
+    });
+    let again = signed_by_site_b("pt-after", revoked_at + 1);
+    let (status, _, body) = ingest.post("application/json", again.envelope.as_bytes());
+    assert_eq!(status, 401, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let line = &answer["results"][0];
+    assert_eq!(line["reason"], "key_revoked", "{body}");
+    let message = line["message"].as_str().unwrap();
+    assert!(message.contains("key `site-b-2026` was revoked at"), "{message}");
+    assert!(!message.contains(&(revoked_at + 1).to_string()), "the event's time is not echoed: {message}");
+    let (status, _, body) = ingest.post("application/json", before.envelope.as_bytes());
+    assert_eq!(status, 202, "stamped before the revocation: {body}");
+    let refused = "tidemark_ingest_events_rejected_total{reason=\"key_revoked\"}";
+    assert_eq!(ingest.series(refused), Some(1.0), "{}", ingest.scrape());
 }
 
 /// Throughput measurement, not a check: 1,000-event NDJSON batches sent one

@@ -37,19 +37,8 @@ impl ReasonLabels {
     }
 }
 
-/// Labels of the registry-reload counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReloadLabels {
-    /// `ok` (the new registry is in use) or `failed` (the old one stays).
-    pub result: &'static str,
-}
-
-impl ReloadLabels {
-    /// A reload that put the new registry in use.
-    pub const OK: Self = Self { result: "ok" };
-    /// A reload that failed, keeping the previous registry.
-    pub const FAILED: Self = Self { result: "failed" };
-}
+/// Labels of the registry and TLS reload counters, shared with the merger.
+pub use tidemark_reload::ReloadLabels;
 
 /// Labels of the refused-connections counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,7 +111,7 @@ impl IngestMetrics {
         for reason in Refusal::line_refusals() {
             let _created = m.events_rejected.get_or_create(&ReasonLabels::of(reason));
         }
-        for result in [ReloadLabels::OK, ReloadLabels::FAILED] {
+        for result in ReloadLabels::ALL {
             let _created = m.registry_reloads.get_or_create(&result);
             let _created = m.tls_reloads.get_or_create(&result);
         }

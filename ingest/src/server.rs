@@ -16,6 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rdkafka::producer::{FutureProducer, Producer as _};
+use tidemark_reload::Slot;
 use tidemark_schemas::verify::Verifier;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +48,7 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
     let bytes_permits = cfg.max_in_flight_bytes.min(Semaphore::MAX_PERMITS);
     let state = Arc::new(AppState {
         topic: cfg.edits_topic(),
-        verifier: RwLock::new(Arc::new(Verifier::new(registry))),
+        verifier: Arc::new(Slot::new(Verifier::new(registry))),
         producer: RwLock::new(producer.clone()),
         requests: Semaphore::new(cfg.max_in_flight_requests),
         bytes: Semaphore::new(bytes_permits),

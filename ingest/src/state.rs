@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdkafka::producer::FutureProducer;
+use tidemark_reload::Slot;
 use tidemark_schemas::keys::KeyRegistry;
 use tidemark_schemas::verify::Verifier;
 use tokio::sync::Semaphore;
@@ -21,7 +22,7 @@ pub(crate) struct AppState {
     /// The edit topic's full name.
     pub(crate) topic: String,
     /// Checks envelopes; replaced when the key registry reloads.
-    pub(crate) verifier: RwLock<Arc<Verifier>>,
+    pub(crate) verifier: Arc<Slot<Verifier>>,
     /// Produces accepted events; replaced by the broker watcher after an outage.
     pub(crate) producer: RwLock<FutureProducer>,
     /// One permit per request in flight (`--max-in-flight-requests`).
@@ -55,10 +56,7 @@ impl AppState {
 
     /// The current verifier (replaced when the key registry reloads).
     pub(crate) fn verifier(&self) -> Arc<Verifier> {
-        match self.verifier.read() {
-            Ok(v) => v.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.verifier.get()
     }
 }
 
@@ -77,10 +75,7 @@ pub(crate) fn producer_config(cfg: &IngestConfig) -> rdkafka::ClientConfig {
 
 /// Reads and parses the key registry at `path`.
 pub(crate) fn load_registry(path: &std::path::Path) -> Result<KeyRegistry, IngestError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| IngestError::Config(format!("reading key registry {}: {e}", path.display())))?;
-    KeyRegistry::from_toml_str(&text)
-        .map_err(|e| IngestError::Config(format!("loading key registry {}: {e}", path.display())))
+    tidemark_reload::load_registry(path).map_err(|e| IngestError::Config(e.to_string()))
 }
 
 /// The wall clock in milliseconds since the Unix epoch (0 before it, the

@@ -13,14 +13,17 @@
 //!   seconds, which on an async worker would stall every other connection
 //!   and the probes served by that worker.
 //! - A request may spend [`MAX_BAD_BEFORE_GOOD`] signature checks that prove
-//!   nothing new (a bad signature, or a good one over a payload already
-//!   proven in the request), and as many again for each *distinct* payload
-//!   of it whose signature verified; the lines after that are refused
-//!   unchecked. Whoever has no registered key can only make bad signatures
-//!   and replay envelopes someone else signed: one captured envelope, sent
-//!   again and again (however its JSON is spaced), buys 16 more checks, not
-//!   the whole request, so what a request costs stays bounded by the
-//!   distinct signed payloads its sender could produce or capture.
+//!   nothing new (a bad signature, a good one by a key that was not valid at
+//!   the event's time, or a good one over a payload already proven in the
+//!   request), and as many again for each *distinct* payload of it whose
+//!   signature verified by a key valid at its time; the lines after that are
+//!   refused unchecked. Whoever has no usable key can only make bad
+//!   signatures, sign with an expired or revoked key (a stolen key the
+//!   operator revoked must buy nothing), and replay envelopes someone else
+//!   signed: one captured envelope, sent again and again (however its JSON
+//!   is spaced), buys 16 more checks, not the whole request, so what a
+//!   request costs stays bounded by the distinct signed payloads its sender
+//!   could produce or capture.
 
 use std::sync::Arc;
 
@@ -102,6 +105,8 @@ pub(crate) fn check(
             let outcome = verifier.verify_and_validate(line, catalog, now_ms);
             let charged = match &outcome {
                 Err(e) if e.reason() == Reason::BadSignature => true,
+                // A key past its bounds signs as well as ever: it proves nothing.
+                Err(VerifyError::KeyNotValid { .. }) => true,
                 // Decoding the envelope again is cheap beside the signature.
                 Err(e) if signature_verified(e) => {
                     let print =
@@ -163,8 +168,12 @@ mod tests {
     }
 
     fn outcomes(lines: &[String]) -> Vec<&'static str> {
+        outcomes_with(&verifier(), lines)
+    }
+
+    fn outcomes_with(verifier: &Verifier, lines: &[String]) -> Vec<&'static str> {
         let raw: Vec<&[u8]> = lines.iter().map(String::as_bytes).collect();
-        check(&verifier(), Catalog::builtin(), &raw, 0)
+        check(verifier, Catalog::builtin(), &raw, 0)
             .into_iter()
             .map(|r| match r {
                 Ok(_) => "ok",
@@ -216,6 +225,28 @@ mod tests {
         let got = outcomes(&spaced);
         let checked = got.iter().filter(|o| **o != "unchecked").count();
         assert_eq!(checked, 1 + 2 * MAX_BAD_BEFORE_GOOD, "{got:?}");
+    }
+
+    /// A revoked key still makes good signatures; each distinct event it
+    /// signs must not buy another allowance of checks.
+    #[test]
+    fn a_revoked_keys_signatures_are_charged_like_bad_ones() {
+        let registry =
+            format!("{}revoked_at = \"1970-01-01T00:00:00Z\"\n", include_str!("../../tests/data/test-registry.toml"));
+        let revoked = Verifier::new(KeyRegistry::from_toml_str(&registry).expect("the registry with a revocation"));
+        let lines: Vec<String> = (0..40)
+            .map(|n| {
+                signed(&format!(
+                    r#"{{"event_id":"019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e","patient_id":"pt-1","source":"site-a-ehr","author":"a","hlc":{{"wall_ms":{},"logical":0}},"ops":[{{"op":"set","path":"vitals.heart_rate_bpm","value":72}}]}}"#,
+                    1_000 + n
+                ))
+            })
+            .collect();
+        let got = outcomes_with(&revoked, &lines);
+        assert_eq!(got.iter().filter(|o| **o == "refused").count(), MAX_BAD_BEFORE_GOOD, "{got:?}");
+        assert!(got[MAX_BAD_BEFORE_GOOD..].iter().all(|o| *o == "unchecked"), "{got:?}");
+        // The same lines under the registry without the revocation verify.
+        assert!(outcomes(&lines).iter().all(|o| *o == "ok"), "{:?}", outcomes(&lines));
     }
 
     #[test]

@@ -2,17 +2,15 @@
 //! producer replacement), and the files ingest re-reads on change or SIGHUP:
 //! the key registry and the TLS certificate.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, Producer as _};
-use tidemark_schemas::verify::Verifier;
+use tidemark_reload::{POLL_INTERVAL, ReloadLabels, watch_files};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::ReloadLabels;
-use crate::state::{AppState, load_registry, now_ms, producer_config};
+use crate::state::{AppState, now_ms, producer_config};
 use crate::tls::Tls;
 use crate::topics;
 
@@ -76,25 +74,12 @@ fn replace_producer(state: &AppState) {
 }
 
 /// Reloads the key registry on SIGHUP and when the file's mtime or length
-/// changes (see [`watch_files`]). A bad registry is logged and counted
-/// (`registry_reloads_total{result="failed"}`); the old one stays.
+/// changes, with the merger's code ([`tidemark_reload::watch_registry`]). A
+/// bad registry is logged and counted (`registry_reloads_total{result="failed"}`);
+/// the old one stays.
 pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken) {
-    let paths = vec![state.cfg.keys.clone()];
-    watch_files(paths, stop, |by_signal| match load_registry(&state.cfg.keys) {
-        Ok(reg) => {
-            let v = Arc::new(Verifier::new(reg));
-            if let Ok(mut slot) = state.verifier.write() {
-                *slot = v;
-            }
-            state.metrics.registry_reloads.get_or_create(&ReloadLabels::OK).inc();
-            tracing::info!(by_signal, "key registry reloaded");
-        }
-        Err(e) => {
-            state.metrics.registry_reloads.get_or_create(&ReloadLabels::FAILED).inc();
-            tracing::error!(error = %e, "key registry reload failed; keeping the previous one");
-        }
-    })
-    .await;
+    let (path, verifier) = (state.cfg.keys.clone(), Arc::clone(&state.verifier));
+    tidemark_reload::watch_registry(path, POLL_INTERVAL, verifier, state.metrics.registry_reloads.clone(), stop).await;
 }
 
 /// Reloads the TLS certificate, key and client CA the same way as the key
@@ -106,7 +91,7 @@ pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken
 pub(crate) async fn watch_tls(state: Arc<AppState>, tls: Arc<Tls>, stop: CancellationToken) {
     let files = &tls.files;
     let paths = [Some(&files.cert), Some(&files.key), files.client_ca.as_ref()].into_iter().flatten().cloned();
-    watch_files(paths.collect(), stop, |by_signal| match tls.reload() {
+    watch_files(paths.collect(), POLL_INTERVAL, stop, |by_signal| match tls.reload() {
         Ok(()) => {
             state.metrics.tls_reloads.get_or_create(&ReloadLabels::OK).inc();
             tracing::info!(by_signal, "TLS certificate reloaded");
@@ -117,31 +102,6 @@ pub(crate) async fn watch_tls(state: Arc<AppState>, tls: Arc<Tls>, stop: Cancell
         }
     })
     .await;
-}
-
-/// Calls `reload(by_signal)` on SIGHUP and when the mtime or length of any of
-/// `paths` changes (polled every 2 s), until `stop`. Metadata follows
-/// symbolic links, so a Kubernetes ConfigMap or Secret volume, which swaps a link to a new
-/// directory, counts as a change.
-async fn watch_files(paths: Vec<PathBuf>, stop: CancellationToken, mut reload: impl FnMut(bool)) {
-    let stamp = || -> Vec<_> {
-        paths.iter().map(|p| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()))).collect()
-    };
-    let mut last = stamp();
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    loop {
-        let by_signal = tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(2)) => false,
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
-        };
-        let now = stamp();
-        if !by_signal && now == last {
-            continue;
-        }
-        last = now;
-        reload(by_signal);
-    }
 }
 
 #[cfg(test)]

@@ -58,6 +58,12 @@ reasons! {
     SourceMismatch => "source_mismatch",
     /// The signing key may not sign for the event's patient.
     PatientOutOfScope => "patient_out_of_scope",
+    /// The event's signed HLC wall time is before the signing key's `not_before`.
+    KeyNotYetValid => "key_not_yet_valid",
+    /// The event's signed HLC wall time is after the signing key's `not_after`.
+    KeyExpired => "key_expired",
+    /// The event's signed HLC wall time is at or after the signing key's `revoked_at`.
+    KeyRevoked => "key_revoked",
     /// Catalog rule: `event_id` is not a UUIDv7.
     EventIdNotV7 => "event_id_not_v7",
     /// Catalog rule: `patient_id`, `source`, `author` or an `observed` source is malformed.
@@ -103,7 +109,11 @@ impl Reason {
     pub const fn http_status(self) -> Option<u16> {
         match self {
             Reason::Malformed => Some(400),
-            Reason::UnknownKey | Reason::BadSignature => Some(401),
+            Reason::UnknownKey
+            | Reason::BadSignature
+            | Reason::KeyNotYetValid
+            | Reason::KeyExpired
+            | Reason::KeyRevoked => Some(401),
             Reason::TooLarge => Some(413),
             Reason::WrongPayloadType
             | Reason::MalformedEvent

@@ -3,6 +3,8 @@
 //! RFC 3339 UTC with `Z` and 0 or 1-9 fraction digits. Validation accepts
 //! exactly what these parse, and the archiver converts with the same
 //! parsers, so a value that passed ingest can always be written to a snapshot.
+//! The key registry's validity times use the `datetime` format too, so an
+//! operator writes one time format everywhere.
 
 /// A parsed catalog `datetime`: the calendar day, the time of day, and the
 /// milliseconds of the fraction (sub-millisecond digits truncated).
@@ -74,6 +76,38 @@ pub fn parse_datetime(s: &str) -> Option<Instant> {
     Some(Instant { date, time: (h, mi, sec), millis })
 }
 
+/// Milliseconds in a day.
+const MS_PER_DAY: i64 = 86_400_000;
+
+impl Instant {
+    /// Milliseconds since 1970-01-01T00:00:00Z (negative before it).
+    pub fn unix_ms(&self) -> i64 {
+        let (y, mo, d) = self.date;
+        let (h, mi, sec) = self.time;
+        let secs = i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec);
+        days_from_civil(i64::from(y), mo, d) * MS_PER_DAY + secs * 1000 + i64::from(self.millis)
+    }
+}
+
+/// A catalog `datetime` as milliseconds since the Unix epoch (negative before
+/// it), sub-millisecond digits truncated; `None` if it is not one.
+pub fn datetime_ms(s: &str) -> Option<i64> {
+    parse_datetime(s).map(|i| i.unix_ms())
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian (year, month, day), negative
+/// before it: Howard Hinnant's `days_from_civil`, hand-written rather than a
+/// date crate because the formats are fixed by validation.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +123,25 @@ mod tests {
         assert_eq!(parse_datetime("2026-11-22T09:15:07.5Z").map(|i| i.millis), Some(500));
         for bad in ["2026-11-22T09:15:07", "2026-11-22T24:00:00Z", "2026-11-22T09:15:07.Z", "2026-11-22 09:15:07Z"] {
             assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn datetimes_become_unix_milliseconds() {
+        assert_eq!(datetime_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(datetime_ms("1969-12-31T23:59:59.999Z"), Some(-1));
+        assert_eq!(datetime_ms("2025-11-22T07:00:00.123987654Z"), Some(1_763_794_800_123));
+        assert_eq!(datetime_ms("2000-02-29T00:00:00Z"), Some(11_016 * MS_PER_DAY));
+        assert_eq!(datetime_ms("2025-11-22T07:00:00+01:00"), None);
+    }
+
+    proptest::proptest! {
+        /// The formatter every service prints instants with and this parser
+        /// agree: whatever is printed reads back as the same millisecond.
+        #[test]
+        fn formatted_instants_read_back(ms in 0u64..253_402_300_800_000) {
+            let text = crate::format_utc_ms(ms);
+            proptest::prop_assert_eq!(datetime_ms(&text), i64::try_from(ms).ok(), "{}", text);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use tidemark_schemas::keys::KeyRegistry;
+use tidemark_schemas::keys::{KeyEntry, KeyRegistry};
 
 use super::Outcome;
 use crate::keyfiles::{create_archiver_key, create_recipient_key, new_signing_key, write_new, write_signing_key};
@@ -56,6 +56,13 @@ pub struct GenerateArgs {
     /// Signing keys only: restrict the key to patient ids with this prefix (repeatable; absent: any patient).
     #[arg(long = "patient-prefix", value_name = "PREFIX")]
     patient_prefixes: Vec<String>,
+    /// Signing keys only: the first instant (RFC 3339 UTC, e.g. 2026-01-01T00:00:00Z) of the events the key may
+    /// sign, by their hlc [default: no bound].
+    #[arg(long, value_name = "TIME")]
+    not_before: Option<String>,
+    /// Signing keys only: the last instant of the events the key may sign [default: no bound].
+    #[arg(long, value_name = "TIME")]
+    not_after: Option<String>,
 }
 
 pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
@@ -82,8 +89,12 @@ fn prepare<const N: usize>(args: &GenerateArgs, exts: [&str; N]) -> anyhow::Resu
     if !is_file_safe(name) {
         bail!("--name `{name}` must be 1-128 characters of [A-Za-z0-9._-], not starting with `.`");
     }
-    if args.kind != KeyKind::Signing && (args.source.is_some() || !args.patient_prefixes.is_empty()) {
-        bail!("--source and --patient-prefix apply only to --kind signing");
+    let signing_only = args.source.is_some()
+        || !args.patient_prefixes.is_empty()
+        || args.not_before.is_some()
+        || args.not_after.is_some();
+    if args.kind != KeyKind::Signing && signing_only {
+        bail!("--source, --patient-prefix, --not-before and --not-after apply only to --kind signing");
     }
     let paths = exts.map(|ext| args.out.join(format!("{name}{ext}")));
     for path in &paths {
@@ -102,8 +113,13 @@ fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
 
     let key_file = new_signing_key(name, source)?;
     let prefixes = (!args.patient_prefixes.is_empty()).then(|| args.patient_prefixes.clone());
-    let entry = key_file.registry_entry(prefixes);
-    // Refuse now what the registry would refuse later (e.g. an empty prefix).
+    let entry = KeyEntry {
+        not_before: args.not_before.clone(),
+        not_after: args.not_after.clone(),
+        ..key_file.registry_entry(prefixes)
+    };
+    // Refuse now what the registry would refuse later (e.g. an empty prefix,
+    // a time that is not RFC 3339 UTC, an empty window).
     KeyRegistry::from_entries(vec![entry.clone()]).context("checking the registry entry")?;
 
     let [key_path, pub_path, registry_path] = &paths;
@@ -181,7 +197,15 @@ mod tests {
     }
 
     fn args(kind: KeyKind, out: &Path, name: &str) -> GenerateArgs {
-        GenerateArgs { kind, out: out.to_owned(), name: name.to_owned(), source: None, patient_prefixes: vec![] }
+        GenerateArgs {
+            kind,
+            out: out.to_owned(),
+            name: name.to_owned(),
+            source: None,
+            patient_prefixes: vec![],
+            not_before: None,
+            not_after: None,
+        }
     }
 
     #[test]

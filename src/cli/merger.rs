@@ -1,7 +1,9 @@
 //! `tidemark merger`: one worker of the merger consumer group, with its
 //! metrics endpoint (prints `tidemark-merger listening metrics=ADDR` once
 //! bound). Runs until SIGTERM/SIGINT (drain, commit, exit 0) or a fatal error (logged, exit 3: the supervisor restarts it from the committed
-//! offsets).
+//! offsets). The key registry is re-read on SIGHUP and when the file changes,
+//! as ingest does, with ingest's code (`tidemark_reload`): a key added or
+//! revoked applies from the next batch, without a restart.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
+use tidemark_reload::{POLL_INTERVAL, Slot, watch_registry};
 use tidemark_schemas::verify::Verifier;
 
 use super::Outcome;
@@ -21,7 +24,8 @@ use crate::service::{metrics_server, runner, telemetry};
 pub struct MergerArgs {
     #[command(flatten)]
     kafka: KafkaArgs,
-    /// Key registry file (TOML) the events' signatures are checked against.
+    /// Key registry file (TOML) the events' signatures are checked against;
+    /// re-read on SIGHUP and when it changes.
     #[arg(long, env = "TIDEMARK_KEYS", value_name = "REGISTRY")]
     keys: PathBuf,
     /// State key file(s) (`tidemark keys generate --kind state`): the first
@@ -76,7 +80,7 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("--max-batch-events must be at least 1");
     }
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
-    let verifier = Verifier::new(crate::keyfiles::load_registry(&args.keys)?);
+    let verifier = Arc::new(Slot::new(Verifier::new(crate::keyfiles::load_registry(&args.keys)?)));
     let state_keys = tidemark_seal::load_state_keys(&args.state_keys).context("loading --state-key")?;
     let status = Arc::new(worker::WorkerStatus::default());
     let health = {
@@ -95,6 +99,14 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
         Some(health),
         move |metrics, addr, shutdown| {
             println!("tidemark-merger listening metrics={addr}");
+            let stop_watch = shutdown.child_token();
+            let watch = watch_registry(
+                args.keys,
+                POLL_INTERVAL,
+                Arc::clone(&verifier),
+                metrics.registry_reloads.clone(),
+                stop_watch.clone(),
+            );
             let cfg = MergerConfig {
                 metrics,
                 status,
@@ -108,7 +120,7 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
                 restore_stall_timeout: Duration::from_secs(60),
                 startup_timeout: Duration::from_secs(15),
                 catalog: Arc::new(catalog),
-                verifier: Arc::new(verifier),
+                verifier,
                 state_keys: Arc::new(state_keys),
                 trust_unsealed_changelog: args.trust_unsealed_changelog,
                 faults: worker::Faults {
@@ -116,7 +128,15 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
                     abort_before_commit_after_batches: args.fault_abort_before_commit_after_batches,
                 },
             };
-            worker::run(cfg, shutdown)
+            async move {
+                let watcher = tokio::spawn(watch);
+                let result = worker::run(cfg, shutdown).await;
+                stop_watch.cancel();
+                if let Err(e) = watcher.await {
+                    tracing::warn!(error = %e, "the key registry watcher ended abnormally");
+                }
+                result
+            }
         },
     )
 }

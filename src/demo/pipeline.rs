@@ -17,6 +17,7 @@ use tidemark_archiver::{ArchiverConfig, ArchiverMetrics};
 use tidemark_ingest::{IngestConfig, IngestMetrics};
 use tidemark_kafka::Connection;
 use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
+use tidemark_reload::Slot;
 use tidemark_schemas::Catalog;
 use tidemark_schemas::verify::Verifier;
 use tidemark_seal::{ArchiverSigningKey, DEFAULT_CHUNK_SIZE, RecipientPublicKey, StateKeys};
@@ -131,7 +132,7 @@ impl Pipeline {
         };
         services.push(("ingest", ingest_task));
 
-        let verifier = Arc::new(Verifier::new(crate::keyfiles::load_registry(&opts.registry)?));
+        let verifier = Arc::new(Slot::new(Verifier::new(crate::keyfiles::load_registry(&opts.registry)?)));
         let merger_options = merger_kafka_options(&opts.kafka_options);
         let mut mergers = Vec::new();
         for i in 0..opts.mergers {

@@ -60,6 +60,37 @@ pub fn sign_event(event: &serde_json::Value) -> String {
     dsse::sign(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE, &payload, key.signing_key(), key.id()).to_json()
 }
 
+/// A second signing key (not in tests/data/test-registry.toml) for the key
+/// lifecycle tests: id `site-b-2026`, source `site-b-ehr`.
+pub fn site_b_key() -> (ed25519_dalek::SigningKey, &'static str) {
+    (ed25519_dalek::SigningKey::from_bytes(&[0x5b; 32]), "site-b-2026")
+}
+
+/// The registry entry of [`site_b_key`], with `extra` TOML lines (e.g. a
+/// `revoked_at`) appended to it.
+pub fn site_b_entry(extra: &str) -> String {
+    let (key, id) = site_b_key();
+    let entry = tidemark_schemas::keys::KeyEntry::ed25519(id, "site-b-ehr", &key.verifying_key(), None);
+    format!("{}{extra}", entry.to_toml())
+}
+
+/// A valid heart-rate event for `patient` from `site-b-ehr`, stamped
+/// `wall_ms`, signed by [`site_b_key`]; a fresh UUIDv7 as its id.
+pub fn signed_by_site_b(patient: &str, wall_ms: u64) -> Signed {
+    let (key, id) = site_b_key();
+    let event = serde_json::json!({
+        "event_id": uuid::Uuid::now_v7(),
+        "patient_id": patient,
+        "source": "site-b-ehr",
+        "author": "clin-b",
+        "hlc": {"wall_ms": wall_ms, "logical": 0},
+        "ops": [{"op": "set", "path": "vitals.heart_rate_bpm", "value": 61}],
+    });
+    let payload = serde_json::to_vec(&event).expect("event serialises");
+    let envelope = dsse::sign(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE, &payload, &key, id).to_json();
+    Signed { patient: patient.to_owned(), envelope }
+}
+
 /// Produces envelopes to `topic` keyed by patient, waiting for every ack.
 pub async fn produce(bootstrap: &str, topic: &str, items: &[Signed]) {
     produce_sealed(bootstrap, topic, items, None).await;

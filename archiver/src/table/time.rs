@@ -2,12 +2,13 @@
 //! instants (RFC 3339 UTC with `Z`) to Arrow's day and millisecond counts, and
 //! either to its year.
 //!
-//! Hand-written (Howard Hinnant's `days_from_civil` / `civil_from_days`, signed
-//! so birth dates before 1970 work) rather than a date crate: the formats are
-//! fixed by event validation, so a few dozen lines replace a dependency. The
-//! parsing is `tidemark_schemas::temporal`'s, the one validation uses.
+//! Hand-written (Howard Hinnant's `civil_from_days`, signed so birth dates
+//! before 1970 work) rather than a date crate: the formats are fixed by event
+//! validation, so a few dozen lines replace a dependency. The parsing and the
+//! conversion to days and milliseconds are `tidemark_schemas::temporal`'s,
+//! the ones validation and the key registry use.
 
-use tidemark_schemas::temporal::{parse_date as parse_date_contract, parse_datetime};
+use tidemark_schemas::temporal::{datetime_ms, days_from_civil, parse_date as parse_date_contract};
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -26,11 +27,7 @@ pub(crate) fn date_to_days(s: &str) -> Option<i32> {
 /// digits) to milliseconds since the epoch; sub-millisecond digits are
 /// truncated, as Arrow's millisecond timestamps require.
 pub(crate) fn instant_to_ms(s: &str) -> Option<i64> {
-    let i = parse_datetime(s)?;
-    let (y, mo, d) = i.date;
-    let (h, mi, sec) = i.time;
-    let secs = i64::from(h) * 3600 + i64::from(mi) * 60 + i64::from(sec);
-    Some(days_from_civil(i64::from(y), mo, d) * MS_PER_DAY + secs * 1000 + i64::from(i.millis))
+    datetime_ms(s)
 }
 
 /// The proleptic Gregorian year of a day count since 1970-01-01.
@@ -43,16 +40,6 @@ pub(crate) fn year_of_days(days: i64) -> i32 {
 /// The year of a millisecond instant since the epoch (UTC).
 pub(crate) fn year_of_ms(ms: i64) -> i32 {
     year_of_days(ms.div_euclid(MS_PER_DAY))
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn civil_from_days(days: i64) -> (i64, u32, u32) {

@@ -68,7 +68,9 @@ pub async fn process(
 ) -> Result<BatchOutcome, WorkerError> {
     let started = Instant::now();
     let inputs: Vec<&[u8]> = batch.iter().map(|m| m.payload().unwrap_or_default()).collect();
-    let checked = check_envelopes(&cfg.catalog, Some(&cfg.verifier), &inputs);
+    // One verifier for the whole batch: a reload mid-batch applies to the next.
+    let verifier = cfg.verifier.get();
+    let checked = check_envelopes(&cfg.catalog, Some(&verifier), &inputs);
     let mut out = BatchOutcome { check_time: started.elapsed(), ..BatchOutcome::default() };
     let fold_started = Instant::now();
     let mut touched: BTreeSet<(i32, String)> = BTreeSet::new();

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tidemark_reload::Slot;
 use tidemark_schemas::Catalog;
 use tidemark_schemas::verify::Verifier;
 use tidemark_seal::StateKeys;
@@ -55,8 +56,10 @@ pub struct MergerConfig {
     pub startup_timeout: Duration,
     /// The record catalog events are validated against.
     pub catalog: Arc<Catalog>,
-    /// Signature verification against the key registry.
-    pub verifier: Arc<Verifier>,
+    /// Signature verification against the key registry; each batch takes the
+    /// verifier current when it starts, so a registry reload (the binary
+    /// watches the file) applies from the next batch on.
+    pub verifier: Arc<Slot<Verifier>>,
     /// The keys changelog and state records are sealed with (the first) and
     /// checked against (all).
     pub state_keys: Arc<StateKeys>,

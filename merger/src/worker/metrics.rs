@@ -1,6 +1,6 @@
 //! Every merger metric, in one place: name, help text, unit, buckets and
 //! labels. Labels come from small fixed sets: reason code, output topic role,
-//! partition number; never a patient id or payload. Each field is named as
+//! partition number, reload result; never a patient id or payload. Each field is named as
 //! the metric it registers. docs/metrics.md specifies these metrics and
 //! tests/metrics_spec.rs holds it equal to this file.
 
@@ -10,6 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use tidemark_reload::ReloadLabels;
 use tidemark_schemas::Reason;
 
 /// Label: a dead-letter reason code.
@@ -82,6 +83,8 @@ pub struct MergerMetrics {
     pub commit_failures: Counter,
     /// Patients whose records were sealed again after a restore.
     pub patients_resealed: Counter,
+    /// Key-registry reloads (on a file change or SIGHUP), by result.
+    pub registry_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl MergerMetrics {
@@ -102,6 +105,7 @@ impl MergerMetrics {
             restore_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
             commit_failures: Counter::default(),
             patients_resealed: Counter::default(),
+            registry_reloads: Family::default(),
         };
         // Pre-create every reason and output so that dashboards see zeros,
         // not gaps, and the first increase after a start is one rate() sees.
@@ -110,6 +114,9 @@ impl MergerMetrics {
         }
         for output in OutputLabel::ALL {
             let _ = m.records_produced.get_or_create(&output);
+        }
+        for result in ReloadLabels::ALL {
+            let _ = m.registry_reloads.get_or_create(&result);
         }
         let r = registry.sub_registry_with_prefix("tidemark_merger");
         r.register("events_folded", "Edit events folded into patient documents", m.events_folded.clone());
@@ -167,6 +174,11 @@ impl MergerMetrics {
             "Patients whose changelog and state records were written again at restore, sealed under the current \
              state key (they were sealed under an older key, or written before records were authenticated)",
             m.patients_resealed.clone(),
+        );
+        r.register(
+            "registry_reloads",
+            "Key-registry reloads after a file change or SIGHUP, by result (failed keeps the previous registry)",
+            m.registry_reloads.clone(),
         );
         m
     }

@@ -17,17 +17,25 @@
 //! algorithm = "ed25519"
 //! public_key = "<base64 32 bytes>"
 //! patient_prefixes = ["pt-"]      # optional; absent = any patient
+//! not_before = "2026-01-01T00:00:00Z"  # optional: first instant events may be stamped with
+//! not_after = "2027-01-01T00:00:00Z"   # optional: last instant
+//! revoked_at = "2026-06-01T12:00:00Z"  # optional: events stamped at or after it are refused
 //! ```
+//!
+//! The times are compared with each event's signed HLC wall time, never
+//! with the clock of whoever checks it (see [`validity`]).
 //!
 //! No file I/O here: callers read the file and pass its text.
 
 mod registry;
 mod signing_file;
+pub mod validity;
 
 use std::fmt;
 
 pub use registry::{KeyEntry, KeyRegistry, RegisteredKey, RegistryError};
 pub use signing_file::{SecretKeyError, SigningKeyFile};
+pub use validity::{NotValidAt, Validity};
 
 /// The algorithm name of Ed25519 keys in registry and key files.
 pub const ED25519: &str = "ed25519";

@@ -1,5 +1,6 @@
 //! The public key registry: which keys may sign events, for which source
-//! and patients, each checked at load so verification never meets a weak key.
+//! and patients and when, each checked at load so verification never meets a
+//! weak key or an empty validity window.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
+use super::validity::Validity;
 use super::{Algorithm, ED25519, is_valid_id};
 use crate::text::shorten;
 
@@ -27,6 +29,17 @@ pub struct KeyEntry {
     /// Patient-id prefixes the key may sign for; `None` = any patient.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient_prefixes: Option<Vec<String>>,
+    /// The first instant (RFC 3339 UTC, e.g. `2026-01-01T00:00:00Z`) an
+    /// event signed by the key may be stamped with; `None` = no bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    /// The last instant an event signed by the key may be stamped with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// Events stamped at or after this instant are refused: the key was
+    /// revoked then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
 }
 
 impl KeyEntry {
@@ -38,6 +51,9 @@ impl KeyEntry {
             algorithm: ED25519.to_owned(),
             public_key: B64.encode(key.as_bytes()),
             patient_prefixes,
+            not_before: None,
+            not_after: None,
+            revoked_at: None,
         }
     }
 
@@ -63,6 +79,7 @@ pub struct RegisteredKey {
     algorithm: Algorithm,
     verifying_key: VerifyingKey,
     patient_prefixes: Option<Vec<String>>,
+    validity: Validity,
 }
 
 impl RegisteredKey {
@@ -96,6 +113,11 @@ impl RegisteredKey {
         self.patient_prefixes.as_deref()
     }
 
+    /// When the key may sign: its window and revocation, if any.
+    pub fn validity(&self) -> &Validity {
+        &self.validity
+    }
+
     /// Whether the key may sign events of `patient_id`.
     pub fn allows_patient(&self, patient_id: &str) -> bool {
         self.patient_prefixes.as_ref().is_none_or(|ps| ps.iter().any(|p| patient_id.starts_with(p.as_str())))
@@ -114,7 +136,10 @@ pub struct KeyRegistry {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// Not TOML of the registry's shape.
-    #[error("key registry is not TOML of the shape [[key]] id, source, algorithm, public_key[, patient_prefixes]: {0}")]
+    #[error(
+        "key registry is not TOML of the shape [[key]] id, source, algorithm, public_key[, patient_prefixes, not_before, \
+         not_after, revoked_at] (times as quoted RFC 3339 UTC strings, e.g. \"2026-01-01T00:00:00Z\"): {0}"
+    )]
     Toml(#[source] toml::de::Error),
     /// No `[[key]]` entries.
     #[error("key registry has no [[key]] entries: add the public keys allowed to sign events")]
@@ -199,6 +224,29 @@ pub enum RegistryError {
         /// The key id.
         id: String,
     },
+    /// `not_before`, `not_after` or `revoked_at` is not an RFC 3339 UTC time
+    /// at or after the Unix epoch.
+    #[error(
+        "key `{id}`: {field} `{value}` is not an RFC 3339 UTC time at or after 1970 (e.g. \"2026-01-01T00:00:00Z\")"
+    )]
+    BadTime {
+        /// The key id.
+        id: String,
+        /// The field.
+        field: &'static str,
+        /// The text found (shortened if long).
+        value: String,
+    },
+    /// `not_before` is not before `not_after`: no event could be signed.
+    #[error("key `{id}`: not_before {not_before} is not before not_after {not_after}: the key could sign nothing")]
+    EmptyWindow {
+        /// The key id.
+        id: String,
+        /// `not_before`, normalised.
+        not_before: String,
+        /// `not_after`, normalised.
+        not_after: String,
+    },
 }
 
 impl KeyRegistry {
@@ -253,7 +301,7 @@ impl KeyRegistry {
 }
 
 fn check_entry(index: usize, entry: KeyEntry) -> Result<RegisteredKey, RegistryError> {
-    let KeyEntry { id, source, algorithm, public_key, patient_prefixes } = entry;
+    let KeyEntry { id, source, algorithm, public_key, patient_prefixes, not_before, not_after, revoked_at } = entry;
     if !is_valid_id(&id) {
         return Err(RegistryError::BadId { index, id: shorten(&id) });
     }
@@ -268,12 +316,13 @@ fn check_entry(index: usize, entry: KeyEntry) -> Result<RegisteredKey, RegistryE
     {
         return Err(RegistryError::BadPatientPrefixes { id });
     }
+    let validity = Validity::parse(&id, not_before.as_deref(), not_after.as_deref(), revoked_at.as_deref())?;
     let bytes = match B64.decode(public_key.trim()) {
         Ok(bytes) => bytes,
         Err(source) => return Err(RegistryError::KeyEncoding { id, source }),
     };
     let verifying_key = ed25519_public_key(&id, &bytes)?;
-    Ok(RegisteredKey { id: Arc::from(id), source, algorithm, verifying_key, patient_prefixes })
+    Ok(RegisteredKey { id: Arc::from(id), source, algorithm, verifying_key, patient_prefixes, validity })
 }
 
 fn ed25519_public_key(id: &str, bytes: &[u8]) -> Result<VerifyingKey, RegistryError> {
@@ -340,8 +389,30 @@ mod tests {
         let e = KeyEntry::ed25519("k-1", "site-a", &key.verifying_key(), Some(vec!["pt-".into()]));
         let text = e.to_toml();
         assert!(text.starts_with("[[key]]\n"), "{text}");
+        assert!(!text.contains("not_before") && !text.contains("revoked_at"), "unbounded keys say nothing: {text}");
         let reg = KeyRegistry::from_toml_str(&text).expect("generated entry parses");
         assert_eq!(reg.get("k-1").expect("k-1").verifying_key(), &key.verifying_key());
+        assert_eq!(reg.get("k-1").expect("k-1").validity(), &Validity::default());
+    }
+
+    #[test]
+    fn validity_times_load_and_round_trip() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let e = KeyEntry {
+            not_before: Some("2026-01-01T00:00:00Z".into()),
+            not_after: Some("2027-01-01T00:00:00Z".into()),
+            revoked_at: Some("2026-06-01T12:00:00.250Z".into()),
+            ..KeyEntry::ed25519("k-1", "site-a", &key.verifying_key(), None)
+        };
+        let text = e.to_toml();
+        assert!(text.contains("revoked_at = \"2026-06-01T12:00:00.250Z\""), "{text}");
+        let reg = KeyRegistry::from_toml_str(&text).expect("times parse");
+        let want = Validity {
+            not_before_ms: Some(1_767_225_600_000),
+            not_after_ms: Some(1_798_761_600_000),
+            revoked_at_ms: Some(1_780_315_200_250),
+        };
+        assert_eq!(reg.get("k-1").expect("k-1").validity(), &want);
     }
 
     #[test]
@@ -359,6 +430,15 @@ mod tests {
             (format!("{}patient_prefixes = []\n", entry("a", &good)), "patient_prefixes must list non-empty"),
             (format!("{}patient_prefixes = [\"\"]\n", entry("a", &good)), "patient_prefixes must list non-empty"),
             (format!("{}extra = 1\n", entry("a", &good)), "unknown field `extra`"),
+            (format!("{}not_before = 2026-01-01T00:00:00Z\n", entry("a", &good)), "times as quoted RFC 3339"),
+            (format!("{}revoked_at = \"yesterday\"\n", entry("a", &good)), "key `a`: revoked_at `yesterday` is not"),
+            (
+                format!(
+                    "{}not_before = \"2027-01-01T00:00:00Z\"\nnot_after = \"2026-01-01T00:00:00Z\"\n",
+                    entry("a", &good)
+                ),
+                "key `a`: not_before 2027-01-01T00:00:00.000Z is not before not_after",
+            ),
         ];
         for (text, want) in cases {
             let got = err(&text);

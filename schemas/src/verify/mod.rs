@@ -3,8 +3,10 @@
 //! Steps, in order, each failure a [`VerifyError`]: decode the envelope and
 //! require the edit event payload type; pick the signatures whose keyid is
 //! registered (at least one must be); every one of them must verify, Ed25519
-//! *strict* over the PAE; decode the payload as an [`EditEvent`]; its source
-//! must be every signing key's source and its patient id in every key's scope.
+//! *strict* over the PAE; decode the payload as an [`EditEvent`]; its signed
+//! HLC wall time must lie in every signing key's validity
+//! ([`crate::keys::validity`]), its source must be every signing key's source
+//! and its patient id in every key's scope.
 //! [`Verifier::verify_and_validate`] adds the catalog's rules ([`Catalog::validate`]).
 //!
 //! Key decision: a batch's signatures are checked as one equation
@@ -22,7 +24,7 @@ use crate::catalog::Catalog;
 use crate::dsse::{DsseError, Envelope};
 use crate::ed25519::r_passes_strict_prechecks;
 use crate::event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
-use crate::keys::{Algorithm, KeyRegistry, RegisteredKey};
+use crate::keys::{Algorithm, KeyRegistry, NotValidAt, RegisteredKey};
 use crate::reason::Reason;
 use crate::text::{json_error, shorten};
 use crate::validate::ValidationError;
@@ -104,6 +106,17 @@ pub enum VerifyError {
     /// chain printer quotes it either.
     #[error("signed payload is not a v1 edit event: {}", json_error(.0))]
     MalformedEvent(serde_json::Error),
+    /// The signing key was not valid at the event's own (signed HLC) time:
+    /// not yet, expired, or revoked.
+    #[error("event {event_id}: key `{keyid}` {why}")]
+    KeyNotValid {
+        /// The event.
+        event_id: uuid::Uuid,
+        /// The signing key.
+        keyid: String,
+        /// Which of the key's bounds the event's time is outside of.
+        why: NotValidAt,
+    },
     /// The event's source is not its signing key's source.
     #[error("event {event_id}: source is `{event_source}` but key `{keyid}` signs for source `{key_source}`")]
     SourceMismatch {
@@ -146,6 +159,9 @@ impl VerifyError {
             VerifyError::UnknownKey { .. } => Reason::UnknownKey,
             VerifyError::BadSignature { .. } => Reason::BadSignature,
             VerifyError::MalformedEvent(_) => Reason::MalformedEvent,
+            VerifyError::KeyNotValid { why: NotValidAt::NotYet { .. }, .. } => Reason::KeyNotYetValid,
+            VerifyError::KeyNotValid { why: NotValidAt::Expired { .. }, .. } => Reason::KeyExpired,
+            VerifyError::KeyNotValid { why: NotValidAt::Revoked { .. }, .. } => Reason::KeyRevoked,
             VerifyError::SourceMismatch { .. } => Reason::SourceMismatch,
             VerifyError::PatientOutOfScope { .. } => Reason::PatientOutOfScope,
             VerifyError::InvalidEvent(e) => e.reason(),
@@ -339,6 +355,9 @@ fn finish(p: Prepared<'_>) -> Result<VerifiedEvent, VerifyError> {
     let event = EditEvent::from_json(p.envelope.payload()).map_err(VerifyError::MalformedEvent)?;
     for s in &p.signers {
         let key = s.key;
+        if let Err(why) = key.validity().check(event.hlc.wall_ms) {
+            return Err(VerifyError::KeyNotValid { event_id: event.event_id, keyid: key.id().to_owned(), why });
+        }
         if event.source != key.source() {
             return Err(VerifyError::SourceMismatch {
                 event_id: event.event_id,
@@ -395,3 +414,5 @@ impl fmt::Debug for VerifiedEvent {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod validity_tests;

@@ -1,5 +1,6 @@
 //! The verifier's tests: each refusal and its reason, batch against single
-//! verification, the known gap of [`BatchMode::Fast`], properties.
+//! verification, the known gap of [`BatchMode::Fast`], properties. Key
+//! validity has its own file (`validity_tests.rs`), on these helpers.
 
 use super::*;
 use crate::dsse::{self, pae};
@@ -15,37 +16,54 @@ use sha2::{Digest as _, Sha512};
 
 use crate::keys::KeyEntry;
 
-const EVENT_ID: &str = "019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e";
-const WALL_MS: u64 = 1_763_794_800_123;
+pub(super) const EVENT_ID: &str = "019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e";
+pub(super) const WALL_MS: u64 = 1_763_794_800_123;
 
-fn key_a() -> SigningKey {
+pub(super) fn key_a() -> SigningKey {
     SigningKey::from_bytes(&[0xa1; 32])
 }
 
-fn key_b() -> SigningKey {
+pub(super) fn key_b() -> SigningKey {
     SigningKey::from_bytes(&[0xb2; 32])
 }
 
-/// Key `a` signs for site-a-ehr, patients `pt-*`; key `b` for site-b-ehr, any patient.
-fn verifier() -> Verifier {
+/// The key of seed `seed`, which the registry of [`verifier`] holds under
+/// `timed_id(seed)` with bounds around [`WALL_MS`].
+pub(super) fn timed_key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+/// Keys for site-a-ehr whose bounds refuse [`good_event`]: `early` is valid
+/// from 1 ms after it, `late` expired 1 ms before it, `revoked` was revoked
+/// at its very millisecond.
+pub(super) const TIMED: [(&str, u8); 3] = [("early", 0xc3), ("late", 0xd4), ("revoked", 0xe5)];
+
+/// Key `a` signs for site-a-ehr, patients `pt-*`; key `b` for site-b-ehr,
+/// any patient; the [`TIMED`] keys for site-a-ehr.
+pub(super) fn verifier() -> Verifier {
+    let time = |ms: u64| Some(crate::format_utc_ms(ms));
+    let timed = |(id, seed): (&str, u8)| KeyEntry::ed25519(id, "site-a-ehr", &timed_key(seed).verifying_key(), None);
     let entries = vec![
         KeyEntry::ed25519("a", "site-a-ehr", &key_a().verifying_key(), Some(vec!["pt-".into()])),
         KeyEntry::ed25519("b", "site-b-ehr", &key_b().verifying_key(), None),
+        KeyEntry { not_before: time(WALL_MS + 1), ..timed(TIMED[0]) },
+        KeyEntry { not_after: time(WALL_MS - 1), ..timed(TIMED[1]) },
+        KeyEntry { revoked_at: time(WALL_MS), ..timed(TIMED[2]) },
     ];
     Verifier::new(KeyRegistry::from_entries(entries).expect("test registry is valid"))
 }
 
-fn event(source: &str, patient: &str, path: &str) -> String {
+pub(super) fn event(source: &str, patient: &str, path: &str) -> String {
     format!(
         r#"{{"event_id":"{EVENT_ID}","patient_id":"{patient}","source":"{source}","author":"clin-42","hlc":{{"wall_ms":{WALL_MS},"logical":0}},"ops":[{{"op":"set","path":"{path}","value":72}}]}}"#
     )
 }
 
-fn good_event() -> String {
+pub(super) fn good_event() -> String {
     event("site-a-ehr", "pt-000123", "vitals.heart_rate_bpm")
 }
 
-fn signed(payload: &str, key: &SigningKey, keyid: &str) -> String {
+pub(super) fn signed(payload: &str, key: &SigningKey, keyid: &str) -> String {
     dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, payload.as_bytes(), key, keyid).to_json()
 }
 
@@ -60,7 +78,7 @@ fn envelope_json(payload: &[u8], sigs: &[(&str, &[u8])]) -> String {
     )
 }
 
-fn reason(result: Result<VerifiedEvent, VerifyError>) -> String {
+pub(super) fn reason(result: Result<VerifiedEvent, VerifyError>) -> String {
     match result {
         Ok(v) => format!("ok {}", v.event().event_id),
         Err(e) => format!("{}: {e}", e.reason()),
@@ -68,7 +86,7 @@ fn reason(result: Result<VerifiedEvent, VerifyError>) -> String {
 }
 
 /// Both modes' batch results and the single results, as reason strings.
-fn all_paths(v: &Verifier, inputs: &[&[u8]]) -> [Vec<String>; 3] {
+pub(super) fn all_paths(v: &Verifier, inputs: &[&[u8]]) -> [Vec<String>; 3] {
     let single = inputs.iter().map(|b| reason(v.verify(b))).collect();
     let fast = v.clone().with_batch_mode(BatchMode::Fast).verify_batch(inputs).into_iter().map(reason).collect();
     let exact = v.clone().with_batch_mode(BatchMode::Exact).verify_batch(inputs).into_iter().map(reason).collect();
@@ -329,7 +347,7 @@ proptest! {
 // ---- every reason ----------------------------------------------------------------------
 
 /// `good_event()` with some fields replaced.
-fn patched(fields: serde_json::Value) -> String {
+pub(super) fn patched(fields: serde_json::Value) -> String {
     let mut event: serde_json::Value = serde_json::from_str(&good_event()).expect("the good event is JSON");
     for (name, value) in fields.as_object().expect("an object of fields") {
         event[name] = value.clone();
@@ -366,6 +384,9 @@ fn every_reason_with_a_status_is_produced_by_some_input() {
         (Reason::MalformedEvent, signed("{\"event_id\": 1}", &key_a(), "a")),
         (Reason::SourceMismatch, signed(&event("site-b-ehr", "pt-1", "allergies"), &key_a(), "a")),
         (Reason::PatientOutOfScope, signed(&event("site-a-ehr", "zz-1", "allergies"), &key_a(), "a")),
+        (Reason::KeyNotYetValid, signed(&good, &timed_key(TIMED[0].1), TIMED[0].0)),
+        (Reason::KeyExpired, signed(&good, &timed_key(TIMED[1].1), TIMED[1].0)),
+        (Reason::KeyRevoked, signed(&good, &timed_key(TIMED[2].1), TIMED[2].0)),
         (
             Reason::EventIdNotV7,
             signed(&patched(serde_json::json!({"event_id": "019a9f3e-8b1c-4cc2-9d4e-2f6a1b3c4d5e"})), &key_a(), "a"),
