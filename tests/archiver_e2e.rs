@@ -406,14 +406,18 @@ async fn forged_state_records_are_set_aside_and_the_authentic_view_stands() {
     produce_sealed(w.broker.bootstrap(), &topic, std::slice::from_ref(&forged), Some(&attacker)).await;
     let genuine =
         common::state_keys().seal(tidemark_seal::RecordKind::State, other.as_bytes(), Some(w.views[&other].as_bytes()));
-    moved_record(w.broker.bootstrap(), &topic, &victim, &w.views[&other], &genuine).await;
+    raw_record(w.broker.bootstrap(), &topic, &victim, Some(&w.views[&other]), Some(&genuine)).await;
+    // And an unsealed tombstone for `other`: it must not remove the view.
+    raw_record(w.broker.bootstrap(), &topic, &other, None, None).await;
 
     let run = w.snapshot_run("identified");
     run.code(0).stdout_has(&format!("rows={PATIENTS}"));
-    assert!(run.stderr.contains("not sealed by a merger"), "each is logged\n{run:?}");
+    assert!(run.stderr.contains("not sealed by a merger"), "they are logged\n{run:?}");
     assert!(!run.stderr.contains(&victim) && !run.stderr.contains("FORGED"), "never the patient or the content");
+    // Set aside: the patients whose latest record is not a merger's (the
+    // victim and `other`, whose authentic views stand, and the planted one).
     let m = w.manifest_of(&run);
-    assert_eq!((m.rows, m.records_set_aside), (PATIENTS as u64, Some(4)), "{run:?}");
+    assert_eq!((m.rows, m.records_set_aside), (PATIENTS as u64, Some(3)), "{run:?}");
     let out = w.dir.path().join("plain");
     w.decrypt("identified", &m.snapshot_id, "alice.key", &out).code(0);
     let got: serde_json::Value = serde_json::from_str(&python(READ_BOTH, &out)).unwrap();
@@ -431,16 +435,30 @@ async fn forged_state_records_are_set_aside_and_the_authentic_view_stands() {
     assert_eq!(printed, serde_json::from_str::<serde_json::Value>(&w.views[&victim]).unwrap(), "{state:?}");
 }
 
-/// Produces `view` under `patient`'s key with the MAC headers of another record.
-async fn moved_record(bootstrap: &str, topic: &str, patient: &str, view: &str, mac: &tidemark_seal::RecordMac) {
+/// Produces `view` (`None`: a tombstone) under `patient`'s key, with the MAC
+/// headers of `mac` when given.
+async fn raw_record(
+    bootstrap: &str,
+    topic: &str,
+    patient: &str,
+    view: Option<&str>,
+    mac: Option<&tidemark_seal::RecordMac>,
+) {
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let producer: FutureProducer =
         rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("test producer");
-    let headers = OwnedHeaders::new()
-        .insert(Header { key: tidemark_seal::record_mac::MAC_KEY_ID_HEADER, value: Some(&mac.key_id) })
-        .insert(Header { key: tidemark_seal::record_mac::MAC_HEADER, value: Some(&mac.tag) });
-    let record = FutureRecord::to(topic).key(patient).payload(view).headers(headers);
+    let mut record: FutureRecord<'_, str, str> = FutureRecord::to(topic).key(patient);
+    if let Some(view) = view {
+        record = record.payload(view);
+    }
+    if let Some(mac) = mac {
+        record = record.headers(
+            OwnedHeaders::new()
+                .insert(Header { key: tidemark_seal::record_mac::MAC_KEY_ID_HEADER, value: Some(&mac.key_id) })
+                .insert(Header { key: tidemark_seal::record_mac::MAC_HEADER, value: Some(&mac.tag) }),
+        );
+    }
     producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("acknowledged");
 }
 

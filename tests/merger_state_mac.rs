@@ -1,8 +1,8 @@
 //! Issue 20 finding 7: the mergers seal every changelog and state record
-//! with the state key's MAC, re-seal what they restored under an older key
-//! (rotation) or unsealed (the first start after the upgrade, under
-//! `--trust-unsealed-changelog`), and refuse to restore from a changelog
-//! record that is not theirs: the real `tidemark merger` on Tansu.
+//! with the state key's MAC, re-seal what they restored unsealed (the first
+//! start after the upgrade, under `--trust-unsealed-changelog`) or under an
+//! older key (rotation), and refuse to restore from a changelog record that
+//! is not theirs: the real `tidemark merger` on Tansu.
 
 mod common;
 
@@ -14,6 +14,7 @@ use common::service::{Service, tidemark_service};
 use common::{data, eventually, s};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use tidemark_crdt::fold::{apply_event, check_envelopes};
 use tidemark_seal::record_mac::{MAC_HEADER, MAC_KEY_ID_HEADER};
 use tidemark_seal::{RecordKind, Sealed, StateKey, StateKeys};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
@@ -74,28 +75,60 @@ fn refused(m: &mut Service, why: &str, patient: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn records_are_sealed_rotated_migrated_and_checked_on_restore() {
+async fn records_are_sealed_migrated_rotated_and_checked_on_restore() {
     let broker = TansuBroker::start().expect("tansu starts");
     let prefix = format!("{}.", unique_topic("state-mac"));
     let w = World { broker, dir: tempfile::tempdir().expect("tempdir"), prefix, group: unique_group("state-mac") };
-    w.broker.create_topic(&w.topic("edits"), 4).await.expect("edit topic");
+    for topic in ["edits", "patient-changelog"] {
+        w.broker.create_topic(&w.topic(topic), 4).await.expect("topic");
+    }
     let items = workload(PATIENTS, 3, 47);
+    // 1. Before the upgrade: the changelog as an older merger left it, the
+    // fold of the first third of the events, without MACs.
+    let envelopes: Vec<&[u8]> = items.iter().take(PATIENTS).map(|i| i.envelope.as_bytes()).collect();
+    let mut docs = BTreeMap::new();
+    for event in check_envelopes(tidemark_schemas::Catalog::builtin(), None, &envelopes) {
+        apply_event(&mut docs, &event.expect("a valid event")).expect("folds");
+    }
+    for (patient, doc) in &docs {
+        produce_raw(&w, patient, &doc.encode(), None).await;
+    }
     produce(w.broker.bootstrap(), &w.topic("edits"), &items).await;
+    let keys = common::state_keys();
+    let (patient, unsealed) = docs.iter().next().map(|(p, d)| (p.clone(), d.encode())).expect("a patient");
+    refused(&mut w.merger("unsealed", &[]), "no MAC", &patient);
 
-    // 1. Sealed under the one key (the test's TIDEMARK_STATE_KEY).
-    let old = common::state_keys();
-    let mut m = w.merger("first", &[]);
-    eventually("every patient has a view", Duration::from_secs(60), || w.latest("patient-state").len() == PATIENTS);
+    // 2. The upgrade: trusting unsealed records once re-seals every patient,
+    // and everything written from then on is sealed, under the one key.
+    let mut m = w.merger("migrating", &["--trust-unsealed-changelog"]);
+    eventually("every patient is re-sealed and has a view", Duration::from_secs(60), || {
+        common::metric(&m.scrape(), RESEALED) == Some(PATIENTS as f64) && w.latest("patient-state").len() == PATIENTS
+    });
     stop(&mut m);
     for (topic, kind) in [("patient-changelog", RecordKind::Changelog), ("patient-state", RecordKind::State)] {
-        for r in read_all(w.broker.bootstrap(), &w.topic(topic), 4) {
-            assert_eq!(check(&old, kind, &r), Ok(Sealed::Current), "{topic} record at partition {}", r.partition);
+        for (patient, r) in w.latest(topic) {
+            assert_eq!(check(&keys, kind, &r), Ok(Sealed::Current), "{topic}: {patient}");
             let other = if kind == RecordKind::State { RecordKind::Changelog } else { RecordKind::State };
-            assert_eq!(check(&old, other, &r), Err(tidemark_seal::MacFailure::Mismatch), "the kind is bound");
+            assert_eq!(check(&keys, other, &r), Err(tidemark_seal::MacFailure::Mismatch), "the kind is bound");
         }
     }
 
-    // 2. Rotation: a new key first, the old one second. Restore re-seals
+    // 3. An unsealed record written after the first sealed one is not from
+    // before the upgrade: refused even with the flag still on. Produced
+    // again with its MAC, the patient's last good record supersedes it.
+    let good = w.latest("patient-changelog").remove(&patient).expect("the patient's record");
+    produce_raw(&w, &patient, &unsealed, None).await;
+    refused(&mut w.merger("late-unsealed", &["--trust-unsealed-changelog"]), "no MAC", &patient);
+    let mac = keys.seal(RecordKind::Changelog, patient.as_bytes(), Some(&good.payload));
+    produce_raw(&w, &patient, &good.payload, Some(&mac)).await;
+    let mut m = w.merger("recovered", &[]);
+    eventually("the recovered merger holds its partitions", Duration::from_secs(60), || {
+        m.log_text().matches("partition restored").count() == 4
+    });
+    assert!(m.log_text().contains("superseded by this authentic one"), "{}", m.log_text());
+    stop(&mut m);
+
+    // 4. Rotation: a new key first, the old one second. Restore re-seals
     // every patient under the new key, with no edit to fold.
     let new_path = w.dir.path().join("new-state.key");
     tidemark_seal::save_state_key(&new_path, &StateKey::generate().expect("key")).expect("save");
@@ -113,37 +146,10 @@ async fn records_are_sealed_rotated_migrated_and_checked_on_restore() {
         }
     }
 
-    // 3. A record written before authentication (the same bytes, no MAC)
-    // stops the restore, unless the operator says to trust unsealed records.
-    let (patient, genuine) = w.latest("patient-changelog").into_iter().next().expect("a changelog record");
-    produce_raw(&w, &patient, &genuine.payload, None).await;
-    refused(&mut w.merger("unsealed", &rotated_args), "no MAC", &patient);
-    let migrating = [&rotated_args[..], &["--trust-unsealed-changelog"]].concat();
-    let mut m = w.merger("migrating", &migrating);
-    eventually("the unsealed patient is re-sealed", Duration::from_secs(60), || {
-        common::metric(&m.scrape(), RESEALED) == Some(1.0)
-    });
-    stop(&mut m);
-    let latest = &w.latest("patient-changelog")[&patient];
-    assert_eq!(check(&rotated, RecordKind::Changelog, latest), Ok(Sealed::Current));
-
-    // 4. A MAC that does not match is refused even when trusting unsealed records.
+    // 5. A MAC that does not match is refused.
     let forged = rotated.seal(RecordKind::Changelog, patient.as_bytes(), Some(b"other bytes"));
-    produce_raw(&w, &patient, &genuine.payload, Some(&forged)).await;
-    refused(&mut w.merger("forged", &migrating), "does not match", &patient);
-
-    // 5. Recovery: the patient's last good record produced again, with its
-    // MAC, supersedes the forged one; restore passes over it.
-    let good = &w.latest("patient-changelog")[&patient];
-    assert_eq!(check(&rotated, RecordKind::Changelog, good), Err(tidemark_seal::MacFailure::Mismatch));
-    let mac = rotated.seal(RecordKind::Changelog, patient.as_bytes(), Some(&latest.payload));
-    produce_raw(&w, &patient, &latest.payload, Some(&mac)).await;
-    let mut m = w.merger("recovered", &rotated_args);
-    eventually("the recovered merger holds its partitions", Duration::from_secs(60), || {
-        m.log_text().matches("partition restored").count() == 4
-    });
-    assert!(m.log_text().contains("superseded by this authentic one"), "{}", m.log_text());
-    stop(&mut m);
+    produce_raw(&w, &patient, &good.payload, Some(&forged)).await;
+    refused(&mut w.merger("forged", &rotated_args), "does not match", &patient);
 }
 
 /// Produces one changelog record for `patient`, with `mac`'s headers if given.

@@ -191,13 +191,9 @@ pub async fn take(
         let (latest, unauthenticated) = blocking({
             let (c, topic, stall, keys) = (consumer.clone(), spec.topic.clone(), spec.stall_timeout, spec.clone());
             move || {
-                let mut refused = 0;
-                let keep = |r: &scan::Record<'_>| {
-                    let ok = views::authentic(&keys.state_keys, r, partition);
-                    refused += u64::from(!ok);
-                    ok
-                };
-                scan::read_latest(&c, &topic, part, stall, keep).map(|latest| (latest, refused))
+                let mut authenticity = views::Authenticity::new(&keys.state_keys, partition);
+                let latest = scan::read_latest(&c, &topic, part, stall, |r| authenticity.keep(r))?;
+                Ok::<_, KafkaFailure>((latest, authenticity.finish()))
             }
         })
         .await??;

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use tidemark_kafka::scan::Record;
 use tidemark_schemas::PatientView;
-use tidemark_seal::{RecordKind, StateKeys};
+use tidemark_seal::{MacFailure, RecordKind, StateKeys};
 
 use crate::table::{PartWriter, TableError};
 
@@ -91,22 +91,56 @@ impl SetAside {
     }
 }
 
-/// Whether a state record carries a valid MAC of the mergers; a record that
-/// does not is logged (partition, offset and why: never its key or content).
-pub fn authentic(keys: &StateKeys, record: &Record<'_>, partition: i32) -> bool {
-    let checked = keys.check(RecordKind::State, record.key, record.value, |h| record.header(h));
-    match checked {
-        Ok(_) => true,
-        Err(failure) => {
-            tracing::warn!(
-                partition,
-                offset = record.offset,
-                reason = "unauthenticated",
-                error = %failure,
-                "a state record is not sealed by a merger; set aside"
-            );
-            false
+/// Passes over the state records of one partition that the mergers did
+/// not seal. What counts as set aside is a patient whose *latest* record
+/// was passed over (what compaction will keep): a stale record from before
+/// the upgrade or under a rotated-out key, which a later sealed record
+/// supersedes, is not counted. One WARN per partition, with partition,
+/// counts and the first reason: never a key or content.
+pub struct Authenticity<'a> {
+    keys: &'a StateKeys,
+    partition: i32,
+    /// Keys whose latest record so far was passed over, and why.
+    refused: HashMap<Vec<u8>, MacFailure>,
+    passed_over: u64,
+}
+
+impl<'a> Authenticity<'a> {
+    /// A check of `partition`'s records against `keys`.
+    pub fn new(keys: &'a StateKeys, partition: i32) -> Self {
+        Self { keys, partition, refused: HashMap::new(), passed_over: 0 }
+    }
+
+    /// Whether to keep `record`: its MAC checks under one of the keys.
+    pub fn keep(&mut self, record: &Record<'_>) -> bool {
+        match self.keys.check(RecordKind::State, record.key, record.value, |h| record.header(h)) {
+            Ok(_) => {
+                self.refused.remove(record.key);
+                true
+            }
+            Err(failure) => {
+                self.passed_over += 1;
+                self.refused.insert(record.key.to_vec(), failure);
+                false
+            }
         }
+    }
+
+    /// Patients whose latest record was passed over; logs the partition's
+    /// count once.
+    pub fn finish(self) -> u64 {
+        if self.passed_over > 0 {
+            let reason = self.refused.values().next().map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(
+                partition = self.partition,
+                reason = "unauthenticated",
+                records = self.passed_over,
+                patients = self.refused.len(),
+                error = %reason,
+                "state records not sealed by a merger were passed over; the patients' latest are set aside"
+            );
+        }
+        self.refused.len() as u64
     }
 }
 

@@ -14,10 +14,12 @@
 //! be replayed from one topic onto the other), its key (the patient id, so a
 //! view cannot be moved onto another patient) and its value, each
 //! length-prefixed; a tombstone is distinguished from an empty value. It
-//! does not cover the offset or partition, which are unknown when a record is
-//! produced: an old sealed record of the same patient produced again is
-//! authentic, so rolling one patient back to an older view is still open to
-//! anyone allowed to produce to the topic. The byte layout is in
+//! does not cover the offset (unknown when a record is produced) or the
+//! partition (a reader that does not compute partitions could not check
+//! it): an old sealed record of the same patient produced again, to its own
+//! partition or another, is authentic, so rolling one patient back to an
+//! older view, or showing it twice, is still open to anyone allowed to
+//! produce to the topic; the Kafka ACLs close that. The byte layout is in
 //! docs/merger.md.
 //!
 //! Several keys may be given, for rotation: the first seals, every one is
@@ -169,7 +171,11 @@ impl StateKeys {
             _ => return Err(MacFailure::Malformed),
         };
         let key_id = std::str::from_utf8(key_id).ok().filter(|id| is_key_id(id)).ok_or(MacFailure::Malformed)?;
-        let tag = std::str::from_utf8(tag).ok().and_then(|t| hex::decode(t).ok()).ok_or(MacFailure::Malformed)?;
+        let tag = std::str::from_utf8(tag)
+            .ok()
+            .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .and_then(|t| hex::decode(t).ok())
+            .ok_or(MacFailure::Malformed)?;
         let Some(index) = self.keys.iter().position(|(id, _)| id == key_id) else {
             return Err(MacFailure::UnknownKey(key_id.to_owned()));
         };

@@ -51,7 +51,9 @@ fn missing_malformed_and_unknown_headers_are_told_apart() {
     assert_eq!(at(None, Some(tag)), Err(MacFailure::Malformed));
     assert_eq!(at(Some(b"pt-123 Jane Doe"), Some(tag)), Err(MacFailure::Malformed), "not an id: never echoed");
     assert_eq!(at(Some(id), Some(b"zz")), Err(MacFailure::Malformed));
-    assert_eq!(at(Some(id), Some(&tag[..62])), Err(MacFailure::Mismatch), "a short tag never matches");
+    assert_eq!(at(Some(id), Some(&tag[..62])), Err(MacFailure::Malformed), "64 hex digits, no fewer");
+    let upper = mac.tag.to_uppercase();
+    assert_eq!(at(Some(id), Some(upper.as_bytes())), Err(MacFailure::Malformed), "lowercase, as documented");
     let other = key(2).key_id();
     assert_eq!(at(Some(other.as_bytes()), Some(tag)), Err(MacFailure::UnknownKey(other)));
 }

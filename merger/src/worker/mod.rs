@@ -121,9 +121,17 @@ impl Worker<'_> {
         loop {
             let (batch, stop) = self.gather(shutdown).await?;
             if !self.reseal.is_empty() {
-                let patients = std::mem::take(&mut self.reseal);
+                // A batch's worth at a time, between batches, so that a
+                // large re-seal neither starves the consumer nor stalls it.
+                let take = self.cfg.max_batch_events.min(self.reseal.len());
+                let patients: BTreeSet<(i32, String)> = (0..take).filter_map(|_| self.reseal.pop_first()).collect();
                 batch::reseal(self.cfg, self.metrics, producer, &self.parts, &patients).await?;
-                tracing::info!(patients = patients.len(), "restored records sealed again under the current state key");
+                self.cfg.status.progressed();
+                tracing::info!(
+                    patients = patients.len(),
+                    left = self.reseal.len(),
+                    "restored records sealed again under the current state key"
+                );
             }
             if !batch.is_empty() {
                 self.process(producer, &batch).await?;

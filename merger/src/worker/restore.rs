@@ -33,6 +33,16 @@ use super::error::WorkerError;
 /// the seed keeps patient ids from being chosen to collide.
 pub type Docs = HashMap<String, PatientDoc, foldhash::quality::RandomState>;
 
+/// Whether an unsealed record is trusted: only under
+/// `--trust-unsealed-changelog`, only a record with a value (an unsealed
+/// tombstone would drop the patient), and only before the first sealed
+/// record of the partition. Records written before the upgrade all come
+/// before the first record a sealing merger wrote, so an unsealed record
+/// after one is not from before the upgrade: it is refused, flag or not.
+fn trusts_unsealed(cfg: &MergerConfig, sealed_seen: bool, r: &Record<'_>) -> bool {
+    cfg.trust_unsealed_changelog && !sealed_seen && r.value.is_some()
+}
+
 /// A restored partition: its documents, and the patients whose records are
 /// to be sealed again under the current key.
 pub struct Restored {
@@ -59,17 +69,26 @@ pub fn restore_partition(cfg: &MergerConfig, partition: i32) -> Result<Restored,
     // Records that did not check, by key, until a later authentic record of
     // the same patient supersedes them.
     let mut refused: HashMap<Vec<u8>, (i64, MacFailure)> = HashMap::new();
+    // Under --trust-unsealed-changelog: whether a sealed record was seen yet,
+    // and how many unsealed ones were trusted.
+    let (mut sealed_seen, mut trusted) = (false, 0u64);
     scan::scan_partition(&reader, topic, cut, cfg.restore_stall_timeout, |r: Record<'_>| {
         let sealed = cfg.state_keys.check(RecordKind::Changelog, r.key, r.value, |h| r.header(h));
         let current = match sealed {
-            Ok(sealed) => sealed == Sealed::Current,
-            Err(MacFailure::Missing) if cfg.trust_unsealed_changelog => false,
+            Ok(sealed) => {
+                sealed_seen = true;
+                sealed == Sealed::Current
+            }
+            Err(MacFailure::Missing) if trusts_unsealed(cfg, sealed_seen, &r) => {
+                trusted += 1;
+                false
+            }
             Err(failure) => {
                 refused.insert(r.key.to_vec(), (r.offset, failure));
                 return Ok(());
             }
         };
-        if refused.remove(r.key).is_some() {
+        if sealed.is_ok() && refused.remove(r.key).is_some() {
             tracing::warn!(
                 topic = %topic,
                 partition,
@@ -103,6 +122,15 @@ pub fn restore_partition(cfg: &MergerConfig, partition: i32) -> Result<Restored,
         }
         Ok(())
     })?;
+    if trusted > 0 {
+        tracing::warn!(
+            topic = %topic,
+            partition,
+            records = trusted,
+            "changelog records without a MAC were trusted (--trust-unsealed-changelog) and will be sealed again; \
+             turn the flag off once every merger has restarted with it"
+        );
+    }
     if let Some((offset, failure)) = refused.into_values().min_by_key(|(offset, _)| *offset) {
         return Err(WorkerError::UnauthenticatedChangelog { topic: topic.clone(), partition, offset, failure });
     }
