@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::pipeline::{Signed, produce, sign_event, workload};
+use common::pipeline::{Signed, fold, produce, sign_event, workload};
 use common::{Run, s, tidemark};
 use serde_json::json;
 use tidemark_testkit::workload::patient_id;
@@ -41,22 +41,6 @@ fn demographics(seed: u64) -> Vec<Signed> {
                 {"op": "set", "path": "demographics.postal_code", "value": format!("9{p:02}17")},
                 {"op": "append", "path": "notes", "value": {"text": marker("Note", p)}}]});
             Signed { patient, envelope: sign_event(&event) }
-        })
-        .collect()
-}
-
-/// `tidemark fold` of `items`: patient id -> view (JSON line).
-fn fold(items: &[Signed]) -> BTreeMap<String, String> {
-    let input: String = items.iter().map(|i| format!("{}\n", i.envelope)).collect();
-    let run = tidemark(&["fold"], input.as_bytes(), &[]);
-    run.code(0);
-    run.stdout
-        .lines()
-        .map(|l| {
-            (
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["patient_id"].as_str().unwrap().to_owned(),
-                l.to_owned(),
-            )
         })
         .collect()
 }
