@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::pipeline::{Signed, produce_sealed, produce_views, sign_event, workload};
+use common::pipeline::{Signed, fold, produce_sealed, produce_views, sign_event, workload};
 use common::{Run, s, tidemark};
 use serde_json::json;
 use tidemark_testkit::workload::patient_id;
@@ -42,22 +42,6 @@ fn demographics(seed: u64) -> Vec<Signed> {
                 {"op": "set", "path": "demographics.postal_code", "value": format!("9{p:02}17")},
                 {"op": "append", "path": "notes", "value": {"text": marker("Note", p)}}]});
             Signed { patient, envelope: sign_event(&event) }
-        })
-        .collect()
-}
-
-/// `tidemark fold` of `items`: patient id -> view (JSON line).
-fn fold(items: &[Signed]) -> BTreeMap<String, String> {
-    let input: String = items.iter().map(|i| format!("{}\n", i.envelope)).collect();
-    let run = tidemark(&["fold"], input.as_bytes(), &[]);
-    run.code(0);
-    run.stdout
-        .lines()
-        .map(|l| {
-            (
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["patient_id"].as_str().unwrap().to_owned(),
-                l.to_owned(),
-            )
         })
         .collect()
 }
@@ -576,7 +560,8 @@ fn bare_read(bootstrap: &str, topic: &str, partitions: i32) -> usize {
 
 /// Measurement, not a check: `TIDEMARK_MEASURE_PATIENTS` (default 1,000,000)
 /// synthetic views on a 12-partition state topic in Tansu, then one
-/// `tidemark archiver --once` timed from the outside. Run with
+/// `tidemark archiver --once` per profile timed from the outside (peak RSS
+/// by GNU time, `/usr/bin/time`). Run with
 /// `cargo test --release --test archiver_e2e snapshot_measure -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "a measurement; run by hand"]
@@ -628,44 +613,46 @@ async fn snapshot_measure_1m_patients() {
     );
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    for (kind, name) in [("recipient", "alice"), ("archiver", "arch")] {
+    for (kind, name) in [("recipient", "alice"), ("archiver", "arch"), ("dataset", "ds")] {
         tidemark(&["keys", "generate", "--kind", kind, "--out", s(&keys), "--name", name], b"", &[]).code(0);
     }
     let archive = dir.path().join("archive");
-    let t = std::time::Instant::now();
-    let run = tidemark(
-        &[
-            "archiver",
-            "--once",
-            "--brokers",
-            broker.bootstrap(),
-            "--topic-prefix",
-            &prefix,
-            "--out",
-            s(&archive),
-            "--archiver-key",
-            s(&keys.join("arch.key")),
-            "--recipient",
-            s(&keys.join("alice.pub")),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-        b"",
-        &[("RUST_LOG", "tidemark_archiver=debug")],
-    );
-    let took = t.elapsed();
-    eprintln!("{}", run.stderr);
-    run.code(0);
-    let sealed: u64 = fs::read_dir(archive.join("identified"))
-        .unwrap()
-        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|f| f.unwrap().metadata().unwrap().len())
-        .sum();
-    eprintln!(
-        "measure: snapshot of {patients} patients in {took:.1?} = {:.0} rows/s ({:.2}x the bare read); {sealed} bytes encrypted ({:.1} B/row)\n{}",
-        patients as f64 / took.as_secs_f64(),
-        bound.as_secs_f64() / took.as_secs_f64(),
-        sealed as f64 / patients as f64,
-        run.stdout.trim()
-    );
+    let (arch, alice, ds) = (keys.join("arch.key"), keys.join("alice.pub"), keys.join("ds.key"));
+    // Both profiles of the same topic, each timed from the outside, its peak
+    // RSS read by /usr/bin/time. The de-identified profile also spills every
+    // view to scratch and cuts its parts by pseudonym once the topic is read.
+    for profile in ["identified", "deidentified"] {
+        let mut args = vec!["archiver", "--once", "--brokers", broker.bootstrap(), "--topic-prefix", &prefix];
+        args.extend(["--out", s(&archive), "--archiver-key", s(&arch), "--recipient", s(&alice)]);
+        args.extend(["--metrics-listen", "127.0.0.1:0", "--profile", profile]);
+        if profile == "deidentified" {
+            args.extend(["--dataset-key", s(&ds)]);
+        }
+        let t = std::time::Instant::now();
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "peak_rss_kib=%M", env!("CARGO_BIN_EXE_tidemark")])
+            .args(&args)
+            .env("RUST_LOG", "tidemark_archiver=debug")
+            .env_remove("TIDEMARK_KEYS")
+            .env_remove("TIDEMARK_CATALOG")
+            .output()
+            .expect("/usr/bin/time runs the binary");
+        let took = t.elapsed();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        eprintln!("{stderr}");
+        assert!(out.status.success(), "{stdout}");
+        let rss = stderr.lines().find_map(|l| l.strip_prefix("peak_rss_kib=")).expect("GNU time's line");
+        let sealed: u64 = fs::read_dir(archive.join(profile))
+            .unwrap()
+            .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum();
+        eprintln!(
+            "measure: {profile} snapshot of {patients} patients in {took:.1?} = {:.0} rows/s ({:.2}x the bare read); peak RSS {rss} KiB; {sealed} bytes encrypted ({:.1} B/row)\n{}",
+            patients as f64 / took.as_secs_f64(),
+            bound.as_secs_f64() / took.as_secs_f64(),
+            sealed as f64 / patients as f64,
+            stdout.trim()
+        );
+    }
 }

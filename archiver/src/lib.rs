@@ -13,11 +13,13 @@
 //! readers of Kafka.
 
 pub mod chain;
+pub mod deid_cut;
 pub mod manifest;
 pub mod metrics;
 pub mod output;
 pub mod pin;
 pub mod reader;
+pub mod scratch;
 pub mod service;
 pub mod snapshot;
 pub mod status;

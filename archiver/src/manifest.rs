@@ -87,7 +87,9 @@ pub struct CutOffset {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartEntry {
-    /// Object name inside the snapshot, e.g. `part-00003-000.parquet.tmenc`.
+    /// Object name inside the snapshot: `part-00003-000.parquet.tmenc`
+    /// (identified: partition 3, split 0) or `part-00003.parquet.tmenc`
+    /// (de-identified: the fourth range of the pseudonym order).
     pub name: String,
     /// Rows in the part.
     pub rows: u64,

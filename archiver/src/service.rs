@@ -104,8 +104,13 @@ fn record(cfg: &ArchiverConfig, outcome: &Result<Vec<Committed>, SnapshotError>,
         Err(e) => {
             for profile in profiles {
                 m.snapshots.get_or_create(&ResultLabels { profile, result: "failed" }).inc();
-                if matches!(e, SnapshotError::Storage(_) | SnapshotError::Encrypt { .. } | SnapshotError::Table { .. })
-                {
+                if matches!(
+                    e,
+                    SnapshotError::Storage(_)
+                        | SnapshotError::Encrypt { .. }
+                        | SnapshotError::Table { .. }
+                        | SnapshotError::Scratch(_)
+                ) {
                     m.parts_failed.get_or_create(&ProfileLabels { profile }).inc();
                 }
             }

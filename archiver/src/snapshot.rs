@@ -1,12 +1,17 @@
 //! Taking one snapshot: cut, read, convert, encrypt, store, commit.
 //!
-//! Key decision: parts follow the state topic's partitions (a patient's views
-//! all live in one partition), so each partition is read, sorted and written
-//! on its own and memory holds a few partitions' views, never the whole
-//! topic. Partitions are read one after the other, and each is built
-//! (decoded, sorted, written as Parquet, sealed) on a blocking thread while
-//! the next is read, up to `builders()` at once; parts are stored in
-//! partition order whatever order the builds finish in.
+//! Key decision: identified parts follow the state topic's partitions (a
+//! patient's views all live in one partition), so each partition is read,
+//! sorted and written on its own and memory holds a few partitions' views,
+//! never the whole topic. Partitions are read one after the other, and each
+//! is built (decoded, sorted, written as Parquet, sealed) on a blocking
+//! thread while the next is read, up to `builders()` at once; parts are
+//! stored in partition order whatever order the builds finish in.
+//! De-identified parts must not follow partitions (a partition is a function
+//! of the patient id): each partition's views are spilled to encrypted
+//! scratch runs instead, and once the topic is read the parts are cut by
+//! pseudonym order and row count, built in parallel the same way
+//! ([`crate::deid_cut`]).
 //! Every profile is written from the same read, each with its own snapshot id,
 //! recipients and manifest. The manifest is put last; a failure anywhere
 //! before it leaves parts without a manifest, which are not a snapshot and are
@@ -20,10 +25,12 @@ use bytes::Bytes;
 use tidemark_kafka::KafkaFailure;
 use tidemark_kafka::rdkafka::consumer::BaseConsumer;
 use tidemark_kafka::scan::{self, PartitionCut};
-use tidemark_schemas::{Catalog, PatientView, format_utc_ms};
+use tidemark_schemas::{Catalog, format_utc_ms};
 
 use crate::chain;
+use crate::deid_cut::{self, PartPlan, Spill, SpilledRun};
 use crate::manifest::{CutOffset, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
+use crate::scratch::ScratchError;
 use crate::storage::{Archive, StorageError};
 use crate::table::{PartOptions, PartWriter, Profile, TableError, TableLayout, sort_views};
 use crate::views::{self, SetAside};
@@ -41,23 +48,26 @@ pub enum SnapshotError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// Building a part failed (not because of one view: those are set aside).
-    #[error("building a part of partition {partition}: {source}")]
+    #[error("building part {part}: {source}")]
     Table {
-        /// The partition.
-        partition: i32,
+        /// The part's object name.
+        part: String,
         /// The cause.
         #[source]
         source: TableError,
     },
     /// Encrypting a part failed.
-    #[error("encrypting a part of partition {partition}: {source}")]
+    #[error("encrypting part {part}: {source}")]
     Encrypt {
-        /// The partition.
-        partition: i32,
+        /// The part's object name.
+        part: String,
         /// The cause.
         #[source]
         source: PartError,
     },
+    /// The local scratch space the de-identified profile spills to failed.
+    #[error("de-identified profile: {0}")]
+    Scratch(#[from] ScratchError),
     /// Configuration: fix and restart.
     #[error("configuration error: {0}")]
     Config(String),
@@ -136,10 +146,12 @@ pub struct Committed {
     pub set_aside: SetAside,
 }
 
-/// One partition built: its parts, and per profile what was set aside.
+/// One partition built (or one de-identified part): its parts, per profile
+/// what was set aside, and the runs spilled for de-identified profiles.
 struct BuiltPartition {
     parts: Vec<BuiltPart>,
     set_aside: Vec<SetAside>,
+    spilled: Vec<(usize, SpilledRun)>,
 }
 
 /// A part ready to store, for one profile.
@@ -183,7 +195,12 @@ pub async fn take(
     })
     .await??;
     let n = spec.profiles.len();
-    let mut stored = Stored { parts: vec![Vec::new(); n], bytes: vec![0; n], set_aside: vec![SetAside::default(); n] };
+    let mut stored = Stored {
+        parts: vec![Vec::new(); n],
+        bytes: vec![0; n],
+        set_aside: vec![SetAside::default(); n],
+        spills: (0..n).map(|_| Spill::default()).collect(),
+    };
     let (mut building, builders) = (VecDeque::new(), builders());
     for &part in &cut {
         let PartitionCut { partition, .. } = part;
@@ -211,7 +228,10 @@ pub async fn take(
     while let Some(built) = building.pop_front() {
         stored.put(archive, &spec, &ids, joined(built).await??).await?;
     }
-    let Stored { mut parts, mut bytes, set_aside } = stored;
+    for (i, layout) in layouts.iter().enumerate().filter(|(_, l)| l.is_deidentified()) {
+        stored.cut_deidentified(archive, &spec, &ids, i, layout).await?;
+    }
+    let Stored { mut parts, mut bytes, set_aside, .. } = stored;
     let mut committed = Vec::with_capacity(spec.profiles.len());
     for (i, p) in spec.profiles.iter().enumerate() {
         let manifest = Manifest {
@@ -251,11 +271,13 @@ fn builders() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
-/// The parts stored so far, per profile, their bytes and the records set aside.
+/// The parts stored so far, per profile, their bytes, the records set aside
+/// and the de-identified profiles' spilled runs.
 struct Stored {
     parts: Vec<Vec<PartEntry>>,
     bytes: Vec<u64>,
     set_aside: Vec<SetAside>,
+    spills: Vec<Spill>,
 }
 
 impl Stored {
@@ -270,12 +292,49 @@ impl Stored {
         for (total, more) in self.set_aside.iter_mut().zip(&built.set_aside) {
             total.add(more);
         }
+        for (profile, run) in built.spilled {
+            self.spills[profile].add(run);
+        }
         for part in built.parts {
             let (profile, name) = (spec.profiles[part.profile].profile.name(), part.entry.name.clone());
             archive.put(profile, &ids[part.profile], &name, part.sealed).await?;
             self.bytes[part.profile] += part.entry.ciphertext_bytes;
             self.parts[part.profile].push(part.entry);
             spec.faults.after_part_stored(self.parts.iter().map(Vec::len).sum());
+        }
+        Ok(())
+    }
+
+    /// Cuts de-identified profile `i`'s spilled runs into parts by pseudonym
+    /// order and row count, building up to `builders()` parts at once and
+    /// storing them in index order.
+    async fn cut_deidentified(
+        &mut self,
+        archive: &Archive,
+        spec: &Arc<SnapshotSpec>,
+        ids: &[String],
+        i: usize,
+        layout: &Arc<TableLayout>,
+    ) -> Result<(), SnapshotError> {
+        let spill = Arc::new(std::mem::take(&mut self.spills[i]));
+        let plans = spill.plan(spec.rows_per_part);
+        tracing::debug!(
+            rows = spill.rows(),
+            scratch_bytes = spill.disk_bytes(),
+            parts = plans.len(),
+            "de-identified cut"
+        );
+        let (mut building, builders) = (VecDeque::new(), builders());
+        for plan in plans {
+            while building.len() >= builders {
+                let built = building.pop_front().expect("not empty");
+                self.put(archive, spec, ids, joined(built).await??).await?;
+            }
+            let (spill, spec, layout) = (spill.clone(), spec.clone(), layout.clone());
+            building.push_back(tokio::task::spawn_blocking(move || build_deid_part(&spill, &plan, &spec, &layout, i)));
+        }
+        while let Some(built) = building.pop_front() {
+            self.put(archive, spec, ids, joined(built).await??).await?;
         }
         Ok(())
     }
@@ -305,13 +364,20 @@ fn build_partition(
     let started = Instant::now();
     let (mut views, undecoded) = views::decode(latest, partition);
     let decoded = started.elapsed();
-    let mut out = BuiltPartition { parts: Vec::new(), set_aside: vec![undecoded; layouts.len()] };
+    let mut out = BuiltPartition { parts: Vec::new(), set_aside: vec![undecoded; layouts.len()], spilled: Vec::new() };
     for (i, layout) in layouts.iter().enumerate() {
+        if layout.is_deidentified() {
+            out.spilled.push((i, deid_cut::spill(layout, &views, partition)?));
+            continue;
+        }
         sort_views(layout, &mut views);
         for (k, chunk) in views.chunks(spec.rows_per_part.max(1)).enumerate() {
             let name = format!("part-{partition:05}-{k:03}.parquet.tmenc");
-            let (entry, sealed, unfit) = build_part(layout, &spec.profiles[i], spec, chunk, name, partition)?;
-            out.set_aside[i].unfit += unfit;
+            let table = |source| SnapshotError::Table { part: name.clone(), source };
+            let mut writer = PartWriter::new(layout.clone(), Vec::new(), spec.part_options.clone()).map_err(table)?;
+            out.set_aside[i].unfit += views::push_fitting(&mut writer, chunk, |_| partition).map_err(table)?;
+            let (plain, summary) = writer.finish().map_err(table)?;
+            let (entry, sealed) = seal(&spec.profiles[i], spec, name, &plain, summary.rows)?;
             out.parts.push(BuiltPart { profile: i, entry, sealed });
         }
     }
@@ -325,29 +391,51 @@ fn build_partition(
     Ok(out)
 }
 
-fn build_part(
+/// Builds de-identified part `plan` of profile `i` from the spilled runs.
+fn build_deid_part(
+    spill: &Spill,
+    plan: &PartPlan,
+    spec: &SnapshotSpec,
     layout: &Arc<TableLayout>,
+    i: usize,
+) -> Result<BuiltPartition, SnapshotError> {
+    let started = Instant::now();
+    let name = plan.name();
+    let written = deid_cut::write_part(spill, plan, layout.clone(), &spec.part_options).map_err(|e| match e {
+        deid_cut::WriteError::Scratch(e) => SnapshotError::Scratch(e),
+        deid_cut::WriteError::Table(source) => SnapshotError::Table { part: name.clone(), source },
+    })?;
+    let (entry, sealed) = seal(&spec.profiles[i], spec, name, &written.plain, written.rows)?;
+    let mut set_aside = vec![SetAside::default(); spec.profiles.len()];
+    set_aside[i] = SetAside { key_mismatch: written.duplicates, unfit: written.unfit, ..SetAside::default() };
+    tracing::debug!(
+        part = plan.index,
+        rows = entry.rows,
+        build_ms = started.elapsed().as_millis(),
+        "de-identified part built"
+    );
+    Ok(BuiltPartition { parts: vec![BuiltPart { profile: i, entry, sealed }], set_aside, spilled: Vec::new() })
+}
+
+/// Seals a written Parquet part to the profile's recipients.
+fn seal(
     profile: &ProfileSpec,
     spec: &SnapshotSpec,
-    views: &[PatientView],
     name: String,
-    partition: i32,
-) -> Result<(PartEntry, Bytes, u64), SnapshotError> {
-    let table = |source| SnapshotError::Table { partition, source };
-    let mut writer = PartWriter::new(layout.clone(), Vec::new(), spec.part_options.clone()).map_err(table)?;
-    let unfit = views::push_fitting(&mut writer, views, partition).map_err(table)?;
-    let (plain, summary) = writer.finish().map_err(table)?;
+    plain: &[u8],
+    rows: u64,
+) -> Result<(PartEntry, Bytes), SnapshotError> {
     let mut sealed = Vec::with_capacity(plain.len() + plain.len() / 1024 + 4096);
-    let stats = seal_part(plain.as_slice(), &mut sealed, &profile.recipients, spec.chunk_size)
-        .map_err(|source| SnapshotError::Encrypt { partition, source })?;
+    let stats = seal_part(plain, &mut sealed, &profile.recipients, spec.chunk_size)
+        .map_err(|source| SnapshotError::Encrypt { part: name.clone(), source })?;
     let entry = PartEntry {
         name,
-        rows: summary.rows,
+        rows,
         plaintext_bytes: stats.plaintext_bytes,
         ciphertext_bytes: stats.ciphertext_bytes,
         sha256: hex::encode(stats.ciphertext_sha256),
     };
-    Ok((entry, Bytes::from(sealed), unfit))
+    Ok((entry, Bytes::from(sealed)))
 }
 
 /// Where a profile's next manifest goes in its chain.

@@ -179,14 +179,15 @@ pub fn decode(latest: HashMap<Vec<u8>, Vec<u8>>, partition: i32) -> (Vec<Patient
 
 /// Pushes `views` into `writer`, setting aside each view that does not fit
 /// the catalog (the writer has written every view before it) and going on
-/// with the next. Returns how many were set aside.
+/// with the next. Returns how many were set aside. `partition_of(i)` is the
+/// partition `views[i]` was read from, for the log.
 ///
 /// # Errors
 /// Any other [`TableError`]: those are not about one view.
 pub fn push_fitting<W: std::io::Write + Send>(
     writer: &mut PartWriter<W>,
     views: &[PatientView],
-    partition: i32,
+    partition_of: impl Fn(usize) -> i32,
 ) -> Result<u64, TableError> {
     let (mut start, mut unfit) = (0, 0);
     while start < views.len() {
@@ -194,6 +195,7 @@ pub fn push_fitting<W: std::io::Write + Send>(
             Ok(()) => break,
             Err(TableError::BadView { row, problem }) => {
                 unfit += 1;
+                let partition = partition_of(start + row);
                 tracing::warn!(partition, reason = "unfit", problem = %problem, "a patient view does not fit the catalog; set aside");
                 start += row + 1;
             }

@@ -199,3 +199,18 @@ pub fn latest_views(records: &[Read]) -> BTreeMap<String, serde_json::Value> {
         .map(|r| (r.key.clone(), serde_json::from_slice(&r.payload).expect("state records are JSON views")))
         .collect()
 }
+
+/// `tidemark fold` of `items`: patient id -> view (JSON line), the views the
+/// merger would put on the state topic.
+pub fn fold(items: &[Signed]) -> BTreeMap<String, String> {
+    let input: String = items.iter().map(|i| format!("{}\n", i.envelope)).collect();
+    let run = super::tidemark(&["fold"], input.as_bytes(), &[]);
+    run.code(0);
+    run.stdout
+        .lines()
+        .map(|l| {
+            let view: serde_json::Value = serde_json::from_str(l).expect("fold prints JSON lines");
+            (view["patient_id"].as_str().expect("a view names its patient").to_owned(), l.to_owned())
+        })
+        .collect()
+}

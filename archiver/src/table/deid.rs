@@ -40,7 +40,9 @@ impl Pseudonymizer {
 
 /// The 3-digit ZIP prefixes whose areas held 20,000 people or fewer (US Census
 /// 2000, as listed in HHS's Safe Harbor guidance): Safe Harbor allows their
-/// prefix only as `000`.
+/// prefix only as `000`. Not yet rederived from the 2020 census: no package
+/// this project can install ships 2020 ZCTA populations, and the list is not
+/// guessed (docs/snapshot-schema.md, "Limits to know").
 const SMALL_ZIP3: [&str; 17] = [
     "036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890",
     "893",
