@@ -160,6 +160,7 @@ fn signature_verified(e: &VerifyError) -> bool {
     matches!(
         e,
         VerifyError::MalformedEvent(_)
+            | VerifyError::InexactNumber(_)
             | VerifyError::SourceMismatch { .. }
             | VerifyError::PatientOutOfScope { .. }
             | VerifyError::InvalidEvent(_)
