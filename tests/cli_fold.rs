@@ -68,3 +68,25 @@ fn bad_lines_are_reported_by_number_and_skipped() {
     assert!(!unverified.stderr.contains("line 6"), "{unverified:?}");
     assert!(unverified.stdout.contains("pt-000789"), "{unverified:?}");
 }
+
+/// A decimal folds into a view that prints the value signed. serde_json's
+/// default float parser reads some exact texts one unit off (this one as
+/// `1.0715660391465825e-75`), so without its `float_roundtrip` the view
+/// showed another value than the event carried, and the exactness check
+/// ingest and the merger make (docs/events.md, "Numbers") would have
+/// passed a number that was then stored differently.
+#[test]
+fn a_decimal_folds_to_the_value_signed() {
+    let event = serde_json::json!({
+        "event_id": "019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e", "patient_id": "pt-1", "source": "site-a-ehr",
+        "author": "clin-1", "hlc": {"wall_ms": 1, "logical": 0},
+        "ops": [{"op": "set", "path": "vitals.temperature_c", "value": 1.0715660391465826e-75}]
+    });
+    let envelope = common::pipeline::sign_event(&event);
+    let payload =
+        tidemark_schemas::dsse::Envelope::decode(envelope.as_bytes()).expect("an envelope").payload().to_vec();
+    assert!(String::from_utf8(payload).expect("UTF-8").contains("\"value\":1.0715660391465826e-75}"));
+    let run = tidemark(&["fold", "--keys", &registry()], envelope.as_bytes(), &[]);
+    run.code(0);
+    assert!(run.stdout.contains("\"vitals.temperature_c\":{\"value\":1.0715660391465826e-75,"), "{run:?}");
+}

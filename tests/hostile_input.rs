@@ -78,39 +78,6 @@ impl Setup {
         assert_eq!(records.len(), self.accepted.len(), "records in the topic vs acknowledged");
         assert!(got == want, "the topic holds other bytes than the acknowledged envelopes");
     }
-
-    /// The ingest process's memory: (VmRSS, VmHWM) in KiB, from /proc.
-    fn memory_kib(&self) -> (u64, u64) {
-        let pid = ingest_pid(&self.prefix);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-/// The pid of the ingest child started with `--topic-prefix prefix` (unique
-/// per test, so parallel tests never pick each other's process).
-fn ingest_pid(prefix: &str) -> u32 {
-    let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_ours = args.get(1) == Some(&&b"ingest"[..]) && args.windows(2).any(|w| w[1] == prefix.as_bytes());
-        let parent = std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|st| st.rsplit(')').next()?.split_whitespace().nth(1)?.parse::<u32>().ok());
-        if is_ours && parent == Some(me) {
-            return pid;
-        }
-    }
-    panic!("no ingest child with --topic-prefix {prefix}");
 }
 
 fn now_ms() -> u64 {
@@ -208,7 +175,7 @@ fn huge_arrays_are_bounded_before_they_cost_anything() {
 #[test]
 fn a_batch_of_many_tiny_lines_is_refused_before_its_answer_outgrows_the_body() {
     let mut t = Setup::new("hostile-lines", &[]);
-    let (_, hwm_before) = t.memory_kib();
+    let (_, hwm_before) = t.ingest.memory_kib();
     // 2.8 million lines of `{}` in 8 MiB: one rejection each would answer
     // ~700 MB of JSON and hold far more while building it.
     let body = "{}\n".repeat(LIMIT / 3);
@@ -217,7 +184,7 @@ fn a_batch_of_many_tiny_lines_is_refused_before_its_answer_outgrows_the_body() {
     let answer: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["error"]["reason"], "too_large", "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("lines"), "{answer}");
-    let (_, hwm_after) = t.memory_kib();
+    let (_, hwm_after) = t.ingest.memory_kib();
     eprintln!("ingest VmHWM {hwm_before} KiB -> {hwm_after} KiB for 2.8M-line batch");
     assert!(hwm_after < hwm_before + 64 * 1024, "peak RSS grew {} KiB", hwm_after - hwm_before);
 
@@ -347,7 +314,7 @@ fn a_100_mb_body_is_refused_without_being_buffered() {
     let mut t = Setup::new("hostile-100mb", &[]);
     const HUNDRED_MB: usize = 100 * 1024 * 1024;
     t.still_accepts();
-    let (rss_before, hwm_before) = t.memory_kib();
+    let (rss_before, hwm_before) = t.ingest.memory_kib();
 
     // Declared: refused from Content-Length before a body byte is read. Only
     // the head is sent: bytes still in flight when the server closes would
@@ -362,7 +329,7 @@ fn a_100_mb_body_is_refused_without_being_buffered() {
     assert!(raw.contains("\"reason\":\"too_large\""), "{raw}");
     assert!(sent < HUNDRED_MB, "the server read all {sent} bytes instead of stopping at the limit");
 
-    let (rss_after, hwm_after) = t.memory_kib();
+    let (rss_after, hwm_after) = t.ingest.memory_kib();
     eprintln!(
         "ingest RSS {rss_before} -> {rss_after} KiB, peak {hwm_before} -> {hwm_after} KiB; chunked client sent {sent} bytes"
     );

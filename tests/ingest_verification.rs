@@ -147,3 +147,36 @@ fn issue_20_answers_never_quote_a_payload_value() {
     assert_eq!(status, 400, "{answer}");
     assert!(!answer.contains("Jane"), "the answer quotes the envelope: {answer}");
 }
+
+/// Finding 6: a number that a 64-bit float cannot hold exactly is refused
+/// `inexact_number` (before, it was stored rounded: 202 for another value
+/// than the one signed), the answer naming which number of which value and
+/// never the number; the same number written exactly is taken.
+#[test]
+fn issue_20_a_number_a_float_cannot_hold_is_refused_and_not_quoted() {
+    let (_broker, ingest) = start("inexact");
+    let key = test_key();
+    let mut event: Value =
+        serde_json::from_slice(Envelope::decode(workload(1, 1, 7_100)[0].envelope.as_bytes()).unwrap().payload())
+            .unwrap();
+    event["ops"] = json!([{"op": "set", "path": "vitals.temperature_c", "value": 36.5}]);
+    let text = event.to_string();
+    let sign = |value: &str| {
+        let payload = text.replacen("\"value\":36.5", &format!("\"value\":{value}"), 1);
+        assert_ne!(payload, text, "{text}");
+        tidemark_schemas::dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, payload.as_bytes(), key.signing_key(), key.id()).to_json()
+    };
+    for (value, digits) in
+        [("36.5000000000000000000001", "5000000000"), ("3.65e-400", "400"), ("36500000000000000000001", "365000")]
+    {
+        let (status, _, answer) = ingest.post("application/json", sign(value).as_bytes());
+        assert_eq!(status, 422, "{value}: {answer}");
+        let line = &results(&answer)[0];
+        assert_eq!(line["reason"], "inexact_number", "{value}: {answer}");
+        let message = line["message"].as_str().unwrap();
+        assert!(message.contains("number 1 of this op's value") && message.contains("line 1 column"), "{message}");
+        assert!(!message.contains(digits), "the answer quotes the number: {message}");
+    }
+    let (status, _, answer) = ingest.post("application/json", sign("3.650e1").as_bytes());
+    assert_eq!(status, 202, "36.5 written another way is exact: {answer}");
+}

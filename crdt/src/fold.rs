@@ -68,8 +68,10 @@ fn decode_unverified(catalog: &Catalog, bytes: &[u8]) -> Result<EditEvent, Rejec
     if env.payload().len() > max {
         return Err(reject(Reason::TooLarge, format!("payload is {} bytes, the limit is {max}", env.payload().len())));
     }
-    let event = EditEvent::from_json(env.payload())
-        .map_err(|e| reject(Reason::MalformedEvent, format!("payload is not an edit event: {e}")))?;
+    let event = EditEvent::from_json(env.payload()).map_err(|e| {
+        let e = VerifyError::from_event_json(e);
+        reject(e.reason(), e.to_string())
+    })?;
     catalog.validate(&event, REPLAY_NOW_MS).map_err(|e| reject(e.reason(), e.to_string()))?;
     Ok(event)
 }
@@ -166,6 +168,34 @@ mod tests {
             r#"{{"event_id":"019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d{id:02x}","patient_id":"pt-1","source":"s","author":"a","hlc":{{"wall_ms":{id},"logical":0}},"ops":[{{"op":"{op}","path":"allergies","value":"rxnorm:{value}"}}]}}"#
         );
         EditEvent::from_json(json.as_bytes()).expect("test event parses")
+    }
+
+    /// Ingest refuses a number that a float cannot hold exactly as
+    /// `inexact_number`. The merger checks envelopes through
+    /// `check_envelopes` with a verifier, `tidemark fold` may without one:
+    /// both must set such an event aside for the same reason, and take the
+    /// same event written exactly.
+    #[test]
+    fn an_inexact_number_is_refused_for_the_same_reason_verified_or_not() {
+        use ed25519_dalek::SigningKey;
+        use tidemark_schemas::dsse;
+        use tidemark_schemas::keys::{KeyEntry, KeyRegistry};
+
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let entry = KeyEntry::ed25519("k", "s", &key.verifying_key(), None);
+        let verifier = Verifier::new(KeyRegistry::from_entries(vec![entry]).expect("a registry"));
+        let payload = r#"{"event_id":"019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e","patient_id":"pt-1","source":"s","author":"a","hlc":{"wall_ms":1,"logical":0},"ops":[{"op":"set","path":"vitals.temperature_c","value":36.6000000000000000001}]}"#;
+        let exact = payload.replace("36.6000000000000000001", "36.60");
+        let sign = |p: &str| dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, p.as_bytes(), &key, "k").to_json();
+        let (inexact, exact) = (sign(payload), sign(&exact));
+        for v in [Some(&verifier), None] {
+            let mut got = check_envelopes(Catalog::builtin(), v, &[inexact.as_bytes(), exact.as_bytes()]);
+            let refused = got.remove(0).expect_err("more digits than a float holds");
+            assert_eq!(refused.reason, Reason::InexactNumber, "{refused:?}");
+            assert!(!refused.detail.contains("36.6"), "the detail quotes the number: {refused:?}");
+            let taken = got.remove(0).expect("36.60 is exactly the float 36.6");
+            assert_eq!(taken.ops[0].value(), Some(&serde_json::json!(36.6)));
+        }
     }
 
     /// `apply` is produced when a path's kind changed under the document (the

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use http_body_util::BodyExt as _;
-use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::budget::{Budget, Refused};
 
 /// Why a body could not be read whole.
 #[derive(Debug)]
@@ -19,7 +20,7 @@ pub(crate) enum BodyError {
     /// The body grew past the limit: refuse, the client must split it.
     TooLarge,
     /// The byte bound is full: the client retries after `Retry-After`.
-    Overloaded,
+    Overloaded(Refused),
     /// The body did not arrive within the deadline: the connection is closed.
     TimedOut,
     /// The connection failed or sent a broken framing; the cause's text
@@ -27,36 +28,27 @@ pub(crate) enum BodyError {
     Read(String),
 }
 
-/// A whole body and the byte permits that account for it; the permits go
-/// back when this is dropped, after the request was answered.
-pub(crate) struct HeldBody<'a> {
-    /// The body's bytes.
-    pub(crate) bytes: Bytes,
-    /// One permit per byte of `bytes` (none for an empty body).
-    _permits: Option<SemaphorePermit<'a>>,
-}
-
-/// Reads `body` whole within `deadline`, taking one permit of `bytes` per
+/// Reads `body` whole within `deadline`, charging `budget` one permit per
 /// byte as each frame arrives; at most `limit` bytes.
 ///
 /// # Errors
-/// See [`BodyError`]; every permit taken so far is returned on an error.
-pub(crate) async fn read<'a>(
+/// See [`BodyError`]; the permits taken so far stay with `budget`, which
+/// the caller drops with its answer.
+pub(crate) async fn read(
     body: Body,
     limit: usize,
-    bytes: &'a Semaphore,
+    budget: &mut Budget,
     deadline: Duration,
-) -> Result<HeldBody<'a>, BodyError> {
-    tokio::time::timeout(deadline, collect(body, limit, bytes)).await.map_err(|_elapsed| BodyError::TimedOut)?
+) -> Result<Bytes, BodyError> {
+    tokio::time::timeout(deadline, collect(body, limit, budget)).await.map_err(|_elapsed| BodyError::TimedOut)?
 }
 
-async fn collect(mut body: Body, limit: usize, bytes: &Semaphore) -> Result<HeldBody<'_>, BodyError> {
+async fn collect(mut body: Body, limit: usize, budget: &mut Budget) -> Result<Bytes, BodyError> {
     // The frames are kept as they came (they share hyper's read buffer) and
     // joined once at the end: growing one buffer as they arrive would leave
     // every smaller copy behind in the allocator, about twice the body.
     let mut frames: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
-    let mut held: Option<SemaphorePermit<'_>> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         // Trailers carry no body bytes.
@@ -67,54 +59,80 @@ async fn collect(mut body: Body, limit: usize, bytes: &Semaphore) -> Result<Held
         if total + data.len() > limit {
             return Err(BodyError::TooLarge);
         }
-        // A frame is never larger than the limit, which start-up keeps within
-        // the semaphore's range; `u32::MAX` only makes an impossible frame fail.
-        let n = u32::try_from(data.len()).unwrap_or(u32::MAX);
-        let permit = bytes.try_acquire_many(n).map_err(|_full| BodyError::Overloaded)?;
-        match held.as_mut() {
-            Some(h) => h.merge(permit),
-            None => held = Some(permit),
-        }
+        budget.charge(data.len()).map_err(BodyError::Overloaded)?;
         total += data.len();
         frames.push(data);
     }
     let joined = if frames.len() == 1 {
         frames.pop().unwrap_or_default()
     } else {
+        // For a moment the body is held twice: charge the copy before it is
+        // made, and give the frames' share back once they are gone.
+        budget.charge(total).map_err(BodyError::Overloaded)?;
         let mut all = Vec::with_capacity(total);
         for f in frames.drain(..) {
             all.extend_from_slice(&f);
         }
+        budget.release(total);
         Bytes::from(all)
     };
-    Ok(HeldBody { bytes: joined, _permits: held })
+    Ok(joined)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::Semaphore;
+
     use super::*;
 
     const LONG: Duration = Duration::from_secs(5);
 
     #[tokio::test]
-    async fn a_body_holds_one_permit_per_byte_until_it_is_dropped() {
-        let bytes = Semaphore::new(100);
-        let held = read(Body::from(vec![b'x'; 40]), 64, &bytes, LONG).await.expect("fits");
-        assert_eq!((held.bytes.len(), bytes.available_permits()), (40, 60));
-        drop(held);
+    async fn a_body_holds_one_permit_per_byte_until_its_budget_is_dropped() {
+        let bytes = Arc::new(Semaphore::new(100));
+        let mut budget = Budget::new(bytes.clone(), 100);
+        let body = read(Body::from(vec![b'x'; 40]), 64, &mut budget, LONG).await.expect("fits");
+        assert_eq!((body.len(), bytes.available_permits()), (40, 60));
+        drop(budget);
         assert_eq!(bytes.available_permits(), 100);
-        let empty = read(Body::empty(), 64, &bytes, LONG).await.expect("an empty body");
-        assert_eq!((empty.bytes.len(), bytes.available_permits()), (0, 100));
+        let mut budget = Budget::new(bytes.clone(), 100);
+        let empty = read(Body::empty(), 64, &mut budget, LONG).await.expect("an empty body");
+        assert_eq!((empty.len(), bytes.available_permits()), (0, 100));
     }
 
     #[tokio::test]
     async fn too_large_and_overloaded_give_every_permit_back() {
-        let bytes = Semaphore::new(100);
-        let err = read(Body::from(vec![b'x'; 65]), 64, &bytes, LONG).await.err();
+        let bytes = Arc::new(Semaphore::new(100));
+        let mut budget = Budget::new(bytes.clone(), 100);
+        let err = read(Body::from(vec![b'x'; 65]), 64, &mut budget, LONG).await.err();
         assert!(matches!(err, Some(BodyError::TooLarge)), "{err:?}");
-        let _other = bytes.try_acquire_many(70).expect("permits");
-        let err = read(Body::from(vec![b'x'; 40]), 64, &bytes, LONG).await.err();
-        assert!(matches!(err, Some(BodyError::Overloaded)), "{err:?}");
+        drop(budget);
+        let _other = bytes.clone().try_acquire_many_owned(70).expect("permits");
+        let mut budget = Budget::new(bytes.clone(), 100);
+        let err = read(Body::from(vec![b'x'; 40]), 64, &mut budget, LONG).await.err();
+        assert!(matches!(err, Some(BodyError::Overloaded(Refused::Full))), "{err:?}");
+        drop(budget);
         assert_eq!(bytes.available_permits(), 30);
+    }
+
+    /// Frames are joined into one buffer: for that moment the body is held
+    /// twice, and both copies must fit the bound.
+    #[tokio::test]
+    async fn joining_frames_is_charged_while_both_copies_exist() {
+        let frames = || {
+            let chunks = (0..2).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 30])));
+            Body::from_stream(futures::stream::iter(chunks))
+        };
+        let bytes = Arc::new(Semaphore::new(128));
+        let mut budget = Budget::new(bytes.clone(), 128);
+        let body = read(frames(), 64, &mut budget, LONG).await.expect("60 + 60 fit 128");
+        assert_eq!((body.len(), budget.held()), (60, 60), "after the join only the body is held");
+        drop(budget);
+        let _other = bytes.clone().try_acquire_many_owned(50).expect("permits");
+        let mut budget = Budget::new(bytes.clone(), 128);
+        let err = read(frames(), 64, &mut budget, LONG).await.err();
+        assert!(matches!(err, Some(BodyError::Overloaded(Refused::Full))), "60 fit, the copy does not: {err:?}");
     }
 }

@@ -1,14 +1,17 @@
 //! `POST /v1/events`: bounds, body, verification, producing, the response.
 //!
-//! A request takes its request permit before its body is read, and a byte
-//! permit for each body byte as it arrives (see [`crate::body`]), so the
-//! memory held by request bodies never exceeds `max_in_flight_bytes`, however
-//! many clients connect at once, and a client that declares a large body and
+//! A request takes its request permit before its body is read, a byte
+//! permit for each body byte as it arrives (see [`crate::body`]), then
+//! permits for its per-line bookkeeping and, line by line, for what each
+//! checked line keeps until the answer (see [`crate::budget`]), so the
+//! memory held by requests stays within `max_in_flight_bytes` however many
+//! clients connect at once, and a client that declares a large body and
 //! sends nothing holds no byte permits at all. A body must arrive within
 //! `body_read_timeout`; one that does not is answered 408 and its connection
 //! closed.
 
 use std::collections::HashMap;
+use std::mem::size_of;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -18,19 +21,19 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use serde::Serialize;
 use tidemark_schemas::Reason;
 
 use crate::body::BodyError;
+use crate::budget::{Budget, Refused};
 use crate::metrics::{ReasonLabels, RequestLabels};
+use crate::outcome::{Checked, HEADER_KEY_ID, HEADER_RECEIVED_MS, HEADER_SCHEMA, HEADER_SOURCE};
 use crate::refusal::Refusal;
-use crate::replay::{Claim, Claims, fingerprint};
+use crate::replay::{Claim, Claims};
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
 use crate::state::{AppState, now_ms};
-use crate::verify::{LineError, MAX_BAD_BEFORE_GOOD};
 use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
-use tidemark_schemas::verify::VerifiedEvent;
 
 /// One line's outcome.
 #[derive(Serialize)]
@@ -40,6 +43,21 @@ enum LineResult {
     Duplicate { line: usize },
     Rejected { line: usize, status: u16, reason: Refusal, message: String },
 }
+
+/// A record handed to the producer: (index, line, fingerprint, delivery).
+type Pending = (usize, usize, u128, Option<DeliveryFuture>);
+
+/// What a request's bookkeeping holds per line besides strings, charged
+/// when the body is split: the line's slot in each per-line vector (its
+/// framing, twice: here and in the verification task; its outcome; its
+/// result, twice: while collected and once compacted; its pending write)
+/// and two map entries (its replay claim and its first-copy index).
+pub(crate) const PER_LINE_BYTES: usize = 2 * size_of::<(usize, &[u8])>()
+    + size_of::<Checked>()
+    + size_of::<Option<LineResult>>()
+    + size_of::<LineResult>()
+    + size_of::<Pending>()
+    + 2 * size_of::<(u128, usize)>();
 
 #[derive(Serialize)]
 struct ResponseBody {
@@ -99,6 +117,20 @@ fn too_large(limit: usize) -> Response {
     error_json(Reason::TooLarge, format!("the body is larger than {limit} bytes; split the batch"))
 }
 
+/// The answer to a request whose permits the in-flight bound refused.
+fn over_bound(refused: Refused) -> Response {
+    match refused {
+        Refused::Full => error_json(Refusal::Overloaded, "too many bytes in flight".into()),
+        Refused::OverBound { needed, bound } => error_json(
+            Reason::TooLarge,
+            format!(
+                "the request needs {needed} bytes in flight once checked, more than --max-in-flight-bytes \
+                 ({bound}); split the batch"
+            ),
+        ),
+    }
+}
+
 async fn handle(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Response {
     let Some(ndjson) = is_ndjson(headers) else {
         return error_json(
@@ -118,10 +150,12 @@ async fn handle(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Respo
         return error_json(Refusal::Unavailable, "the broker cannot take writes".into());
     }
     let deadline = state.cfg.body_read_timeout;
-    let body = match crate::body::read(body, limit, &state.bytes, deadline).await {
+    // Dropped with the answer: every permit the request took goes back.
+    let mut budget = Budget::new(state.bytes.clone(), state.bytes_bound);
+    let body = match crate::body::read(body, limit, &mut budget, deadline).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(limit),
-        Err(BodyError::Overloaded) => return error_json(Refusal::Overloaded, "too many bytes in flight".into()),
+        Err(BodyError::Overloaded(refused)) => return over_bound(refused),
         Err(BodyError::TimedOut) => {
             let message =
                 format!("the body did not arrive within {} ms; the connection is closed", deadline.as_millis());
@@ -135,38 +169,40 @@ async fn handle(state: &Arc<AppState>, headers: &HeaderMap, body: Body) -> Respo
             return error_json(Reason::Malformed, format!("reading the request body failed: {cause}"));
         }
     };
-    let lines = split_lines(&body.bytes, ndjson);
+    let lines = split_lines(&body, ndjson);
     if lines.len() > MAX_BATCH_LINES {
         return error_json(Reason::TooLarge, format!("the batch has more than {MAX_BATCH_LINES} lines; split it"));
     }
     if lines.is_empty() {
         return error_json(Reason::Malformed, "the body holds no envelope".into());
     }
+    if let Err(refused) = budget.charge(lines.len() * PER_LINE_BYTES) {
+        return over_bound(refused);
+    }
     let received_ms = now_ms();
-    let verified = match crate::verify::verify_lines(state, body.bytes.clone(), ndjson, received_ms).await {
+    let verified = match crate::verify::verify_lines(state, body.clone(), ndjson, received_ms, budget).await {
         Ok(v) => v,
         Err(cause) => {
             tracing::error!(error = %cause, "Verifying a request failed unexpectedly; it is answered 503.");
             return error_json(Refusal::Unavailable, "the request could not be verified; retry".into());
         }
     };
-    with_retry_after(produce(state, &lines, verified, received_ms).await)
+    let _budget = verified.budget;
+    match verified.lines {
+        Ok(checked) => with_retry_after(produce(state, &lines, checked, received_ms).await),
+        Err(refused) => over_bound(refused),
+    }
 }
 
 /// Produces the verified lines in line order, waits for every
 /// acknowledgement, and answers with one result per line. One span per
 /// request's batch (its size only: never a patient id or a payload).
 #[tracing::instrument(name = "ingest_batch", level = "debug", skip_all, fields(lines = lines.len()))]
-async fn produce(
-    state: &AppState,
-    lines: &[(usize, &[u8])],
-    verified: Vec<Result<VerifiedEvent, LineError>>,
-    received_ms: u64,
-) -> Response {
+async fn produce(state: &AppState, lines: &[(usize, &[u8])], checked: Vec<Checked>, received_ms: u64) -> Response {
     let received = received_ms.to_string();
     let producer = state.producer();
     let produce_started = Instant::now();
-    let mut pending = Vec::with_capacity(lines.len());
+    let mut pending: Vec<Pending> = Vec::with_capacity(lines.len());
     let mut results: Vec<Option<LineResult>> = Vec::with_capacity(lines.len());
     // Released as not written if this future is dropped before it settles them.
     let mut claims = Claims::new(&state.recent_ids);
@@ -180,41 +216,26 @@ async fn produce(
         state.metrics.events_rejected.get_or_create(&ReasonLabels::of(reason)).inc();
         results.push(Some(LineResult::Rejected { line, status: status.as_u16(), reason, message }));
     };
-    for (i, outcome) in verified.into_iter().enumerate() {
+    for (i, outcome) in checked.into_iter().enumerate() {
         let (line, bytes) = lines[i];
         let ev = match outcome {
-            Ok(ev) => ev,
-            Err(LineError::Refused(e)) => {
-                reject(&mut results, line, Refusal::Event(e.reason()), e.to_string());
+            Checked::Accepted(ev) => ev,
+            Checked::Refused { reason, message } => {
+                reject(&mut results, line, Refusal::Event(reason), message);
                 continue;
             }
-            Err(LineError::Repeat(first)) => {
+            Checked::Repeat(first) => {
                 copies.push((i, first));
                 results.push(None);
                 continue;
             }
-            Err(LineError::NotChecked) => {
-                let message = format!(
-                    "not verified: the request had more bad signatures than its allowance \
-                     ({MAX_BAD_BEFORE_GOOD}, and as many per distinct verified payload); fix the signing and resend"
-                );
-                reject(&mut results, line, Refusal::Event(Reason::BadSignature), message);
-                continue;
-            }
         };
-        let print = fingerprint(ev.payload());
-        let key_id = ev.key_id();
-        let ev = ev.event();
-        if let Some((reason, message)) = state.cfg.replay.refusal(ev, received_ms) {
-            reject(&mut results, line, Refusal::Event(reason), message);
-            continue;
-        }
-        if let Some(&first) = first_copy.get(&print) {
+        if let Some(&first) = first_copy.get(&ev.print) {
             copies.push((i, first));
             results.push(None);
             continue;
         }
-        match claims.claim(print) {
+        match claims.claim(ev.print) {
             Claim::Duplicate => {
                 state.metrics.events_duplicate.inc();
                 results.push(Some(LineResult::Duplicate { line }));
@@ -224,14 +245,14 @@ async fn produce(
                 reject(&mut results, line, Refusal::DuplicateInFlight, message);
             }
             Claim::New => {
-                first_copy.insert(print, i);
+                first_copy.insert(ev.print, i);
                 let hdrs = OwnedHeaders::new()
-                    .insert(Header { key: "tidemark-schema", value: Some(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE) })
-                    .insert(Header { key: "tidemark-source", value: Some(ev.source.as_str()) })
-                    .insert(Header { key: "tidemark-received-ms", value: Some(received.as_str()) })
-                    .insert(Header { key: "tidemark-key-id", value: Some(key_id) });
+                    .insert(Header { key: HEADER_SCHEMA, value: Some(tidemark_schemas::EDIT_EVENT_PAYLOAD_TYPE) })
+                    .insert(Header { key: HEADER_SOURCE, value: Some(ev.source.as_str()) })
+                    .insert(Header { key: HEADER_RECEIVED_MS, value: Some(received.as_str()) })
+                    .insert(Header { key: HEADER_KEY_ID, value: Some(ev.key_id.as_str()) });
                 let rec = FutureRecord::to(&state.topic).key(ev.patient_id.as_bytes()).payload(bytes).headers(hdrs);
-                pending.push((i, line, print, producer.send_result(rec).ok()));
+                pending.push((i, line, ev.print, producer.send_result(rec).ok()));
                 results.push(None);
             }
         }
@@ -295,4 +316,41 @@ async fn produce(
         first_error.unwrap_or(StatusCode::BAD_REQUEST)
     };
     (status, axum::Json(ResponseBody { accepted, rejected, duplicates, results })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use tidemark_schemas::keys::{KeyEntry, KeyRegistry, SigningKeyFile};
+    use tidemark_schemas::verify::Verifier;
+    use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, dsse};
+
+    use super::*;
+    use crate::ReplayPolicy;
+    use crate::budget::BOUND_PER_BODY;
+
+    /// The smallest events ingest accepts cost the most per byte once
+    /// checked; a request of them at the body limit must still fit the
+    /// bound that start-up insists on, or it could never be taken.
+    #[test]
+    fn a_full_request_of_the_smallest_valid_events_fits_the_bound_start_up_asks_for() {
+        // One-character ids, the shortest register path, one op.
+        let key = SigningKeyFile::from_toml_str(
+            "id = \"a\"\nsource = \"s\"\nalgorithm = \"ed25519\"\n\
+             secret_key = \"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\"\n",
+        )
+        .expect("a key file");
+        let entry = KeyEntry::ed25519("a", "s", &key.signing_key().verifying_key(), None);
+        let verifier = Verifier::new(KeyRegistry::from_toml_str(&entry.to_toml()).expect("a registry"));
+        let payload = br#"{"event_id":"01900000-0000-7000-8000-000000000000","patient_id":"p","source":"s","author":"a","hlc":{"wall_ms":1,"logical":0},"ops":[{"op":"clear","path":"demographics.sex"}]}"#;
+        let line = dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, payload, key.signing_key(), key.id()).to_json();
+        let verified = verifier.verify_and_validate(line.as_bytes(), Catalog::builtin(), 1).expect("a valid event");
+        let checked = Checked::of(Ok(verified), &ReplayPolicy::default(), 1);
+        assert!(matches!(checked, Checked::Accepted(_)));
+        // The line and its newline in the body, its bookkeeping, what its outcome keeps.
+        let body = line.len() + 1;
+        let held = body + PER_LINE_BYTES + checked.held_bytes(line.len(), &[]);
+        let per_body_byte = held as f64 / body as f64;
+        eprintln!("a {body}-byte line holds {held} bytes in flight: {per_body_byte:.2} per body byte");
+        assert!(per_body_byte < BOUND_PER_BODY as f64, "{per_body_byte:.2}");
+    }
 }

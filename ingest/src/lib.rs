@@ -22,8 +22,10 @@ use tidemark_schemas::Catalog;
 use tokio_util::sync::CancellationToken;
 
 mod body;
+mod budget;
 mod events;
 pub mod metrics;
+mod outcome;
 mod peers;
 mod refusal;
 mod replay;

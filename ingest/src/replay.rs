@@ -352,11 +352,11 @@ mod tests {
 
     #[test]
     fn the_policy_refuses_old_events_and_foreign_audiences() {
-        let mut event: EditEvent = serde_json::from_value(serde_json::json!({
+        let json = serde_json::json!({
             "event_id": "01900000-0000-7000-8000-000000000001", "patient_id": "pt-1", "source": "s", "author": "a",
             "hlc": {"wall_ms": 1_000_000, "logical": 0}, "ops": [{"op": "set", "path": "x", "value": 1}]
-        }))
-        .expect("an event");
+        });
+        let mut event = EditEvent::from_json(json.to_string().as_bytes()).expect("an event");
         let policy = ReplayPolicy { max_event_age: Duration::from_secs(10), ..ReplayPolicy::default() };
         assert_eq!(policy.refusal(&event, 1_000_000 + 10_000), None);
         assert_eq!(policy.refusal(&event, 1_000_000 + 10_001).map(|r| r.0), Some(Reason::EventTooOld));

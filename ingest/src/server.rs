@@ -21,6 +21,7 @@ use tidemark_schemas::verify::Verifier;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::BOUND_PER_BODY;
 use crate::peers::Peers;
 use crate::replay::RecentIds;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
@@ -51,7 +52,8 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         verifier: Arc::new(Slot::new(Verifier::new(registry))),
         producer: RwLock::new(producer.clone()),
         requests: Semaphore::new(cfg.max_in_flight_requests),
-        bytes: Semaphore::new(bytes_permits),
+        bytes: Arc::new(Semaphore::new(bytes_permits)),
+        bytes_bound: bytes_permits,
         verify_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(1, std::num::NonZero::get))),
         broker_ok: AtomicBool::new(true),
         last_ack_ms: AtomicU64::new(0),
@@ -112,8 +114,11 @@ fn check(cfg: &IngestConfig) -> Result<(), IngestError> {
             "--partitions, --max-in-flight-requests and --max-body-bytes must be at least 1".into(),
         ));
     }
-    if cfg.max_in_flight_bytes < cfg.max_body_bytes {
-        return Err(IngestError::Config("--max-in-flight-bytes must be at least --max-body-bytes".into()));
+    if cfg.max_in_flight_bytes / BOUND_PER_BODY < cfg.max_body_bytes {
+        return Err(IngestError::Config(format!(
+            "--max-in-flight-bytes must be at least {BOUND_PER_BODY} times --max-body-bytes: a request holds its \
+             body and what checking it keeps, and a request that can never fit would be refused whatever the load"
+        )));
     }
     if cfg.max_connections_per_peer == 0 || cfg.max_connections == 0 {
         return Err(IngestError::Config("--max-connections-per-peer and --max-connections must be at least 1".into()));

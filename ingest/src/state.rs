@@ -27,9 +27,12 @@ pub(crate) struct AppState {
     pub(crate) producer: RwLock<FutureProducer>,
     /// One permit per request in flight (`--max-in-flight-requests`).
     pub(crate) requests: Semaphore,
-    /// One permit per request body byte received and not yet answered
-    /// (`--max-in-flight-bytes`).
-    pub(crate) bytes: Semaphore,
+    /// One permit per byte that requests hold until they are answered:
+    /// their bodies and what checking them keeps (`--max-in-flight-bytes`;
+    /// see [`crate::budget`]).
+    pub(crate) bytes: Arc<Semaphore>,
+    /// The permits `bytes` was made with: what one request may hold at most.
+    pub(crate) bytes_bound: usize,
     /// One slot per core for signature checks on the blocking pool, so that
     /// verification never takes more than the machine's cores.
     pub(crate) verify_slots: Arc<Semaphore>,

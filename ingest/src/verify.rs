@@ -24,7 +24,13 @@
 //!   is spaced), buys 16 more checks, not the whole request, so what a
 //!   request costs stays bounded by the distinct signed payloads its sender
 //!   could produce or capture.
+//! - Each line is cut down to what its answer needs as soon as it is
+//!   checked, and that is charged to the request's in-flight budget before
+//!   the next line is decoded ([`crate::outcome`]): a request whose lines
+//!   would hold more than the bound allows stops there and is answered 503
+//!   (413 when it alone needs more than the whole bound).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -32,6 +38,8 @@ use tidemark_schemas::lines::split_lines;
 use tidemark_schemas::verify::{VerifiedEvent, Verifier, VerifyError};
 use tidemark_schemas::{Catalog, Reason};
 
+use crate::budget::{Budget, Refused};
+use crate::outcome::Checked;
 use crate::replay::fingerprint;
 use crate::state::AppState;
 
@@ -51,8 +59,20 @@ pub(crate) enum LineError {
     Repeat(usize),
 }
 
-/// One result per line of `body` (framed as `split_lines(body, ndjson)`),
-/// checked on the blocking pool once a verification slot is free.
+/// A request's lines once checked, and its budget with what they hold.
+pub(crate) struct Verified {
+    /// One outcome per line, or the in-flight bound the request ran into
+    /// (then nothing of it was written).
+    pub(crate) lines: Result<Vec<Checked>, Refused>,
+    /// The request's permits: its body's, and what each outcome holds.
+    pub(crate) budget: Budget,
+}
+
+/// Checks each line of `body` (framed as `split_lines(body, ndjson)`) on the
+/// blocking pool once a verification slot is free, and charges `budget`
+/// for what each outcome keeps (see [`crate::outcome`]) before the next line
+/// is decoded, so that no more than one decoded line per core is ever
+/// outside the bound.
 ///
 /// # Errors
 /// The verification task panicked (a bug); the request cannot be answered
@@ -62,7 +82,8 @@ pub(crate) async fn verify_lines(
     body: Bytes,
     ndjson: bool,
     now_ms: u64,
-) -> Result<Vec<Result<VerifiedEvent, LineError>>, String> {
+    mut budget: Budget,
+) -> Result<Verified, String> {
     // The semaphore is never closed, so acquiring only waits.
     let slot = state.verify_slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
     let verifier = state.verifier();
@@ -70,59 +91,72 @@ pub(crate) async fn verify_lines(
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
         let lines: Vec<&[u8]> = split_lines(&body, ndjson).into_iter().map(|(_, l)| l).collect();
-        check(&verifier, &state.cfg.catalog, &lines, now_ms)
+        let mut allowance = Allowance::default();
+        let mut out = Vec::with_capacity(lines.len());
+        for (i, line) in lines.iter().enumerate() {
+            let outcome = allowance.check(&verifier, &state.cfg.catalog, i, line, now_ms);
+            let checked = Checked::of(outcome, &state.cfg.replay, now_ms);
+            if let Err(refused) = budget.charge(checked.held_bytes(line.len(), &out)) {
+                return Verified { lines: Err(refused), budget };
+            }
+            out.push(checked);
+        }
+        Verified { lines: Ok(out), budget }
     });
     task.await.map_err(|e| e.to_string())
 }
 
-/// Checks `lines` in order; see the module docs for the cap.
-pub(crate) fn check(
-    verifier: &Verifier,
-    catalog: &Catalog,
-    lines: &[&[u8]],
-    now_ms: u64,
-) -> Vec<Result<VerifiedEvent, LineError>> {
-    // Signature checks that proved nothing new: bad ones, and good ones of
-    // a payload already proven (a captured envelope sent again, however its
-    // JSON is spaced).
-    let mut spent = 0usize;
-    // Fingerprints of the signed payloads whose signature verified.
-    let mut proofs: std::collections::HashSet<u128> = std::collections::HashSet::new();
-    // Lines seen in this request, by the fingerprint of their bytes.
-    let mut seen: std::collections::HashMap<u128, usize> = std::collections::HashMap::new();
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let bytes = fingerprint(line);
-            if let Some(&first) = seen.get(&bytes) {
-                return Err(LineError::Repeat(first));
+/// What one request's signature checks have spent; see the module docs for
+/// the cap.
+#[derive(Default)]
+pub(crate) struct Allowance {
+    /// Signature checks that proved nothing new: bad ones, and good ones of
+    /// a payload already proven (a captured envelope sent again, however its
+    /// JSON is spaced).
+    spent: usize,
+    /// Fingerprints of the signed payloads whose signature verified.
+    proofs: HashSet<u128>,
+    /// Lines seen in this request, by the fingerprint of their bytes.
+    seen: HashMap<u128, usize>,
+}
+
+impl Allowance {
+    /// Checks `line`, the request's line at index `i` (0-based), lines in order.
+    pub(crate) fn check(
+        &mut self,
+        verifier: &Verifier,
+        catalog: &Catalog,
+        i: usize,
+        line: &[u8],
+        now_ms: u64,
+    ) -> Result<VerifiedEvent, LineError> {
+        let bytes = fingerprint(line);
+        if let Some(&first) = self.seen.get(&bytes) {
+            return Err(LineError::Repeat(first));
+        }
+        self.seen.insert(bytes, i);
+        if self.spent >= MAX_BAD_BEFORE_GOOD * (1 + self.proofs.len()) {
+            return Err(LineError::NotChecked);
+        }
+        let outcome = verifier.verify_and_validate(line, catalog, now_ms);
+        let charged = match &outcome {
+            Err(e) if e.reason() == Reason::BadSignature => true,
+            // A key past its bounds signs as well as ever: it proves nothing.
+            Err(VerifyError::KeyNotValid { .. }) => true,
+            // Decoding the envelope again is cheap beside the signature.
+            Err(e) if signature_verified(e) => {
+                let print = tidemark_schemas::dsse::Envelope::decode(line).ok().map(|env| fingerprint(env.payload()));
+                !print.is_some_and(|p| self.proofs.insert(p))
             }
-            seen.insert(bytes, i);
-            if spent >= MAX_BAD_BEFORE_GOOD * (1 + proofs.len()) {
-                return Err(LineError::NotChecked);
-            }
-            let outcome = verifier.verify_and_validate(line, catalog, now_ms);
-            let charged = match &outcome {
-                Err(e) if e.reason() == Reason::BadSignature => true,
-                // A key past its bounds signs as well as ever: it proves nothing.
-                Err(VerifyError::KeyNotValid { .. }) => true,
-                // Decoding the envelope again is cheap beside the signature.
-                Err(e) if signature_verified(e) => {
-                    let print =
-                        tidemark_schemas::dsse::Envelope::decode(line).ok().map(|env| fingerprint(env.payload()));
-                    !print.is_some_and(|p| proofs.insert(p))
-                }
-                // Refused before any signature was checked: it cost nothing.
-                Err(_) => false,
-                Ok(v) => !proofs.insert(fingerprint(v.payload())),
-            };
-            if charged {
-                spent += 1;
-            }
-            outcome.map_err(LineError::Refused)
-        })
-        .collect()
+            // Refused before any signature was checked: it cost nothing.
+            Err(_) => false,
+            Ok(v) => !self.proofs.insert(fingerprint(v.payload())),
+        };
+        if charged {
+            self.spent += 1;
+        }
+        outcome.map_err(LineError::Refused)
+    }
 }
 
 /// Whether a refusal came after the line's signatures verified: the sender
@@ -131,6 +165,7 @@ fn signature_verified(e: &VerifyError) -> bool {
     matches!(
         e,
         VerifyError::MalformedEvent(_)
+            | VerifyError::InexactNumber(_)
             | VerifyError::SourceMismatch { .. }
             | VerifyError::PatientOutOfScope { .. }
             | VerifyError::InvalidEvent(_)
@@ -172,9 +207,11 @@ mod tests {
     }
 
     fn outcomes_with(verifier: &Verifier, lines: &[String]) -> Vec<&'static str> {
-        let raw: Vec<&[u8]> = lines.iter().map(String::as_bytes).collect();
-        check(verifier, Catalog::builtin(), &raw, 0)
-            .into_iter()
+        let mut allowance = Allowance::default();
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| allowance.check(verifier, Catalog::builtin(), i, line.as_bytes(), 0))
             .map(|r| match r {
                 Ok(_) => "ok",
                 Err(LineError::NotChecked) => "unchecked",

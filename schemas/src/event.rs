@@ -53,10 +53,19 @@ impl EditEvent {
     /// first key (many do) would see another note, another observed clock,
     /// than Tidemark folded.
     ///
+    /// A number in an op's value must be exactly what a 64-bit float holds
+    /// (an integer of 64 bits, or a number whose float prints back with the
+    /// same decimal value): rounding it would store another value than the
+    /// one signed (src/number.rs). Op values decode only this way: they
+    /// borrow their text from `bytes`.
+    ///
     /// # Errors
     /// The JSON error; `duplicate field ...` for a repeated field of the
     /// event, its clocks or an op, `duplicate key ...` for a repeated key
-    /// inside a value or `observed` (the hand-written `Deserialize` in event_de.rs).
+    /// inside a value or `observed` (the hand-written `Deserialize` in
+    /// event_de.rs), `inexact number ...` for a number a float cannot hold
+    /// exactly. [`VerifyError::from_event_json`](crate::verify::VerifyError::from_event_json)
+    /// tells them apart for the reason code.
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }

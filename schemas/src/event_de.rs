@@ -15,14 +15,28 @@
 //! which also reads an op without serde's internally tagged buffering (every
 //! op map copied into a `Content` tree first). One parse instead of two was
 //! about 1.9 us less per event of the merger's and ingest's CPU.
+//!
+//! An op's value is also checked for numbers that a 64-bit float cannot
+//! hold exactly (crate::number). serde_json hands a visitor the `f64` it
+//! made of a number, not its text, so [`OpValue`] borrows the value's raw
+//! text from the payload as it passes, parses that, and reads the text's
+//! numbers only when the value holds a float. The value's bytes are read
+//! twice (once to find its end, once to parse it); the rest of the payload
+//! once. Measured in a release build on 2,000 events of a mix of ints,
+//! floats, codes and notes (398 bytes on average): 0.98 us per event
+//! before, 1.03-1.04 us with this check and correctly rounded floats; on
+//! the worst case, one 60 KB value of 5,000 floats, 128 us before and 231 us
+//! after.
 
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::event::Op;
 use crate::hlc::{Hlc, VersionVector};
+use crate::number::{first_inexact, inexact_error};
 use crate::text::shorten;
 
 fn duplicate_key<E: de::Error>(key: &str) -> E {
@@ -102,6 +116,44 @@ impl<'de> Visitor<'de> for UniqueValueVisitor {
         }
         Ok(Value::Object(out))
     }
+}
+
+/// An op's value: a [`UniqueValue`] whose numbers are exactly what it keeps
+/// of them. Reads only from JSON borrowed whole ([`crate::EditEvent::from_json`]),
+/// since it borrows the value's text.
+pub(crate) struct OpValue(pub Value);
+
+impl<'de> Deserialize<'de> for OpValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?;
+        let text = raw.get();
+        let parsed = serde_json::from_str::<UniqueValue>(text);
+        // A number beyond a float's range fails the parse itself.
+        let suspect = parsed.as_ref().map_or(true, |v| holds_float(&v.0));
+        if let Some(nth) = suspect.then(|| first_inexact(text)).flatten() {
+            return Err(inexact_error(nth));
+        }
+        // Where the value ends is added by the payload's own parser.
+        parsed.map(|v| OpValue(v.0)).map_err(|e| de::Error::custom(without_position(&e)))
+    }
+}
+
+/// Whether `v` holds a number that is not an integer of 64 bits.
+fn holds_float(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(items) => items.iter().any(holds_float),
+        Value::Object(map) => map.values().any(holds_float),
+        Value::Null | Value::Bool(_) | Value::String(_) => false,
+    }
+}
+
+/// `e`'s message without the position in the op's value, which would read
+/// as a position in the payload.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    text.strip_suffix(&at).map_or_else(|| text.clone(), str::to_owned)
 }
 
 /// `EditEvent::observed`: absent or null is `None` (a blind write); a
@@ -235,7 +287,7 @@ impl<'de> Visitor<'de> for OpVisitor {
         let (op, len) = if kind == OpKind::Clear {
             (Op::Clear { path }, 2)
         } else {
-            let UniqueValue(value) = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
+            let OpValue(value) = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(2, &self))?;
             (op_of(kind, path, value), 3)
         };
         if seq.next_element::<de::IgnoredAny>()?.is_some() {
@@ -255,7 +307,7 @@ impl<'de> Visitor<'de> for OpVisitor {
                 OpKey::Path if path.is_some() => return Err(de::Error::duplicate_field("path")),
                 OpKey::Path => path = Some(map.next_value()?),
                 OpKey::Value if value.is_some() => return Err(de::Error::duplicate_field("value")),
-                OpKey::Value => value = Some(map.next_value::<UniqueValue>()?.0),
+                OpKey::Value => value = Some(map.next_value::<OpValue>()?.0),
             }
         }
         let kind = kind.ok_or_else(|| de::Error::missing_field("op"))?;

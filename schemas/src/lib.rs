@@ -14,6 +14,7 @@ mod event_de;
 pub mod hlc;
 pub mod keys;
 pub mod lines;
+mod number;
 pub mod reason;
 pub mod temporal;
 mod text;

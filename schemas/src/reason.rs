@@ -54,6 +54,10 @@ reasons! {
     BadSignature => "bad_signature",
     /// The signed payload is not a v1 edit event (JSON error, duplicate key).
     MalformedEvent => "malformed_event",
+    /// A number in an op's value is not exactly what a 64-bit float holds
+    /// (more significant digits, beyond its range, or an integer beyond 64
+    /// bits that it rounds): stored, it would read as another value.
+    InexactNumber => "inexact_number",
     /// The event's source is not its signing key's source.
     SourceMismatch => "source_mismatch",
     /// The signing key may not sign for the event's patient.
@@ -117,6 +121,7 @@ impl Reason {
             Reason::TooLarge => Some(413),
             Reason::WrongPayloadType
             | Reason::MalformedEvent
+            | Reason::InexactNumber
             | Reason::SourceMismatch
             | Reason::PatientOutOfScope
             | Reason::EventIdNotV7

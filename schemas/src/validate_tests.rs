@@ -5,13 +5,13 @@ use super::*;
 const NOW: u64 = 1_763_794_800_000;
 
 fn event(ops: Value) -> EditEvent {
-    serde_json::from_value(json!({
+    let json = json!({
         "event_id": "019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e",
         "patient_id": "pt-000123", "source": "site-a-ehr", "author": "clin-42",
         "hlc": {"wall_ms": NOW, "logical": 4},
         "ops": ops,
-    }))
-    .expect("test event parses")
+    });
+    EditEvent::from_json(json.to_string().as_bytes()).expect("test event parses")
 }
 
 fn codes(ev: &EditEvent) -> Vec<&'static str> {

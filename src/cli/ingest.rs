@@ -70,7 +70,8 @@ pub struct IngestArgs {
     /// Requests handled at once; more get 503.
     #[arg(long, env = "TIDEMARK_MAX_IN_FLIGHT_REQUESTS", default_value_t = 256)]
     max_in_flight_requests: usize,
-    /// Request body bytes held at once; more get 503.
+    /// Bytes requests hold at once: bodies and what checking them keeps
+    /// until the answer; more get 503. At least 4 x --max-body-bytes.
     #[arg(long, env = "TIDEMARK_MAX_IN_FLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_in_flight_bytes: usize,
     /// How long draining may take at shutdown.

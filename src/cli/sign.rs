@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use tidemark_schemas::keys::SigningKeyFile;
+use tidemark_schemas::verify::VerifyError;
 use tidemark_schemas::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, dsse};
 
 use super::Outcome;
@@ -58,7 +59,10 @@ fn sign_line(key: &SigningKeyFile, line: &Line) -> Result<String, String> {
         Ok(bytes) => bytes,
         Err(len) => return Err(format!("too_large: line is {len} bytes, the limit is {}", lines::MAX_LINE_BYTES)),
     };
-    let event = EditEvent::from_json(bytes).map_err(|e| format!("malformed_event: not a v1 edit event: {e}"))?;
+    let event = EditEvent::from_json(bytes).map_err(|e| match VerifyError::from_event_json(e) {
+        VerifyError::MalformedEvent(e) => format!("malformed_event: not a v1 edit event: {e}"),
+        other => format!("{}: {other}", other.reason()),
+    })?;
     if event.source != key.source() {
         return Err(format!(
             "source_mismatch: event {} has source `{}` but key `{}` signs for source `{}`",

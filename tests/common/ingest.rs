@@ -88,6 +88,21 @@ impl Ingest {
         super::metric(&self.scrape(), series)
     }
 
+    /// The process's resident memory now and at its peak so far (`VmRSS`,
+    /// `VmHWM`), in KiB, from /proc.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let pid = self.service.id().expect("ingest is running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
     /// The in-flight requests gauge.
     pub fn in_flight(&self) -> f64 {
         self.series("tidemark_ingest_in_flight_requests").expect("in-flight gauge")

@@ -117,6 +117,12 @@ pub enum VerifyError {
         /// Which of the key's bounds the event's time is outside of.
         why: NotValidAt,
     },
+    /// A number in an op's value is not exactly what a 64-bit float holds
+    /// (`schemas/src/number.rs`): the event would be stored with another
+    /// value than its author signed. The message says which number of
+    /// which value, never the number.
+    #[error("{}", json_error(.0))]
+    InexactNumber(serde_json::Error),
     /// The event's source is not its signing key's source.
     #[error("event {event_id}: source is `{event_source}` but key `{keyid}` signs for source `{key_source}`")]
     SourceMismatch {
@@ -148,6 +154,15 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// The error for signed bytes that [`EditEvent::from_json`] refused:
+    /// [`VerifyError::InexactNumber`] for a number a float cannot hold
+    /// exactly, [`VerifyError::MalformedEvent`] for anything else. Every
+    /// decoder of signed payloads maps its error through here, so that they
+    /// all give the same reason.
+    pub fn from_event_json(err: serde_json::Error) -> Self {
+        if crate::number::is_inexact(&err) { VerifyError::InexactNumber(err) } else { VerifyError::MalformedEvent(err) }
+    }
+
     /// Why, as a stable code: for a catalog violation, the first
     /// violation's ([`ValidationError::reason`]).
     pub fn reason(&self) -> Reason {
@@ -162,6 +177,7 @@ impl VerifyError {
             VerifyError::KeyNotValid { why: NotValidAt::NotYet { .. }, .. } => Reason::KeyNotYetValid,
             VerifyError::KeyNotValid { why: NotValidAt::Expired { .. }, .. } => Reason::KeyExpired,
             VerifyError::KeyNotValid { why: NotValidAt::Revoked { .. }, .. } => Reason::KeyRevoked,
+            VerifyError::InexactNumber(_) => Reason::InexactNumber,
             VerifyError::SourceMismatch { .. } => Reason::SourceMismatch,
             VerifyError::PatientOutOfScope { .. } => Reason::PatientOutOfScope,
             VerifyError::InvalidEvent(e) => e.reason(),
@@ -352,7 +368,7 @@ fn check_strict(p: &Prepared<'_>) -> Result<(), VerifyError> {
 }
 
 fn finish(p: Prepared<'_>) -> Result<VerifiedEvent, VerifyError> {
-    let event = EditEvent::from_json(p.envelope.payload()).map_err(VerifyError::MalformedEvent)?;
+    let event = EditEvent::from_json(p.envelope.payload()).map_err(VerifyError::from_event_json)?;
     for s in &p.signers {
         let key = s.key;
         if let Err(why) = key.validity().check(event.hlc.wall_ms) {

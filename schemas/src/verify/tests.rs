@@ -382,6 +382,7 @@ fn every_reason_with_a_status_is_produced_by_some_input() {
         (Reason::UnknownKey, signed(&good, &key_a(), "nobody")),
         (Reason::BadSignature, signed(&good, &key_b(), "a")),
         (Reason::MalformedEvent, signed("{\"event_id\": 1}", &key_a(), "a")),
+        (Reason::InexactNumber, signed(&good_event().replacen("\"value\":72", "\"value\":1e-400", 1), &key_a(), "a")),
         (Reason::SourceMismatch, signed(&event("site-b-ehr", "pt-1", "allergies"), &key_a(), "a")),
         (Reason::PatientOutOfScope, signed(&event("site-a-ehr", "zz-1", "allergies"), &key_a(), "a")),
         (Reason::KeyNotYetValid, signed(&good, &timed_key(TIMED[0].1), TIMED[0].0)),
