@@ -12,6 +12,7 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::time;
+use super::zip3::POPULATED_ZIP3;
 
 /// Characters of a geographic value kept by the de-identified profile: the
 /// 3-digit postal prefix of HIPAA Safe Harbor, §164.514(b)(2)(i)(B).
@@ -38,21 +39,14 @@ impl Pseudonymizer {
     }
 }
 
-/// The 3-digit ZIP prefixes whose areas held 20,000 people or fewer (US Census
-/// 2000, as listed in HHS's Safe Harbor guidance): Safe Harbor allows their
-/// prefix only as `000`. Not yet rederived from the 2020 census: no package
-/// this project can install ships 2020 ZCTA populations, and the list is not
-/// guessed (docs/snapshot-schema.md, "Limits to know").
-const SMALL_ZIP3: [&str; 17] = [
-    "036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890",
-    "893",
-];
-
 /// The first [`GEO_PREFIX_CHARS`] characters (not bytes: a cut inside a UTF-8
 /// sequence would not be a string) of the code normalised (surrounding
 /// whitespace trimmed, ASCII letters upper-cased, so ` 03601` and `sw1a`
-/// generalise as `03601` and `SW1A` do); `000` for a sparsely populated US
-/// ZIP prefix, where even three digits narrow a patient down too far.
+/// generalise as `03601` and `SW1A` do); `000` for a US ZIP prefix (three
+/// ASCII digits) that is not among the prefixes whose areas held more than
+/// 20,000 people in the 2020 Census ([`POPULATED_ZIP3`]): where even three
+/// digits narrow a patient down too far, or where no one lives (an unused or
+/// military prefix), which is a typo or a probe, not a place.
 pub(crate) fn geo_prefix(s: &str) -> String {
     let s = s.trim();
     let prefix = match s.char_indices().nth(GEO_PREFIX_CHARS) {
@@ -64,7 +58,9 @@ pub(crate) fn geo_prefix(s: &str) -> String {
     // other alphabets' letters (full-width digits, inner spaces, punctuation)
     // could hide a sparse prefix.
     let plain = prefix.chars().all(|c| c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphabetic()));
-    if !plain || SMALL_ZIP3.contains(&prefix.as_str()) { "000".to_owned() } else { prefix }
+    let us_zip3 = prefix.len() == 3 && prefix.bytes().all(|b| b.is_ascii_digit());
+    let sparse = us_zip3 && prefix.parse::<u16>().map_or(true, |n| POPULATED_ZIP3.binary_search(&n).is_err());
+    if !plain || sparse { "000".to_owned() } else { prefix }
 }
 
 /// The year of a catalog `date` (`YYYY-MM-DD`) or `datetime` (RFC 3339 UTC).
@@ -106,6 +102,20 @@ mod tests {
         assert_eq!(geo_prefix("０３６01"), "000", "full-width digits fail closed");
         assert_eq!(geo_prefix("0 3601"), "000");
         assert_eq!(geo_prefix("94"), "94", "a short code is kept as it is");
+    }
+
+    /// Pinned from the 2020 Census (scripts/zip3-census): 063 held 263,260
+    /// people (sparse in 2000, not now), 369 held 17,596 and 202 none (not
+    /// sparse in 2000, sparse now), 090 is military mail (no ZCTA).
+    #[test]
+    fn the_2020_census_decides_which_prefixes_are_kept() {
+        assert_eq!(geo_prefix("06320"), "063");
+        assert_eq!(geo_prefix("36925"), "000");
+        assert_eq!(geo_prefix("20201"), "000");
+        assert_eq!(geo_prefix("09001"), "000");
+        assert_eq!(geo_prefix("10001"), "100");
+        assert_eq!(POPULATED_ZIP3.len(), 876);
+        assert!(POPULATED_ZIP3.windows(2).all(|w| w[0] < w[1]), "sorted, for the binary search");
     }
 
     #[test]

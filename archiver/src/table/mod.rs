@@ -20,6 +20,7 @@ mod lists;
 mod schema;
 mod time;
 mod write;
+mod zip3;
 
 #[cfg(test)]
 pub(crate) mod test_support;
