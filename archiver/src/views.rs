@@ -9,7 +9,7 @@
 //! partition and reason only: never its key (a patient id) or its content.
 //!
 //! A record without the mergers' MAC, or whose MAC fails, is passed over
-//! while the partition is read ([`authentic`]): it neither replaces nor
+//! while the partition is read ([`Authenticity`]): it neither replaces nor
 //! removes the patient's earlier, authentic view, so a forged record can
 //! keep its patient out of a snapshot only once compaction has dropped
 //! every authentic view before it.

@@ -144,9 +144,19 @@ impl Allowance {
             // A key past its bounds signs as well as ever: it proves nothing.
             Err(VerifyError::KeyNotValid { .. }) => true,
             // Decoding the envelope again is cheap beside the signature.
+            // A payload refused after its signature verified proves the
+            // sender holds a key, unless the key is past its bounds today
+            // (a revoked key signing payloads that do not decode must buy
+            // nothing either).
             Err(e) if signature_verified(e) => {
-                let print = tidemark_schemas::dsse::Envelope::decode(line).ok().map(|env| fingerprint(env.payload()));
-                !print.is_some_and(|p| self.proofs.insert(p))
+                let env = tidemark_schemas::dsse::Envelope::decode(line).ok();
+                let lapsed = env.as_ref().is_some_and(|env| {
+                    let registry = verifier.registry();
+                    env.signatures()
+                        .iter()
+                        .any(|s| registry.get(&s.keyid).is_some_and(|k| k.validity().check(now_ms).is_err()))
+                });
+                lapsed || !env.is_some_and(|env| self.proofs.insert(fingerprint(env.payload())))
             }
             // Refused before any signature was checked: it cost nothing.
             Err(_) => false,
@@ -284,6 +294,11 @@ mod tests {
         assert!(got[MAX_BAD_BEFORE_GOOD..].iter().all(|o| *o == "unchecked"), "{got:?}");
         // The same lines under the registry without the revocation verify.
         assert!(outcomes(&lines).iter().all(|o| *o == "ok"), "{:?}", outcomes(&lines));
+        // Nor do distinct payloads that verify and then fail to decode.
+        let junk: Vec<String> = (0..40).map(|n| signed(&format!(r#"{{"n":{n}}}"#))).collect();
+        let got = outcomes_with(&revoked, &junk);
+        assert_eq!(got.iter().filter(|o| **o == "refused").count(), MAX_BAD_BEFORE_GOOD, "{got:?}");
+        assert!(got[MAX_BAD_BEFORE_GOOD..].iter().all(|o| *o == "unchecked"), "{got:?}");
     }
 
     #[test]

@@ -56,7 +56,8 @@ reasons! {
     MalformedEvent => "malformed_event",
     /// A number in an op's value is not exactly what a 64-bit float holds
     /// (more significant digits, beyond its range, or an integer beyond 64
-    /// bits that it rounds): stored, it would read as another value.
+    /// bits whose float prints back as another value): stored, it would read
+    /// as another value.
     InexactNumber => "inexact_number",
     /// The event's source is not its signing key's source.
     SourceMismatch => "source_mismatch",

@@ -106,7 +106,8 @@ mod tests {
 
     /// Pinned from the 2020 Census (scripts/zip3-census): 063 held 263,260
     /// people (sparse in 2000, not now), 369 held 17,596 and 202 none (not
-    /// sparse in 2000, sparse now), 090 is military mail (no ZCTA).
+    /// sparse in 2000, sparse now: its ZCTAs are unpopulated), 090 is military
+    /// mail (no ZCTA).
     #[test]
     fn the_2020_census_decides_which_prefixes_are_kept() {
         assert_eq!(geo_prefix("06320"), "063");
