@@ -10,9 +10,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
-use common::pipeline::{Signed, fold, produce_sealed, produce_views, sign_event, workload};
+use common::pipeline::{Signed, fold, produce_raw, produce_sealed, produce_views, sign_event, workload};
 use common::{Run, s, tidemark};
 use serde_json::json;
 use tidemark_testkit::workload::patient_id;
@@ -390,9 +389,9 @@ async fn forged_state_records_are_set_aside_and_the_authentic_view_stands() {
     produce_sealed(w.broker.bootstrap(), &topic, std::slice::from_ref(&forged), Some(&attacker)).await;
     let genuine =
         common::state_keys().seal(tidemark_seal::RecordKind::State, other.as_bytes(), Some(w.views[&other].as_bytes()));
-    raw_record(w.broker.bootstrap(), &topic, &victim, Some(&w.views[&other]), Some(&genuine)).await;
+    produce_raw(w.broker.bootstrap(), &topic, &victim, Some(w.views[&other].as_bytes()), Some(&genuine)).await;
     // And an unsealed tombstone for `other`: it must not remove the view.
-    raw_record(w.broker.bootstrap(), &topic, &other, None, None).await;
+    produce_raw(w.broker.bootstrap(), &topic, &other, None, None).await;
 
     let run = w.snapshot_run("identified");
     run.code(0).stdout_has(&format!("rows={PATIENTS}"));
@@ -417,33 +416,6 @@ async fn forged_state_records_are_set_aside_and_the_authentic_view_stands() {
     state.code(0).stderr_has("passed over the record");
     let printed: serde_json::Value = serde_json::from_str(state.stdout.trim()).unwrap();
     assert_eq!(printed, serde_json::from_str::<serde_json::Value>(&w.views[&victim]).unwrap(), "{state:?}");
-}
-
-/// Produces `view` (`None`: a tombstone) under `patient`'s key, with the MAC
-/// headers of `mac` when given.
-async fn raw_record(
-    bootstrap: &str,
-    topic: &str,
-    patient: &str,
-    view: Option<&str>,
-    mac: Option<&tidemark_seal::RecordMac>,
-) {
-    use rdkafka::message::{Header, OwnedHeaders};
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("test producer");
-    let mut record: FutureRecord<'_, str, str> = FutureRecord::to(topic).key(patient);
-    if let Some(view) = view {
-        record = record.payload(view);
-    }
-    if let Some(mac) = mac {
-        record = record.headers(
-            OwnedHeaders::new()
-                .insert(Header { key: tidemark_seal::record_mac::MAC_KEY_ID_HEADER, value: Some(&mac.key_id) })
-                .insert(Header { key: tidemark_seal::record_mac::MAC_HEADER, value: Some(&mac.tag) }),
-        );
-    }
-    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("acknowledged");
 }
 
 #[cfg_attr(not(feature = "fault-injection"), ignore = "needs the fault-injection feature: run scripts/test")]

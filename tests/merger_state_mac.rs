@@ -12,10 +12,7 @@ use std::time::Duration;
 use common::pipeline::{Read, produce, read_all, workload};
 use common::service::{Service, tidemark_service};
 use common::{data, eventually, s};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use tidemark_crdt::fold::{apply_event, check_envelopes};
-use tidemark_seal::record_mac::{MAC_HEADER, MAC_KEY_ID_HEADER};
 use tidemark_seal::{RecordKind, Sealed, StateKey, StateKeys};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
@@ -154,16 +151,5 @@ async fn records_are_sealed_migrated_rotated_and_checked_on_restore() {
 
 /// Produces one changelog record for `patient`, with `mac`'s headers if given.
 async fn produce_raw(w: &World, patient: &str, value: &[u8], mac: Option<&tidemark_seal::RecordMac>) {
-    let producer: FutureProducer =
-        rdkafka::ClientConfig::new().set("bootstrap.servers", w.broker.bootstrap()).create().expect("producer");
-    let topic = w.topic("patient-changelog");
-    let mut record = FutureRecord::to(&topic).key(patient).payload(value);
-    if let Some(mac) = mac {
-        record = record.headers(
-            OwnedHeaders::new()
-                .insert(Header { key: MAC_KEY_ID_HEADER, value: Some(&mac.key_id) })
-                .insert(Header { key: MAC_HEADER, value: Some(&mac.tag) }),
-        );
-    }
-    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("acknowledged");
+    common::pipeline::produce_raw(w.broker.bootstrap(), &w.topic("patient-changelog"), patient, Some(value), mac).await;
 }

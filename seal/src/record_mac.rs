@@ -80,6 +80,14 @@ pub struct RecordMac {
     pub tag: String,
 }
 
+impl RecordMac {
+    /// The record headers that carry the MAC, name and value, in the order
+    /// a reader looks for them: every writer of a sealed record sets these.
+    pub fn headers(&self) -> [(&'static str, &str); 2] {
+        [(MAC_KEY_ID_HEADER, self.key_id.as_str()), (MAC_HEADER, self.tag.as_str())]
+    }
+}
+
 /// How an authentic record was sealed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sealed {

@@ -115,19 +115,42 @@ pub async fn produce_sealed(bootstrap: &str, topic: &str, items: &[Signed], keys
         let mut record = FutureRecord::to(topic).key(&s.patient).payload(&s.envelope);
         if let Some(keys) = keys {
             let mac = keys.seal(tidemark_seal::RecordKind::State, s.patient.as_bytes(), Some(s.envelope.as_bytes()));
-            let headers = rdkafka::message::OwnedHeaders::new()
-                .insert(rdkafka::message::Header {
-                    key: tidemark_seal::record_mac::MAC_KEY_ID_HEADER,
-                    value: Some(&mac.key_id),
-                })
-                .insert(rdkafka::message::Header { key: tidemark_seal::record_mac::MAC_HEADER, value: Some(&mac.tag) });
-            record = record.headers(headers);
+            record = record.headers(mac_headers(&mac));
         }
         pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("enqueue"));
     }
     for f in pending {
         f.await.expect("delivery future").map_err(|(e, _)| e).expect("acknowledged");
     }
+}
+
+/// The MAC headers of `mac`, as a merger writes them on a sealed record.
+pub fn mac_headers(mac: &tidemark_seal::RecordMac) -> rdkafka::message::OwnedHeaders {
+    mac.headers().into_iter().fold(rdkafka::message::OwnedHeaders::new(), |h, (key, value)| {
+        h.insert(rdkafka::message::Header { key, value: Some(value) })
+    })
+}
+
+/// Produces one record of `key` to `topic` (`value` `None`: a tombstone),
+/// with `mac`'s headers when given: a record as a forger, an older merger
+/// or a restored backup would write it. Waits for the ack.
+pub async fn produce_raw(
+    bootstrap: &str,
+    topic: &str,
+    key: &str,
+    value: Option<&[u8]>,
+    mac: Option<&tidemark_seal::RecordMac>,
+) {
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("test producer");
+    let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic).key(key);
+    if let Some(value) = value {
+        record = record.payload(value);
+    }
+    if let Some(mac) = mac {
+        record = record.headers(mac_headers(mac));
+    }
+    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("acknowledged");
 }
 
 /// A record read back: key, payload, headers.

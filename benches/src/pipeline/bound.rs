@@ -98,9 +98,9 @@ pub fn produce_sealed(
             if let Some(keys) = keys {
                 let mac = keys.seal(tidemark_seal::RecordKind::State, key.as_bytes(), Some(value));
                 record = record.headers(
-                    OwnedHeaders::new_with_capacity(2)
-                        .insert(Header { key: tidemark_seal::record_mac::MAC_KEY_ID_HEADER, value: Some(&mac.key_id) })
-                        .insert(Header { key: tidemark_seal::record_mac::MAC_HEADER, value: Some(&mac.tag) }),
+                    mac.headers().into_iter().fold(OwnedHeaders::new_with_capacity(2), |h, (key, v)| {
+                        h.insert(Header { key, value: Some(v) })
+                    }),
                 );
             }
             match producer.send(record) {

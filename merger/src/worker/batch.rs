@@ -14,7 +14,6 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tidemark_crdt::PatientDoc;
 use tidemark_schemas::{EditEvent, Reason};
 use tidemark_seal::RecordKind;
-use tidemark_seal::record_mac::{MAC_HEADER, MAC_KEY_ID_HEADER};
 
 use super::config::MergerConfig;
 use super::error::WorkerError;
@@ -155,9 +154,10 @@ async fn emit(
         (OutputLabel::STATE, &cfg.topics.state, RecordKind::State, &view),
     ] {
         let mac = cfg.state_keys.seal(kind, patient.as_bytes(), Some(value));
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header { key: MAC_KEY_ID_HEADER, value: Some(mac.key_id.as_str()) })
-            .insert(Header { key: MAC_HEADER, value: Some(mac.tag.as_str()) });
+        let headers = mac
+            .headers()
+            .into_iter()
+            .fold(OwnedHeaders::new_with_capacity(2), |h, (key, value)| h.insert(Header { key, value: Some(value) }));
         let record = FutureRecord::to(topic).key(patient).payload(value).partition(partition).headers(headers);
         pending.push((output, topic.clone(), send(producer, record).await?));
     }
