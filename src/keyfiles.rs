@@ -22,7 +22,7 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> 
     match keyfile::write_new(path, contents, mode) {
         Ok(()) => Ok(()),
         Err(KeyError::AlreadyExists) => {
-            bail!("refusing to overwrite {}: remove it first or choose another --name", path.display())
+            bail!("refusing to overwrite {}: remove it first or choose another name", path.display())
         }
         Err(e) => Err(e).with_context(|| format!("writing {}", path.display())),
     }

@@ -93,7 +93,7 @@ async fn issue_20_deidentified_parts_are_cut_by_pseudonym_not_by_partition() {
         args.extend(extra);
         tidemark(&args, b"", &[])
     };
-    snapshot("verify", &[]).code(0).stdout_has("every hash and every chunk verified");
+    snapshot("verify", &[]).code(0).stdout_has("every hash and every page verified");
     let plain = dir.path().join("plain");
     snapshot("decrypt", &["--out", s(&plain)]).code(0);
     let parts = read_parts(&plain);

@@ -65,6 +65,40 @@ fn the_demo_runs_end_to_end_and_its_summary_checks_out() {
     verify.code(0).stdout_has(&format!("ok: snapshot {}", result["snapshot"]));
     assert!(run.stdout.contains(&format!("snapshot verify --archive {}", s(&dir.join("archive")))), "{run:?}");
 
+    // The closing commands work as printed: verify, then read the snapshot in
+    // place with DuckDB and pyarrow, and the reference fold; no plaintext
+    // Parquet appears anywhere.
+    let commands: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Next steps:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect();
+    assert!(commands.iter().any(|c| c.contains("snapshot keys") && c.contains("--format duckdb")), "{commands:?}");
+    assert!(commands.iter().any(|c| c.contains("snapshot keys") && c.contains("--format pyarrow")), "{commands:?}");
+    for command in &commands {
+        let out = std::process::Command::new("bash").arg("-c").arg(command.trim()).output().expect("bash runs");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "the printed command failed: {command}\n{stdout}\n{stderr}");
+        if command.contains("python3") {
+            assert!(stdout.contains("pt-"), "it printed the patient: {command}\n{stdout}");
+        }
+    }
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("ls") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let head = std::fs::read(&path).expect("read").into_iter().take(4).collect::<Vec<_>>();
+                assert_ne!(head, b"PAR1", "a plaintext Parquet file: {}", path.display());
+            }
+        }
+    }
+
     // Live state equals the reference fold of exactly the accepted envelopes.
     let fold = tidemark(&["fold", "--keys", s(&dir.join("registry.toml")), s(&dir.join("envelopes.ndjson"))], b"", &[]);
     fold.code(0);

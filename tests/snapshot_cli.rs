@@ -11,93 +11,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::snapshots::{PROFILE, World};
 use common::{Run, s, tidemark};
-use tidemark_archiver::manifest::{self, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
-use tidemark_seal::{ArchiverSigningKey, RecipientSecretKey};
-
-const PROFILE: &str = "identified";
-
-/// An archive directory with its archiver and recipient keys saved as files.
-struct World {
-    dir: tempfile::TempDir,
-    archiver: ArchiverSigningKey,
-    recipient: RecipientSecretKey,
-    previous: Option<Vec<u8>>,
-    sequence: u64,
-}
-
-impl World {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let archiver = ArchiverSigningKey::generate().expect("random");
-        let recipient = RecipientSecretKey::generate().expect("random");
-        tidemark_seal::save_archiver_public(&dir.path().join("archiver.pub"), &archiver.verifying_key()).expect("save");
-        tidemark_seal::save_recipient_secret(&dir.path().join("reader.key"), &recipient).expect("save");
-        Self { dir, archiver, recipient, previous: None, sequence: 0 }
-    }
-
-    fn archive(&self) -> PathBuf {
-        self.dir.path().join("archive")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Commits the next snapshot of the chain, with `parts` (plaintexts);
-    /// returns its id.
-    fn commit(&mut self, parts: &[&[u8]]) -> String {
-        self.sequence += 1;
-        let id = format!("0193a1b2-{:04x}-7000-8000-000000000000", self.sequence);
-        let dir = self.archive().join(PROFILE).join(&id);
-        fs::create_dir_all(&dir).expect("mkdir");
-        let mut entries = Vec::new();
-        for (i, plain) in parts.iter().enumerate() {
-            let name = format!("part-{i:05}-000.parquet.tmenc");
-            let mut sealed = Vec::new();
-            let stats = tidemark_seal::seal_part(*plain, &mut sealed, &[self.recipient.public_key().clone()], 1024)
-                .expect("seal");
-            fs::write(dir.join(&name), &sealed).expect("write part");
-            entries.push(PartEntry {
-                name,
-                rows: 1,
-                plaintext_bytes: stats.plaintext_bytes,
-                ciphertext_bytes: stats.ciphertext_bytes,
-                sha256: stats.ciphertext_sha256.iter().map(|b| format!("{b:02x}")).collect(),
-            });
-        }
-        let m = Manifest {
-            format: MANIFEST_FORMAT.into(),
-            snapshot_id: id.clone(),
-            profile: PROFILE.into(),
-            created_at: "2026-12-05T00:00:00.000Z".into(),
-            catalog_version: 1,
-            topic: "tidemark.patient-state.v1".into(),
-            cut: vec![],
-            rows: entries.len() as u64,
-            parts: entries,
-            recipients: vec![self.recipient.public_key().key_id()],
-            archiver_key_id: self.archiver.key_id(),
-            sequence: Some(self.sequence),
-            previous_manifest_sha256: self.previous.as_deref().map(manifest::envelope_sha256),
-            dataset_key_id: None,
-            records_set_aside: Some(0),
-        };
-        let bytes = m.sign(&self.archiver);
-        fs::write(dir.join(MANIFEST_NAME), &bytes).expect("write manifest");
-        self.previous = Some(bytes);
-        id
-    }
-
-    /// `tidemark snapshot SUB --archive A --profile identified SNAPSHOT --archiver-pub K EXTRA...`
-    fn snapshot(&self, sub: &str, snapshot: &str, extra: &[&str]) -> Run {
-        let (archive, key) = (self.archive(), self.path("archiver.pub"));
-        let mut args = vec!["snapshot", sub, "--archive", s(&archive), "--profile", PROFILE, snapshot];
-        args.extend(["--archiver-pub", s(&key)]);
-        args.extend(extra);
-        tidemark(&args, b"", &[])
-    }
-}
+use tidemark_archiver::manifest::MANIFEST_NAME;
 
 /// `tidemark ARGS` under `umask 022`, the common default that made
 /// decrypted files readable by every local user.
@@ -146,25 +62,28 @@ impl World {
 #[test]
 fn decrypted_files_are_0600_in_a_0700_directory_under_umask_022() {
     let mut w = World::new();
-    // Several chunks per part (1 KiB chunks), two parts.
-    let plain: Vec<Vec<u8>> = vec![(0..5000u32).flat_map(u32::to_le_bytes).collect(), b"second part".to_vec()];
-    w.commit(&[&plain[0], &plain[1]]);
+    // Two parts, the first over several row groups (64 rows each).
+    w.commit(&[300, 1]);
     let out = w.path("nested/plain");
     w.decrypt(&out).code(0).stdout_has("(2 parts)");
     assert_eq!(mode(&out), 0o700, "the output directory is private");
     let mut files: Vec<PathBuf> = fs::read_dir(&out).expect("ls").map(|e| e.expect("entry").path()).collect();
     files.sort();
     assert_eq!(files.len(), 2, "only the parts, no leftovers: {files:?}");
-    for (file, want) in files.iter().zip(&plain) {
+    for (file, want) in files.iter().zip([300, 1]) {
         assert_eq!(mode(file), 0o600, "{} is private", file.display());
-        assert_eq!(&fs::read(file).expect("read"), want, "{} decrypts to the plaintext", file.display());
+        let bytes = bytes::Bytes::from(fs::read(file).expect("read"));
+        assert_eq!(&bytes[..4], b"PAR1", "{} is plain Parquet", file.display());
+        let reader = parquet::file::reader::SerializedFileReader::new(bytes).expect("plain Parquet");
+        let rows = parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows();
+        assert_eq!(rows, want, "{} holds its part's rows", file.display());
     }
 }
 
 #[test]
 fn a_symlink_planted_at_the_temporary_or_final_path_is_refused_and_its_target_untouched() {
     let mut w = World::new();
-    w.commit(&[b"patient records"]);
+    w.commit(&[3]);
     let victim = w.path("victim");
     fs::write(&victim, b"untouched").expect("victim");
     for planted in [".part-00000-000.parquet.partial", "part-00000-000.parquet"] {
@@ -188,7 +107,7 @@ fn a_symlink_planted_at_the_temporary_or_final_path_is_refused_and_its_target_un
 #[test]
 fn an_existing_output_file_or_a_directory_others_can_write_is_refused() {
     let mut w = World::new();
-    w.commit(&[b"patient records"]);
+    w.commit(&[3]);
     let out = w.path("out");
     fs::create_dir(&out).expect("mkdir");
     fs::set_permissions(&out, fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -205,7 +124,7 @@ fn an_existing_output_file_or_a_directory_others_can_write_is_refused() {
 #[test]
 fn verify_with_a_pin_refuses_latest_after_the_newest_snapshot_was_deleted() {
     let mut w = World::new();
-    let ids: Vec<String> = (0..3).map(|_| w.commit(&[b"rows"])).collect();
+    let ids: Vec<String> = (0..3).map(|_| w.commit(&[2])).collect();
     let pin = w.path("archive.pin");
     let run = w.snapshot("verify", "latest", &["--pin", s(&pin)]);
     run.code(0).stdout_has(&format!("ok: snapshot {}", ids[2])).stderr_has("pin: first use");
@@ -221,7 +140,7 @@ fn verify_with_a_pin_refuses_latest_after_the_newest_snapshot_was_deleted() {
 #[test]
 fn a_junk_directory_sorting_last_is_ignored_with_a_warning_and_listed_as_unverified() {
     let mut w = World::new();
-    let newest = (0..2).map(|_| w.commit(&[b"rows"])).last().expect("two snapshots");
+    let newest = (0..2).map(|_| w.commit(&[2])).last().expect("two snapshots");
     let junk = w.archive().join(PROFILE).join("ffffffff-0000-7000-8000-000000000000");
     fs::create_dir_all(&junk).expect("mkdir");
     fs::write(junk.join(MANIFEST_NAME), b"{\"payloadType\":\"x\x1b[2J\"}").expect("junk");
@@ -243,7 +162,7 @@ fn a_junk_directory_sorting_last_is_ignored_with_a_warning_and_listed_as_unverif
 #[test]
 fn verify_reports_a_snapshot_missing_from_the_middle_of_the_chain() {
     let mut w = World::new();
-    let ids: Vec<String> = (0..3).map(|_| w.commit(&[b"rows"])).collect();
+    let ids: Vec<String> = (0..3).map(|_| w.commit(&[2])).collect();
     fs::remove_dir_all(w.archive().join(PROFILE).join(&ids[1])).expect("delete the middle one");
     let run = w.snapshot("verify", "latest", &[]);
     run.code(1).stderr_has("the chain of identified is broken: sequence 2 to 2 missing");

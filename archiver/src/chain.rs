@@ -76,8 +76,8 @@ pub enum ChainBreak {
 /// The profile's snapshots, sorted out.
 #[derive(Clone, Debug, Default)]
 pub struct Chain {
-    /// Verified snapshots, lowest sequence first (v1 manifests, sequence 0,
-    /// by id: UUIDv7 ids sort by time).
+    /// Verified snapshots, lowest sequence first (then by id: UUIDv7 ids
+    /// sort by time).
     pub links: Vec<Link>,
     /// Directories whose manifest does not verify.
     pub unverified: Vec<Unverified>,
@@ -102,8 +102,22 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
 /// # Errors
 /// [`StorageError`], including a missing manifest.
 pub async fn read_manifest(archive: &Archive, profile: &str, snapshot: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    read_manifest_named(archive, profile, snapshot, MANIFEST_NAME).await
+}
+
+/// Reads the manifest object `name` (revision 1 or a later revision), at
+/// most [`MAX_MANIFEST_BYTES`]: `None` when it is larger.
+///
+/// # Errors
+/// [`StorageError`], including a missing object.
+pub async fn read_manifest_named(
+    archive: &Archive,
+    profile: &str,
+    snapshot: &str,
+    name: &str,
+) -> Result<Option<Vec<u8>>, StorageError> {
     let mut bytes = Vec::new();
-    let (_, longer) = archive.copy_to(profile, snapshot, MANIFEST_NAME, MAX_MANIFEST_BYTES, &mut bytes).await?;
+    let (_, longer) = archive.copy_to(profile, snapshot, name, MAX_MANIFEST_BYTES, &mut bytes).await?;
     Ok((!longer).then_some(bytes))
 }
 
@@ -124,7 +138,7 @@ pub async fn scan(archive: &Archive, profile: &str, key: &ArchiverVerifyingKey) 
             chain.unverified.push(Unverified { id: printable(&dir.id), reason });
             continue;
         };
-        match Manifest::open(&bytes, key) {
+        match Manifest::open_first(&bytes, key) {
             Ok(m) if m.profile == profile && m.snapshot_id == dir.id => {
                 chain.links.push(Link { id: dir.id, manifest: m, manifest_sha256: envelope_sha256(&bytes) });
             }
@@ -149,19 +163,14 @@ impl Chain {
         self.links.last()
     }
 
-    /// Where the chain of v2 manifests is broken. The lowest one's
-    /// predecessor may be gone (retention deletes the oldest snapshots);
-    /// every other link must be there and match. A v2 manifest at sequence 1
-    /// that names a predecessor must name the newest v1 manifest, if any v1
-    /// manifests remain.
+    /// Where the chain is broken. The lowest manifest's predecessor may be
+    /// gone (retention deletes the oldest snapshots); every other link must
+    /// be there and match.
     pub fn breaks(&self) -> Vec<ChainBreak> {
         let mut out = Vec::new();
         for pair in self.links.windows(2) {
             let (prev, next) = (&pair[0], &pair[1]);
             let (p, n) = (prev.manifest.chain_sequence(), next.manifest.chain_sequence());
-            if n == 0 {
-                continue; // two v1 manifests: no chain to check
-            }
             if p == n {
                 out.push(ChainBreak::Fork { sequence: n, first: prev.id.clone(), second: next.id.clone() });
             } else if n > p + 1 {

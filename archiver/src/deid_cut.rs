@@ -129,7 +129,7 @@ pub struct PartPlan {
 impl PartPlan {
     /// The part's object name: its index only.
     pub fn name(&self) -> String {
-        format!("part-{:05}.parquet.tmenc", self.index)
+        format!("part-{:05}.parquet", self.index)
     }
 }
 
@@ -159,12 +159,14 @@ pub(crate) fn plan(counts: &[u64], rows_per_part: usize) -> Vec<PartPlan> {
     plans
 }
 
-/// One de-identified part, written but not yet sealed.
+/// One de-identified part, written (encrypted when the options say so).
 pub struct WrittenPart {
     /// The Parquet file.
-    pub plain: Vec<u8>,
+    pub file: Vec<u8>,
     /// Rows written.
     pub rows: u64,
+    /// Row groups written.
+    pub row_groups: usize,
     /// Views that did not fit the catalog (set aside, not written).
     pub unfit: u64,
     /// Views of a patient already seen in another partition (set aside).
@@ -204,7 +206,7 @@ pub fn write_part(
         merge.next(|key, _, _| remember(&mut last, key))?;
     }
     let mut writer = PartWriter::new(layout, Vec::new(), options.clone())?;
-    let mut out = WrittenPart { plain: Vec::new(), rows: 0, unfit: 0, duplicates: 0 };
+    let mut out = WrittenPart { file: Vec::new(), rows: 0, row_groups: 0, unfit: 0, duplicates: 0 };
     let (mut batch, mut partitions) = (Vec::new(), Vec::new());
     let mut taken = 0;
     while taken < plan.quota {
@@ -230,8 +232,8 @@ pub fn write_part(
         }
     }
     out.unfit += views::push_fitting(&mut writer, &batch, |i| partitions[i])?;
-    let (plain, summary) = writer.finish()?;
-    (out.plain, out.rows) = (plain, summary.rows);
+    let (file, summary) = writer.finish()?;
+    (out.file, out.rows, out.row_groups) = (file, summary.rows, summary.row_groups);
     Ok(out)
 }
 

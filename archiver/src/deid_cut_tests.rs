@@ -35,7 +35,7 @@ fn cut(spill: &Spill, layout: &Arc<TableLayout>, rows_per_part: usize) -> Vec<(P
         .into_iter()
         .map(|plan| {
             let part = write_part(spill, &plan, layout.clone(), &options).unwrap();
-            let rows = decode(&read_part(part.plain.clone()))
+            let rows = decode(&read_part(part.file.clone()))
                 .into_iter()
                 .map(|r| Value::Object(r.into_iter().collect()))
                 .collect();
@@ -76,7 +76,7 @@ proptest! {
         prop_assert!(sizes.iter().all(|&n| n <= rows_per_part), "{:?}", sizes);
         prop_assert!(sizes.iter().max().unwrap_or(&0) - sizes.iter().min().unwrap_or(&0) <= 1, "{:?}", sizes);
         for (i, (plan, _, part)) in parts.iter().enumerate() {
-            prop_assert_eq!(plan.name(), format!("part-{i:05}.parquet.tmenc"));
+            prop_assert_eq!(plan.name(), format!("part-{i:05}.parquet"));
             prop_assert_eq!((part.unfit, part.duplicates), (0, 0));
         }
         // One part of all the views, sorted by pseudonym: the reference.

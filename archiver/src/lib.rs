@@ -18,12 +18,15 @@ pub mod manifest;
 pub mod metrics;
 pub mod output;
 pub mod pin;
+pub mod pme;
 pub mod reader;
+pub mod revision;
 pub mod scratch;
 pub mod service;
 pub mod snapshot;
 pub mod status;
 pub mod storage;
+pub mod succession;
 pub mod table;
 pub mod views;
 

@@ -10,18 +10,25 @@
 use serde::{Deserialize, Serialize};
 use tidemark_schemas::dsse::{self, DsseError, Envelope};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use tidemark_seal::snapshot_keys::{self, MasterKeyWrap};
 use tidemark_seal::{ArchiverSigningKey, ArchiverVerifyingKey};
 
-/// DSSE payload type of a manifest written today (format v2).
-pub const MANIFEST_PAYLOAD_TYPE: &str = "application/vnd.tidemark.snapshot-manifest.v2+json";
-/// The format tag of a manifest written today.
-pub const MANIFEST_FORMAT: &str = "tidemark.snapshot.v2";
-/// DSSE payload type of a v1 manifest: still read, never written.
-pub const MANIFEST_PAYLOAD_TYPE_V1: &str = "application/vnd.tidemark.snapshot-manifest.v1+json";
-/// The format tag of a v1 manifest (no chain fields).
-pub const MANIFEST_FORMAT_V1: &str = "tidemark.snapshot.v1";
-/// The manifest's object name inside a snapshot.
+/// DSSE payload type of a manifest (format v3: parts in Parquet Modular
+/// Encryption). Earlier formats are not read: none was ever deployed.
+pub const MANIFEST_PAYLOAD_TYPE: &str = "application/vnd.tidemark.snapshot-manifest.v3+json";
+/// The format tag of a manifest.
+pub const MANIFEST_FORMAT: &str = "tidemark.snapshot.v3";
+/// The manifest's object name inside a snapshot: revision 1, the one the
+/// chain links. A revision `r` > 1 (recipients changed by `snapshot grant`)
+/// is stored beside it as [`revision_name`]`(r)`.
 pub const MANIFEST_NAME: &str = "manifest.dsse.json";
+
+/// The object name of manifest revision `revision` (2 and above).
+pub fn revision_name(revision: u32) -> String {
+    format!("manifest.r{revision:05}.dsse.json")
+}
 
 /// Everything a reader needs to check and read a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,34 +50,46 @@ pub struct Manifest {
     pub cut: Vec<CutOffset>,
     /// Rows over all parts (one per patient).
     pub rows: u64,
+    /// SHA-256 (lowercase hex) of the parts' Parquet schema as
+    /// [`crate::pme::schema_fingerprint`] prints it. The footers are
+    /// encrypted, so the schema is vouched for here; every part has it.
+    pub schema_sha256: String,
     /// The parts, in name order.
     pub parts: Vec<PartEntry>,
-    /// Key ids of the recipients every part is encrypted to.
-    pub recipients: Vec<String>,
+    /// How the parts are encrypted, and the data key wrapped under the
+    /// master key.
+    pub encryption: Encryption,
+    /// The master key wrapped for each recipient, in recipient order.
+    pub recipients: Vec<RecipientEntry>,
     /// Key id of the archiver key that signed this manifest.
     pub archiver_key_id: String,
-    /// v2: the manifest's place in its profile's chain, from 1, one more than
-    /// its predecessor's (a v1 predecessor counts as 0). It is what lets a
-    /// reader tell a newer snapshot from an older one without trusting the
-    /// listing, which anyone who can delete objects can roll back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sequence: Option<u64>,
-    /// v2: SHA-256 (lowercase hex) of the predecessor's `manifest.dsse.json`
-    /// exactly as stored; absent only on the first manifest of a chain. It
-    /// links each snapshot to the one before, so a deleted or swapped
-    /// snapshot in the middle of the chain shows.
+    /// The manifest's place in its profile's chain, from 1, one more than its
+    /// predecessor's. It is what lets a reader tell a newer snapshot from an
+    /// older one without trusting the listing, which anyone who can delete
+    /// objects can roll back.
+    pub sequence: u64,
+    /// SHA-256 (lowercase hex) of the predecessor's `manifest.dsse.json`
+    /// (revision 1) exactly as stored; absent only on the first manifest of a
+    /// chain. It links each snapshot to the one before, so a deleted or
+    /// swapped snapshot in the middle of the chain shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_manifest_sha256: Option<String>,
-    /// v2: the `tmd1-` id of the dataset key behind the de-identified
-    /// profile's pseudonyms (absent in the identified profile), so a reader
-    /// sees when the pseudonym space changed between snapshots.
+    /// The `tmd1-` id of the dataset key behind the de-identified profile's
+    /// pseudonyms (absent in the identified profile), so a reader sees when
+    /// the pseudonym space changed between snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset_key_id: Option<String>,
-    /// v2: state records left out of this snapshot because they were not
-    /// valid views of their key's patient or did not fit the catalog. Signed,
-    /// so a reader knows the snapshot is short by that many patients.
+    /// State records left out of this snapshot because they were not valid
+    /// views of their key's patient or did not fit the catalog. Signed, so a
+    /// reader knows the snapshot is short by that many patients.
+    pub records_set_aside: u64,
+    /// 1 as the archiver writes it; each `snapshot grant` writes the next,
+    /// with the same content but the recipients.
+    pub revision: u32,
+    /// For a revision above 1: SHA-256 (lowercase hex) of the previous
+    /// revision's stored envelope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records_set_aside: Option<u64>,
+    pub previous_revision_sha256: Option<String>,
 }
 
 /// One partition's end offset in the cut.
@@ -87,18 +106,52 @@ pub struct CutOffset {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartEntry {
-    /// Object name inside the snapshot: `part-00003-000.parquet.tmenc`
-    /// (identified: partition 3, split 0) or `part-00003.parquet.tmenc`
+    /// Object name inside the snapshot: `part-00003-000.parquet`
+    /// (identified: partition 3, split 0) or `part-00003.parquet`
     /// (de-identified: the fourth range of the pseudonym order).
     pub name: String,
     /// Rows in the part.
     pub rows: u64,
-    /// Size of the Parquet plaintext.
-    pub plaintext_bytes: u64,
-    /// Size of the encrypted object.
-    pub ciphertext_bytes: u64,
-    /// SHA-256 of the encrypted object, lowercase hex.
+    /// Row groups in the part.
+    pub row_groups: u64,
+    /// Size of the file.
+    pub bytes: u64,
+    /// SHA-256 of the file, lowercase hex.
     pub sha256: String,
+    /// The file's `aad_file_unique` (16 lowercase hex digits): it enters the
+    /// associated data of every encrypted module of the file, so a page moved
+    /// from another file fails, and the manifest names each file's own.
+    pub aad_file_unique: String,
+}
+
+/// How every part is encrypted (Parquet Modular Encryption, docs/encryption.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// Always `AES_GCM_V1`, 256-bit keys, uniform (one key for footer and
+    /// every column), encrypted footer, no AAD prefix.
+    pub algorithm: String,
+    /// The snapshot master key's id, `tidemark.snap-` + the snapshot id: the
+    /// `masterKeyID` of every part's key material.
+    pub master_key_id: String,
+    /// HMAC-SHA256 commitment to the master key (lowercase hex): every
+    /// recipient recovers the one key this signature vouches for.
+    pub master_key_commitment: String,
+    /// The data key wrapped under the master key, as in every part's key
+    /// material (`wrappedDEK`).
+    pub wrapped_dek: String,
+}
+
+/// The master key wrapped for one recipient (docs/encryption.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecipientEntry {
+    /// The recipient's `tmr1-` key id.
+    pub key_id: String,
+    /// Standard base64 of the hybrid KEM ciphertext (1120 bytes).
+    pub kem_ciphertext: String,
+    /// Standard base64 of the wrapped master key (48 bytes).
+    pub wrapped_master_key: String,
 }
 
 /// Why a manifest could not be read or trusted.
@@ -126,18 +179,13 @@ pub enum ManifestError {
     Content(String),
 }
 
-/// Decodes an envelope of either manifest payload type (v2, or v1 as older
-/// archivers wrote it).
 fn decode_envelope(bytes: &[u8]) -> Result<Envelope, ManifestError> {
-    let env = Envelope::decode(bytes).map_err(ManifestError::Envelope)?;
-    if env.payload_type() == MANIFEST_PAYLOAD_TYPE {
-        return Ok(env);
-    }
-    Envelope::decode_as(bytes, MANIFEST_PAYLOAD_TYPE_V1).map_err(ManifestError::Envelope)
+    Envelope::decode_as(bytes, MANIFEST_PAYLOAD_TYPE).map_err(ManifestError::Envelope)
 }
 
-/// SHA-256 of a stored `manifest.dsse.json`, as the next manifest's
-/// `previous_manifest_sha256` names it: lowercase hex of the hash of the
+/// SHA-256 of a stored manifest envelope, as the next manifest's
+/// `previous_manifest_sha256` (or the next revision's
+/// `previous_revision_sha256`) names it: lowercase hex of the hash of the
 /// envelope's bytes exactly as stored (not of the payload, not re-encoded).
 pub fn envelope_sha256(bytes: &[u8]) -> String {
     use sha2::{Digest as _, Sha256};
@@ -148,8 +196,38 @@ fn is_lower_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+impl RecipientEntry {
+    /// The entry of a wrap.
+    pub fn from_wrap(wrap: &MasterKeyWrap) -> Self {
+        Self {
+            key_id: wrap.recipient(),
+            kem_ciphertext: B64.encode(wrap.kem_ciphertext),
+            wrapped_master_key: B64.encode(wrap.wrapped_key),
+        }
+    }
+
+    /// The wrap of an entry.
+    ///
+    /// # Errors
+    /// [`ManifestError::Content`] for a malformed key id or field.
+    pub fn to_wrap(&self) -> Result<MasterKeyWrap, ManifestError> {
+        let bad = |what: &str| ManifestError::Content(format!("recipient `{}`: {what}", self.key_id));
+        let fingerprint = tidemark_seal::keys::recipient_fingerprint(&self.key_id)
+            .ok_or_else(|| bad("key_id is not `tmr1-` and 32 lowercase hex digits"))?;
+        let decode = |s: &str, what: &str| B64.decode(s).map_err(|_| bad(&format!("{what} is not base64")));
+        let kem_ciphertext = decode(&self.kem_ciphertext, "kem_ciphertext")?
+            .try_into()
+            .map_err(|_| bad("kem_ciphertext is not 1120 bytes"))?;
+        let wrapped_key = decode(&self.wrapped_master_key, "wrapped_master_key")?
+            .try_into()
+            .map_err(|_| bad("wrapped_master_key is not 48 bytes"))?;
+        Ok(MasterKeyWrap { fingerprint, kem_ciphertext, wrapped_key })
+    }
+}
+
 impl Manifest {
-    /// Encodes and signs the manifest: the bytes to store as [`MANIFEST_NAME`].
+    /// Encodes and signs the manifest: the bytes to store as [`MANIFEST_NAME`]
+    /// (or its revision's name).
     pub fn sign(&self, key: &ArchiverSigningKey) -> Vec<u8> {
         let payload = serde_json::to_vec_pretty(self).expect("a manifest always serialises");
         dsse::sign(MANIFEST_PAYLOAD_TYPE, &payload, key.ed25519(), &key.key_id()).to_json().into_bytes()
@@ -165,17 +243,55 @@ impl Manifest {
         serde_json::from_slice(env.payload()).map_err(|e| ManifestError::Content(e.to_string()))
     }
 
-    /// The manifest's place in its chain: its `sequence`, or 0 for a v1
-    /// manifest (which predates the chain and so comes before any v2 one).
+    /// The manifest's place in its chain.
     pub fn chain_sequence(&self) -> u64 {
-        self.sequence.unwrap_or(0)
+        self.sequence
+    }
+
+    /// The master key wrapped for every recipient.
+    ///
+    /// # Errors
+    /// [`ManifestError::Content`] for a malformed entry.
+    pub fn wraps(&self) -> Result<Vec<MasterKeyWrap>, ManifestError> {
+        self.recipients.iter().map(RecipientEntry::to_wrap).collect()
+    }
+
+    /// The master key commitment's 32 bytes.
+    ///
+    /// # Errors
+    /// [`ManifestError::Content`] when it is not 64 lowercase hex digits.
+    pub fn commitment(&self) -> Result<[u8; 32], ManifestError> {
+        let c = &self.encryption.master_key_commitment;
+        hex::decode(c)
+            .ok()
+            .filter(|_| is_lower_hex(c, 64))
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ManifestError::Content("master_key_commitment is not 64 lowercase hex digits".into()))
+    }
+
+    /// [`Manifest::open`] for a snapshot's `manifest.dsse.json`, which must be
+    /// revision 1: the chain links it and it never changes, so a later
+    /// revision copied over it is refused.
+    ///
+    /// # Errors
+    /// As [`Manifest::open`], and [`ManifestError::Content`] for a revision
+    /// above 1.
+    pub fn open_first(bytes: &[u8], key: &ArchiverVerifyingKey) -> Result<Self, ManifestError> {
+        let m = Self::open(bytes, key)?;
+        if m.revision != 1 {
+            return Err(ManifestError::Content(format!(
+                "{MANIFEST_NAME} is revision {}, not 1: a later revision was copied over the first",
+                m.revision
+            )));
+        }
+        Ok(m)
     }
 
     /// Checks the signature by the trusted archiver key and decodes the manifest.
     ///
     /// # Errors
     /// [`ManifestError`]: not an envelope, not signed by this key, a signature
-    /// that fails, or content that is not a consistent v1 manifest.
+    /// that fails, or content that is not a consistent manifest.
     pub fn open(bytes: &[u8], key: &ArchiverVerifyingKey) -> Result<Self, ManifestError> {
         let key_id = key.key_id();
         let key_id = key_id.as_str();
@@ -188,7 +304,7 @@ impl Manifest {
         key.verify(env.pae(), &env.signatures()[index].sig)
             .map_err(|_| ManifestError::BadSignature { key_id: key_id.to_owned() })?;
         let m: Manifest = serde_json::from_slice(env.payload()).map_err(|e| ManifestError::Content(e.to_string()))?;
-        m.check(env.payload_type())?;
+        m.check()?;
         if m.archiver_key_id != key_id {
             return Err(ManifestError::Content(format!(
                 "archiver_key_id is `{}` but the manifest is signed by `{key_id}`",
@@ -198,33 +314,29 @@ impl Manifest {
         Ok(m)
     }
 
-    /// Internal consistency: the format tag matching the payload type, the
-    /// chain fields present exactly in v2, the row total, part names that
-    /// stay inside the snapshot.
-    fn check(&self, payload_type: &str) -> Result<(), ManifestError> {
+    /// Internal consistency: the format tag, the chain and revision fields,
+    /// the row total, part names that stay inside the snapshot, digests in
+    /// lowercase hex, the encryption scheme and well-formed recipients.
+    fn check(&self) -> Result<(), ManifestError> {
         let bad = |why: String| Err(ManifestError::Content(why));
-        let v2 = payload_type == MANIFEST_PAYLOAD_TYPE;
-        let format = if v2 { MANIFEST_FORMAT } else { MANIFEST_FORMAT_V1 };
-        if self.format != format {
-            return bad(format!("format is `{}` but the payload type says `{format}`", self.format));
+        if self.format != MANIFEST_FORMAT {
+            return bad(format!("format is `{}` but the payload type says `{MANIFEST_FORMAT}`", self.format));
         }
-        if v2 {
-            self.check_chain_fields()?;
-        } else if self.sequence.is_some()
-            || self.previous_manifest_sha256.is_some()
-            || self.dataset_key_id.is_some()
-            || self.records_set_aside.is_some()
-        {
-            return bad(format!(
-                "a {MANIFEST_FORMAT_V1} manifest has no sequence, previous_manifest_sha256, dataset_key_id or \
-                 records_set_aside"
-            ));
-        }
-        let sum: u64 = self.parts.iter().map(|p| p.rows).sum();
-        if sum != self.rows {
+        self.check_chain_fields()?;
+        let sum = self.parts.iter().try_fold(0u64, |sum, p| sum.checked_add(p.rows));
+        if sum != Some(self.rows) {
+            let sum = sum.map_or_else(|| "more than 2^64".to_owned(), |s| s.to_string());
             return bad(format!("rows is {} but the parts hold {sum}", self.rows));
         }
-        for p in &self.parts {
+        if !is_lower_hex(&self.schema_sha256, 64) {
+            return bad("schema_sha256 is not 64 lowercase hex digits".into());
+        }
+        for (i, p) in self.parts.iter().enumerate() {
+            // Names become output files, and each file's own AAD is what keeps
+            // pages from moving between files: both must be unique.
+            if self.parts[..i].iter().any(|q| q.name == p.name || q.aad_file_unique == p.aad_file_unique) {
+                return bad(format!("part `{}` repeats another part's name or aad_file_unique", p.name));
+            }
             let safe = !p.name.is_empty()
                 && !p.name.starts_with('.')
                 && p.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -237,27 +349,58 @@ impl Manifest {
             if !is_lower_hex(&p.sha256, 64) {
                 return bad(format!("part `{}` has no valid sha256 (64 lowercase hex digits)", p.name));
             }
+            if !is_lower_hex(&p.aad_file_unique, 16) {
+                return bad(format!("part `{}` has no valid aad_file_unique (16 lowercase hex digits)", p.name));
+            }
+        }
+        let e = &self.encryption;
+        if e.algorithm != ALGORITHM {
+            return bad(format!("encryption algorithm is `{}`, not `{ALGORITHM}`", e.algorithm));
+        }
+        let expected_id = snapshot_keys::master_key_id(&self.snapshot_id)
+            .map_err(|_| ManifestError::Content("snapshot_id cannot name a master key".into()))?;
+        if e.master_key_id != expected_id {
+            return bad(format!("master_key_id is not `{expected_id}`"));
+        }
+        self.commitment()?;
+        if self.recipients.is_empty() {
+            return bad("no recipients".into());
+        }
+        let wraps = self.wraps()?;
+        for (i, w) in wraps.iter().enumerate() {
+            if wraps[..i].iter().any(|o| o.fingerprint == w.fingerprint) {
+                return bad(format!("recipient `{}` is listed twice", w.recipient()));
+            }
         }
         Ok(())
     }
 
-    /// The v2 fields: a sequence from 1; a predecessor hash (64 lowercase
-    /// hex digits) on every manifest after the first of its chain; a dataset
-    /// key id exactly in the de-identified profile.
+    /// The chain and revision fields: a sequence from 1; a predecessor hash
+    /// (64 lowercase hex digits) on every manifest after the first of its
+    /// chain; a dataset key id exactly in the de-identified profile; a
+    /// revision from 1, with the previous revision's hash above 1.
     fn check_chain_fields(&self) -> Result<(), ManifestError> {
         let bad = |why: String| Err(ManifestError::Content(why));
-        if self.records_set_aside.is_none() {
-            return bad("records_set_aside is missing".into());
+        if self.sequence == 0 {
+            return bad("sequence is 0 (a manifest's sequence starts at 1)".into());
         }
-        let Some(sequence) = self.sequence.filter(|&s| s >= 1) else {
-            return bad("sequence is missing or 0 (a v2 manifest's sequence starts at 1)".into());
-        };
         match &self.previous_manifest_sha256 {
-            None if sequence > 1 => {
-                return bad(format!("sequence is {sequence} but previous_manifest_sha256 is missing"));
+            None if self.sequence > 1 => {
+                return bad(format!("sequence is {} but previous_manifest_sha256 is missing", self.sequence));
             }
             Some(h) if !is_lower_hex(h, 64) => {
                 return bad("previous_manifest_sha256 is not 64 lowercase hex digits".into());
+            }
+            _ => {}
+        }
+        match (self.revision, &self.previous_revision_sha256) {
+            (0, _) => return bad("revision is 0 (revisions start at 1)".into()),
+            (1, Some(_)) => {
+                return bad("revision 1 has no previous revision, yet previous_revision_sha256 is set".into());
+            }
+            (2.., None) => return bad(format!("revision {} lacks previous_revision_sha256", self.revision)),
+            (2.., Some(h)) if !is_lower_hex(h, 64) => {
+                return bad("previous_revision_sha256 is not 64 lowercase hex digits".into());
             }
             _ => {}
         }
@@ -273,165 +416,9 @@ impl Manifest {
     }
 }
 
+/// The one algorithm a manifest names: AES-GCM for every module.
+pub const ALGORITHM: &str = "AES_GCM_V1";
+
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn sample() -> Manifest {
-        Manifest {
-            format: MANIFEST_FORMAT.into(),
-            snapshot_id: "0193a1b2-0000-7000-8000-000000000000".into(),
-            profile: "identified".into(),
-            created_at: "2026-11-22T10:00:00Z".into(),
-            catalog_version: 1,
-            topic: "tidemark.patient-state.v1".into(),
-            cut: vec![CutOffset { partition: 0, end_offset: 10 }],
-            rows: 7,
-            parts: vec![PartEntry {
-                name: "part-00000-000.parquet.tmenc".into(),
-                rows: 7,
-                plaintext_bytes: 100,
-                ciphertext_bytes: 1400,
-                sha256: "ab".repeat(32),
-            }],
-            recipients: vec!["tmr1-0011".into()],
-            archiver_key_id: String::new(),
-            sequence: Some(1),
-            previous_manifest_sha256: None,
-            dataset_key_id: None,
-            records_set_aside: Some(0),
-        }
-    }
-
-    fn key() -> ArchiverSigningKey {
-        ArchiverSigningKey::generate().unwrap()
-    }
-
-    #[test]
-    fn signed_manifest_opens_with_the_right_key_only() {
-        let k = key();
-        let mut m = sample();
-        m.archiver_key_id = k.key_id();
-        let bytes = m.sign(&k);
-        assert_eq!(Manifest::open(&bytes, &k.verifying_key()).unwrap(), m);
-        let err = Manifest::open(&bytes, &key().verifying_key()).unwrap_err();
-        assert!(matches!(err, ManifestError::WrongSigner { .. }), "{err}");
-    }
-
-    #[test]
-    fn any_edit_of_the_payload_is_detected() {
-        let k = key();
-        let mut m = sample();
-        m.archiver_key_id = k.key_id();
-        let env = Envelope::decode(&m.sign(&k)).unwrap();
-        let text = String::from_utf8(env.payload().to_vec()).unwrap().replace("\"rows\": 7", "\"rows\": 8");
-        let mut forged = dsse::sign(MANIFEST_PAYLOAD_TYPE, text.as_bytes(), key().ed25519(), &k.key_id());
-        forged.signatures_mut()[0].sig = env.signatures()[0].sig.clone();
-        let err = Manifest::open(forged.to_json().as_bytes(), &k.verifying_key()).unwrap_err();
-        assert!(matches!(err, ManifestError::BadSignature { .. }), "{err}");
-    }
-
-    #[test]
-    fn inconsistent_content_is_refused_even_when_signed() {
-        let k = key();
-        let mut m = sample();
-        m.archiver_key_id = k.key_id();
-        m.rows = 8;
-        let err = Manifest::open(&m.sign(&k), &k.verifying_key()).unwrap_err();
-        assert!(err.to_string().contains("rows is 8 but the parts hold 7"), "{err}");
-        let mut m = sample();
-        m.archiver_key_id = k.key_id();
-        m.parts[0].name = "../escape".into();
-        let err = Manifest::open(&m.sign(&k), &k.verifying_key()).unwrap_err();
-        assert!(err.to_string().contains("not a plain file name"), "{err}");
-    }
-
-    #[test]
-    fn a_digest_in_uppercase_hex_is_refused_when_opened_not_later_as_damage() {
-        let k = key();
-        let mut m = sample();
-        m.archiver_key_id = k.key_id();
-        m.parts[0].sha256 = "AB".repeat(32);
-        let err = Manifest::open(&m.sign(&k), &k.verifying_key()).unwrap_err();
-        assert!(err.to_string().contains("64 lowercase hex digits"), "{err}");
-    }
-
-    #[test]
-    fn v2_chain_fields_are_checked() {
-        let k = key();
-        let open = |m: &Manifest| Manifest::open(&m.sign(&k), &k.verifying_key()).map_err(|e| e.to_string());
-        let mut m = sample();
-        m.archiver_key_id = k.key_id();
-        m.sequence = Some(2);
-        assert!(open(&m).unwrap_err().contains("previous_manifest_sha256 is missing"));
-        m.previous_manifest_sha256 = Some("AB".repeat(32));
-        assert!(open(&m).unwrap_err().contains("64 lowercase hex"));
-        m.previous_manifest_sha256 = Some("ab".repeat(32));
-        assert_eq!(open(&m).unwrap(), m);
-        m.sequence = Some(0);
-        assert!(open(&m).unwrap_err().contains("sequence is missing or 0"));
-        m.sequence = Some(2);
-        m.dataset_key_id = Some(format!("tmd1-{}", "0".repeat(32)));
-        assert!(open(&m).unwrap_err().contains("has no dataset key"));
-        m.profile = "deidentified".into();
-        assert_eq!(open(&m).unwrap(), m);
-        m.dataset_key_id = None;
-        assert!(open(&m).unwrap_err().contains("needs dataset_key_id"));
-        m.records_set_aside = None;
-        assert!(open(&m).unwrap_err().contains("records_set_aside is missing"));
-    }
-
-    #[test]
-    fn a_v1_payload_type_with_chain_fields_or_a_v2_format_is_refused() {
-        let k = key();
-        let mut m = sample();
-        m.archiver_key_id = k.key_id();
-        let payload = serde_json::to_vec_pretty(&m).unwrap();
-        let env = dsse::sign(MANIFEST_PAYLOAD_TYPE_V1, &payload, k.ed25519(), &k.key_id()).to_json();
-        let err = Manifest::open(env.as_bytes(), &k.verifying_key()).unwrap_err();
-        assert!(err.to_string().contains("but the payload type says `tidemark.snapshot.v1`"), "{err}");
-        m.format = MANIFEST_FORMAT_V1.into();
-        let payload = serde_json::to_vec_pretty(&m).unwrap();
-        let env = dsse::sign(MANIFEST_PAYLOAD_TYPE_V1, &payload, k.ed25519(), &k.key_id()).to_json();
-        let err = Manifest::open(env.as_bytes(), &k.verifying_key()).unwrap_err();
-        assert!(err.to_string().contains("has no sequence"), "{err}");
-        // records_set_aside alone is a v2 field too (docs/encryption.md).
-        let mut m = sample();
-        m.archiver_key_id = k.key_id();
-        m.format = MANIFEST_FORMAT_V1.into();
-        (m.sequence, m.previous_manifest_sha256, m.dataset_key_id) = (None, None, None);
-        m.records_set_aside = Some(0);
-        let payload = serde_json::to_vec_pretty(&m).unwrap();
-        let env = dsse::sign(MANIFEST_PAYLOAD_TYPE_V1, &payload, k.ed25519(), &k.key_id()).to_json();
-        let err = Manifest::open(env.as_bytes(), &k.verifying_key()).unwrap_err();
-        assert!(err.to_string().contains("records_set_aside"), "{err}");
-    }
-
-    proptest::proptest! {
-        /// Any chain position round-trips through signing, and the payload
-        /// carries the fields exactly as documented.
-        #[test]
-        fn chain_fields_round_trip(
-            sequence in 2u64..u64::MAX,
-            previous in proptest::array::uniform32(0u8..),
-            set_aside in 0u64..u64::MAX,
-        ) {
-            let k = key();
-            let mut m = sample();
-            m.archiver_key_id = k.key_id();
-            m.sequence = Some(sequence);
-            m.previous_manifest_sha256 = Some(hex::encode(previous));
-            m.records_set_aside = Some(set_aside);
-            let bytes = m.sign(&k);
-            proptest::prop_assert_eq!(Manifest::open(&bytes, &k.verifying_key()).unwrap(), m.clone());
-            let env = Envelope::decode(&bytes).unwrap();
-            let json: serde_json::Value = serde_json::from_slice(env.payload()).unwrap();
-            proptest::prop_assert_eq!(&json["sequence"], &serde_json::json!(sequence));
-            proptest::prop_assert_eq!(&json["previous_manifest_sha256"], &serde_json::json!(hex::encode(previous)));
-            proptest::prop_assert_eq!(&json["records_set_aside"], &serde_json::json!(set_aside));
-            proptest::prop_assert!(json.get("dataset_key_id").is_none());
-            proptest::prop_assert_eq!(envelope_sha256(&bytes).len(), 64);
-        }
-    }
-}
+#[path = "manifest_tests.rs"]
+mod tests;

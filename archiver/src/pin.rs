@@ -41,7 +41,7 @@ pub struct PinFile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pinned {
-    /// Its sequence (0 for a v1 manifest).
+    /// Its sequence.
     pub sequence: u64,
     /// The snapshot id.
     pub snapshot_id: String,
@@ -149,8 +149,7 @@ pub fn check(path: &Path, archive: &str, profile: &str, latest: &Link) -> Result
     };
     let outcome = match pins.profiles.get(profile) {
         None => PinOutcome::FirstUse,
-        // v1 manifests all have sequence 0: among them, an older id is the rollback.
-        Some(p) if p.sequence > seen.sequence || (seen.sequence == 0 && p.snapshot_id > seen.snapshot_id) => {
+        Some(p) if p.sequence > seen.sequence => {
             return Err(PinError::Rollback {
                 profile: profile.into(),
                 latest: seen.sequence,
@@ -162,8 +161,8 @@ pub fn check(path: &Path, archive: &str, profile: &str, latest: &Link) -> Result
         Some(p) if p.sequence == seen.sequence && p.manifest_sha256 == seen.manifest_sha256 => {
             return Ok(PinOutcome::Unchanged);
         }
-        // Same sequence, another manifest (for v1: the same id, another manifest).
-        Some(p) if p.sequence == seen.sequence && (seen.sequence > 0 || p.snapshot_id == seen.snapshot_id) => {
+        // Same sequence, another manifest.
+        Some(p) if p.sequence == seen.sequence => {
             return Err(PinError::Replaced {
                 profile: profile.into(),
                 sequence: seen.sequence,

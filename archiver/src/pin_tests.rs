@@ -3,7 +3,7 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
 
-fn link(id: &str, sequence: Option<u64>, sha: &str) -> Link {
+fn link(id: &str, sequence: u64, sha: &str) -> Link {
     crate::chain::tests::link(id, sequence, None, sha)
 }
 
@@ -11,50 +11,30 @@ fn link(id: &str, sequence: Option<u64>, sha: &str) -> Link {
 fn the_pin_moves_forward_only() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pin");
-    assert_eq!(check(&path, "arch", "identified", &link("a", Some(2), "h2")).unwrap(), PinOutcome::FirstUse);
-    assert_eq!(
-        check(&path, "arch", "identified", &link("b", Some(5), "h5")).unwrap(),
-        PinOutcome::Advanced { from: 2 }
-    );
+    assert_eq!(check(&path, "arch", "identified", &link("a", 2, "h2")).unwrap(), PinOutcome::FirstUse);
+    assert_eq!(check(&path, "arch", "identified", &link("b", 5, "h5")).unwrap(), PinOutcome::Advanced { from: 2 });
     // Another profile has its own entry.
-    assert_eq!(check(&path, "arch", "deidentified", &link("z", Some(1), "z1")).unwrap(), PinOutcome::FirstUse);
-    let err = check(&path, "arch", "identified", &link("a", Some(2), "h2")).unwrap_err();
+    assert_eq!(check(&path, "arch", "deidentified", &link("z", 1, "z1")).unwrap(), PinOutcome::FirstUse);
+    let err = check(&path, "arch", "identified", &link("a", 2, "h2")).unwrap_err();
     assert!(matches!(err, PinError::Rollback { latest: 2, pinned: 5, .. }), "{err}");
-    let err = check(&path, "arch", "identified", &link("c", Some(5), "other")).unwrap_err();
+    let err = check(&path, "arch", "identified", &link("c", 5, "other")).unwrap_err();
     assert!(matches!(err, PinError::Replaced { sequence: 5, .. }), "{err}");
-    let err = check(&path, "elsewhere", "identified", &link("b", Some(5), "h5")).unwrap_err();
+    let err = check(&path, "elsewhere", "identified", &link("b", 5, "h5")).unwrap_err();
     assert!(matches!(err, PinError::OtherArchive { .. }), "{err}");
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-}
-
-#[test]
-fn v1_manifests_advance_by_id_at_sequence_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pin");
-    check(&path, "arch", "identified", &link("0193-b", None, "hb")).unwrap();
-    assert_eq!(
-        check(&path, "arch", "identified", &link("0193-c", None, "hc")).unwrap(),
-        PinOutcome::Advanced { from: 0 }
-    );
-    let err = check(&path, "arch", "identified", &link("0193-a", None, "ha")).unwrap_err();
-    assert!(matches!(err, PinError::Rollback { .. }), "an older v1 snapshot: {err}");
-    assert_eq!(
-        check(&path, "arch", "identified", &link("x", Some(1), "h1")).unwrap(),
-        PinOutcome::Advanced { from: 0 }
-    );
 }
 
 #[test]
 fn a_pin_file_others_can_write_or_a_symlink_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pin");
-    check(&path, "arch", "identified", &link("a", Some(1), "h1")).unwrap();
+    check(&path, "arch", "identified", &link("a", 1, "h1")).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let err = check(&path, "arch", "identified", &link("a", Some(1), "h1")).unwrap_err();
+    let err = check(&path, "arch", "identified", &link("a", 1, "h1")).unwrap_err();
     assert!(err.to_string().contains("chmod 600"), "{err}");
     let link_path = dir.path().join("via-symlink");
     std::os::unix::fs::symlink(&path, &link_path).unwrap();
-    let err = check(&link_path, "arch", "identified", &link("a", Some(1), "h1")).unwrap_err();
+    let err = check(&link_path, "arch", "identified", &link("a", 1, "h1")).unwrap_err();
     assert!(err.to_string().contains("symlink"), "{err}");
 }
 
@@ -69,9 +49,9 @@ fn a_pin_file_of_another_user_is_refused_and_so_is_their_output_directory() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pin");
-    check(&path, "arch", "identified", &link("a", Some(1), "h1")).unwrap();
+    check(&path, "arch", "identified", &link("a", 1, "h1")).unwrap();
     std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
-    let err = check(&path, "arch", "identified", &link("a", Some(1), "h1")).unwrap_err();
+    let err = check(&path, "arch", "identified", &link("a", 1, "h1")).unwrap_err();
     assert!(err.to_string().contains("another user"), "{err}");
     let out = dir.path().join("plain");
     std::fs::create_dir(&out).unwrap();
@@ -92,7 +72,7 @@ proptest::proptest! {
         let path = dir.path().join("pin");
         let mut highest = 0;
         for s in seen {
-            let result = check(&path, "arch", "identified", &link(&format!("id-{s}"), Some(s), &format!("h{s}")));
+            let result = check(&path, "arch", "identified", &link(&format!("id-{s}"), s, &format!("h{s}")));
             proptest::prop_assert_eq!(result.is_ok(), s >= highest, "sequence {} after {}", s, highest);
             highest = highest.max(s);
             let pins = read(&path).unwrap().unwrap();

@@ -22,7 +22,7 @@ use std::io::BufWriter;
 use std::os::unix::fs::FileExt as _;
 
 use ring::rand::{SecureRandom as _, SystemRandom};
-use tidemark_seal::PartError;
+use tidemark_seal::StreamError;
 use tidemark_seal::stream::{self, KEY_LEN};
 use zeroize::Zeroizing;
 
@@ -60,7 +60,7 @@ pub enum ScratchError {
         segment: usize,
         /// The cause.
         #[source]
-        source: PartError,
+        source: StreamError,
     },
     /// The OS random source failed.
     #[error("the OS random source failed while keying a scratch segment")]

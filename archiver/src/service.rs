@@ -107,7 +107,8 @@ fn record(cfg: &ArchiverConfig, outcome: &Result<Vec<Committed>, SnapshotError>,
                 if matches!(
                     e,
                     SnapshotError::Storage(_)
-                        | SnapshotError::Encrypt { .. }
+                        | SnapshotError::Written { .. }
+                        | SnapshotError::Keys(_)
                         | SnapshotError::Table { .. }
                         | SnapshotError::Scratch(_)
                 ) {

@@ -27,16 +27,15 @@ use tidemark_kafka::rdkafka::consumer::BaseConsumer;
 use tidemark_kafka::scan::{self, PartitionCut};
 use tidemark_schemas::{Catalog, format_utc_ms};
 
-use crate::chain;
 use crate::deid_cut::{self, PartPlan, Spill, SpilledRun};
 use crate::manifest::{CutOffset, MANIFEST_FORMAT, MANIFEST_NAME, Manifest, PartEntry};
+use crate::pme::{self, TailProblem, WriteKeys};
 use crate::scratch::ScratchError;
 use crate::storage::{Archive, StorageError};
+use crate::succession;
 use crate::table::{PartOptions, PartWriter, Profile, TableError, TableLayout, sort_views};
 use crate::views::{self, SetAside};
-use tidemark_seal::{
-    ArchiverSigningKey, ArchiverVerifyingKey, DatasetKey, PartError, RecipientPublicKey, StateKeys, seal_part,
-};
+use tidemark_seal::{ArchiverSigningKey, DatasetKey, RecipientPublicKey, SnapshotKeyError, StateKeys};
 
 /// Why a snapshot failed. Nothing is committed; the next run starts afresh.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +55,18 @@ pub enum SnapshotError {
         #[source]
         source: TableError,
     },
-    /// Encrypting a part failed.
-    #[error("encrypting part {part}: {source}")]
-    Encrypt {
+    /// Drawing or wrapping the snapshot's keys failed.
+    #[error("the snapshot's keys: {0}")]
+    Keys(#[from] SnapshotKeyError),
+    /// A part just written is not what the manifest can vouch for (an
+    /// arrow-rs change, never the data).
+    #[error("part {part} as written: {source}")]
+    Written {
         /// The part's object name.
         part: String,
         /// The cause.
         #[source]
-        source: PartError,
+        source: TailProblem,
     },
     /// The local scratch space the de-identified profile spills to failed.
     #[error("de-identified profile: {0}")]
@@ -99,9 +102,8 @@ pub struct SnapshotSpec {
     pub state_keys: Arc<StateKeys>,
     /// Rows per part, at most (a partition with more is split).
     pub rows_per_part: usize,
-    /// Encryption chunk size.
-    pub chunk_size: usize,
-    /// Parquet tuning.
+    /// Parquet tuning (the snapshot adds its encryption and one page per
+    /// column chunk).
     pub part_options: PartOptions,
     /// How long a partition read may make no progress.
     pub stall_timeout: Duration,
@@ -177,7 +179,7 @@ pub async fn take(
     let verifier = spec.signer.verifying_key();
     let mut heads = Vec::with_capacity(spec.profiles.len());
     for p in &spec.profiles {
-        heads.push(prepare(archive, p.profile.name(), &verifier).await?);
+        heads.push(succession::prepare(archive, p.profile.name(), &verifier).await?);
     }
     // The snapshot's one clock reading: its manifest's time and the
     // de-identified profile's "now" for the over-89 birth-year floor.
@@ -189,6 +191,14 @@ pub async fn take(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| SnapshotError::Config(format!("the catalog cannot be laid out as a snapshot table: {e}")))?;
     let ids: Vec<String> = spec.profiles.iter().map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let writes = Arc::new(
+        spec.profiles
+            .iter()
+            .zip(&ids)
+            .zip(&layouts)
+            .map(|((p, id), layout)| ProfileWrite::new(p, id, layout, &spec.part_options))
+            .collect::<Result<Vec<_>, _>>()?,
+    );
     let cut = blocking({
         let (c, t) = (consumer.clone(), spec.topic.clone());
         move || scan::capture_cut(&c, &t, Duration::from_secs(30))
@@ -222,18 +232,20 @@ pub async fn take(
             let built = building.pop_front().expect("not empty");
             stored.put(archive, &spec, &ids, joined(built).await??).await?;
         }
-        let (spec, layouts) = (spec.clone(), layouts.clone());
-        building.push_back(tokio::task::spawn_blocking(move || build_partition(latest, &spec, &layouts, partition)));
+        let (spec, layouts, writes) = (spec.clone(), layouts.clone(), writes.clone());
+        building.push_back(tokio::task::spawn_blocking(move || {
+            build_partition(latest, &spec, &layouts, &writes, partition)
+        }));
     }
     while let Some(built) = building.pop_front() {
         stored.put(archive, &spec, &ids, joined(built).await??).await?;
     }
     for (i, layout) in layouts.iter().enumerate().filter(|(_, l)| l.is_deidentified()) {
-        stored.cut_deidentified(archive, &spec, &ids, i, layout).await?;
+        stored.cut_deidentified(archive, &spec, &ids, i, layout, &writes).await?;
     }
     let Stored { mut parts, mut bytes, set_aside, .. } = stored;
     let mut committed = Vec::with_capacity(spec.profiles.len());
-    for (i, p) in spec.profiles.iter().enumerate() {
+    for (i, (p, write)) in spec.profiles.iter().zip(writes.iter()).enumerate() {
         let manifest = Manifest {
             format: MANIFEST_FORMAT.into(),
             snapshot_id: ids[i].clone(),
@@ -243,12 +255,16 @@ pub async fn take(
             topic: spec.topic.clone(),
             cut: cut.iter().map(|c| CutOffset { partition: c.partition, end_offset: c.end }).collect(),
             rows: parts[i].iter().map(|e| e.rows).sum(),
+            schema_sha256: write.schema_sha256.clone(),
             parts: std::mem::take(&mut parts[i]),
-            recipients: p.recipients.iter().map(RecipientPublicKey::key_id).collect(),
+            encryption: write.keys.encryption.clone(),
+            recipients: write.keys.recipients.clone(),
             archiver_key_id: spec.signer.key_id(),
-            sequence: Some(heads[i].sequence),
+            sequence: heads[i].sequence,
             previous_manifest_sha256: heads[i].previous.clone(),
-            records_set_aside: Some(set_aside[i].total()),
+            records_set_aside: set_aside[i].total(),
+            revision: 1,
+            previous_revision_sha256: None,
             dataset_key_id: match &p.profile {
                 Profile::Identified => None,
                 Profile::Deidentified { dataset_key } => Some(DatasetKey::from_bytes(dataset_key).key_id()),
@@ -258,7 +274,7 @@ pub async fn take(
         bytes[i] += signed.len() as u64;
         archive.put(p.profile.name(), &ids[i], MANIFEST_NAME, Bytes::from(signed)).await?;
         committed.push(Committed { manifest, bytes: bytes[i], set_aside: set_aside[i] });
-        apply_retention(archive, p.profile.name(), spec.retain, &verifier).await?;
+        succession::apply_retention(archive, p.profile.name(), spec.retain, &verifier).await?;
     }
     Ok(committed)
 }
@@ -298,7 +314,7 @@ impl Stored {
         for part in built.parts {
             let (profile, name) = (spec.profiles[part.profile].profile.name(), part.entry.name.clone());
             archive.put(profile, &ids[part.profile], &name, part.sealed).await?;
-            self.bytes[part.profile] += part.entry.ciphertext_bytes;
+            self.bytes[part.profile] += part.entry.bytes;
             self.parts[part.profile].push(part.entry);
             spec.faults.after_part_stored(self.parts.iter().map(Vec::len).sum());
         }
@@ -315,6 +331,7 @@ impl Stored {
         ids: &[String],
         i: usize,
         layout: &Arc<TableLayout>,
+        writes: &Arc<Vec<ProfileWrite>>,
     ) -> Result<(), SnapshotError> {
         let spill = Arc::new(std::mem::take(&mut self.spills[i]));
         let plans = spill.plan(spec.rows_per_part);
@@ -330,8 +347,10 @@ impl Stored {
                 let built = building.pop_front().expect("not empty");
                 self.put(archive, spec, ids, joined(built).await??).await?;
             }
-            let (spill, spec, layout) = (spill.clone(), spec.clone(), layout.clone());
-            building.push_back(tokio::task::spawn_blocking(move || build_deid_part(&spill, &plan, &spec, &layout, i)));
+            let (spill, spec, layout, writes) = (spill.clone(), spec.clone(), layout.clone(), writes.clone());
+            building.push_back(tokio::task::spawn_blocking(move || {
+                build_deid_part(&spill, &plan, &spec, &layout, &writes[i], i)
+            }));
         }
         while let Some(built) = building.pop_front() {
             self.put(archive, spec, ids, joined(built).await??).await?;
@@ -359,6 +378,7 @@ fn build_partition(
     latest: HashMap<Vec<u8>, Vec<u8>>,
     spec: &SnapshotSpec,
     layouts: &[Arc<TableLayout>],
+    writes: &[ProfileWrite],
     partition: i32,
 ) -> Result<BuiltPartition, SnapshotError> {
     let started = Instant::now();
@@ -372,12 +392,12 @@ fn build_partition(
         }
         sort_views(layout, &mut views);
         for (k, chunk) in views.chunks(spec.rows_per_part.max(1)).enumerate() {
-            let name = format!("part-{partition:05}-{k:03}.parquet.tmenc");
+            let name = format!("part-{partition:05}-{k:03}.parquet");
             let table = |source| SnapshotError::Table { part: name.clone(), source };
-            let mut writer = PartWriter::new(layout.clone(), Vec::new(), spec.part_options.clone()).map_err(table)?;
+            let mut writer = PartWriter::new(layout.clone(), Vec::new(), writes[i].options.clone()).map_err(table)?;
             out.set_aside[i].unfit += views::push_fitting(&mut writer, chunk, |_| partition).map_err(table)?;
-            let (plain, summary) = writer.finish().map_err(table)?;
-            let (entry, sealed) = seal(&spec.profiles[i], spec, name, &plain, summary.rows)?;
+            let (file, summary) = writer.finish().map_err(table)?;
+            let (entry, sealed) = part_entry(name, file, summary.rows, summary.row_groups)?;
             out.parts.push(BuiltPart { profile: i, entry, sealed });
         }
     }
@@ -397,15 +417,16 @@ fn build_deid_part(
     plan: &PartPlan,
     spec: &SnapshotSpec,
     layout: &Arc<TableLayout>,
+    write: &ProfileWrite,
     i: usize,
 ) -> Result<BuiltPartition, SnapshotError> {
     let started = Instant::now();
     let name = plan.name();
-    let written = deid_cut::write_part(spill, plan, layout.clone(), &spec.part_options).map_err(|e| match e {
+    let written = deid_cut::write_part(spill, plan, layout.clone(), &write.options).map_err(|e| match e {
         deid_cut::WriteError::Scratch(e) => SnapshotError::Scratch(e),
         deid_cut::WriteError::Table(source) => SnapshotError::Table { part: name.clone(), source },
     })?;
-    let (entry, sealed) = seal(&spec.profiles[i], spec, name, &written.plain, written.rows)?;
+    let (entry, sealed) = part_entry(name, written.file, written.rows, written.row_groups)?;
     let mut set_aside = vec![SetAside::default(); spec.profiles.len()];
     set_aside[i] = SetAside { key_mismatch: written.duplicates, unfit: written.unfit, ..SetAside::default() };
     tracing::debug!(
@@ -417,75 +438,32 @@ fn build_deid_part(
     Ok(BuiltPartition { parts: vec![BuiltPart { profile: i, entry, sealed }], set_aside, spilled: Vec::new() })
 }
 
-/// Seals a written Parquet part to the profile's recipients.
-fn seal(
-    profile: &ProfileSpec,
-    spec: &SnapshotSpec,
-    name: String,
-    plain: &[u8],
-    rows: u64,
-) -> Result<(PartEntry, Bytes), SnapshotError> {
-    let mut sealed = Vec::with_capacity(plain.len() + plain.len() / 1024 + 4096);
-    let stats = seal_part(plain, &mut sealed, &profile.recipients, spec.chunk_size)
-        .map_err(|source| SnapshotError::Encrypt { part: name.clone(), source })?;
-    let entry = PartEntry {
-        name,
-        rows,
-        plaintext_bytes: stats.plaintext_bytes,
-        ciphertext_bytes: stats.ciphertext_bytes,
-        sha256: hex::encode(stats.ciphertext_sha256),
-    };
-    Ok((entry, Bytes::from(sealed)))
+/// How one profile's parts are written in this snapshot: its keys, the
+/// Parquet options with its encryption, and its schema's fingerprint.
+struct ProfileWrite {
+    keys: WriteKeys,
+    options: PartOptions,
+    schema_sha256: String,
 }
 
-/// Where a profile's next manifest goes in its chain.
-struct ChainHead {
-    /// The next manifest's sequence.
-    sequence: u64,
-    /// SHA-256 of the predecessor's manifest, if there is one.
-    previous: Option<String>,
+impl ProfileWrite {
+    fn new(
+        profile: &ProfileSpec,
+        snapshot_id: &str,
+        layout: &TableLayout,
+        options: &PartOptions,
+    ) -> Result<Self, SnapshotError> {
+        let keys = WriteKeys::new(snapshot_id, &profile.recipients)?;
+        let options = pme::part_options(options, &keys);
+        let schema_sha256 = pme::arrow_schema_fingerprint(&layout.schema())
+            .map_err(|e| SnapshotError::Config(format!("the table's schema has no Parquet form: {e}")))?;
+        Ok(Self { keys, options, schema_sha256 })
+    }
 }
 
-/// Before a snapshot: removes the directories without a manifest (what an
-/// interrupted run left; only one archiver writes a profile, so none of them
-/// is in progress), warns about manifests that do not verify (left alone:
-/// they are not snapshots, and deleting what we cannot verify is not ours to
-/// do), and finds the predecessor: the highest sequence that verifies under
-/// our own key.
-async fn prepare(archive: &Archive, profile: &str, key: &ArchiverVerifyingKey) -> Result<ChainHead, SnapshotError> {
-    let chain = chain::scan(archive, profile, key).await?;
-    for dir in &chain.incomplete {
-        tracing::info!(profile, snapshot = %chain::printable(dir), "removing an interrupted snapshot");
-        archive.remove_snapshot(profile, dir).await?;
-    }
-    for u in &chain.unverified {
-        tracing::warn!(profile, snapshot = %u.id, reason = %u.reason, "ignoring a directory whose manifest does not verify under the archiver key");
-    }
-    Ok(match chain.latest() {
-        None => ChainHead { sequence: 1, previous: None },
-        Some(link) => {
-            ChainHead { sequence: link.manifest.chain_sequence() + 1, previous: Some(link.manifest_sha256.clone()) }
-        }
-    })
-}
-
-/// Keeps the newest `retain` verified snapshots of `profile`, by sequence.
-///
-/// # Errors
-/// [`SnapshotError::Storage`]; retry later.
-/// Only manifests that verify under the archiver's own key count, so
-/// directories planted in the archive can never push a real snapshot out.
-pub async fn apply_retention(
-    archive: &Archive,
-    profile: &str,
-    retain: usize,
-    key: &ArchiverVerifyingKey,
-) -> Result<(), SnapshotError> {
-    let chain = chain::scan(archive, profile, key).await?;
-    let excess = chain.links.len().saturating_sub(retain);
-    for link in &chain.links[..excess] {
-        tracing::info!(profile, snapshot = %link.id, "retention: deleting an old snapshot");
-        archive.remove_snapshot(profile, &link.id).await?;
-    }
-    Ok(())
+/// The manifest entry of an encrypted part just written.
+fn part_entry(name: String, file: Vec<u8>, rows: u64, row_groups: usize) -> Result<(PartEntry, Bytes), SnapshotError> {
+    let entry = pme::part_entry(name.clone(), &file, rows, row_groups)
+        .map_err(|source| SnapshotError::Written { part: name, source })?;
+    Ok((entry, Bytes::from(file)))
 }

@@ -1,7 +1,7 @@
 //! Where snapshots live: a local directory by default, or S3, GCS or Azure
 //! Blob Storage through `object_store`, chosen by the location's URL scheme.
 //!
-//! Layout: `ROOT/PROFILE/SNAPSHOT_ID/part-*.parquet.tmenc` and, written last,
+//! Layout: `ROOT/PROFILE/SNAPSHOT_ID/part-*.parquet` and, written last,
 //! `ROOT/PROFILE/SNAPSHOT_ID/manifest.dsse.json`. Every object is written with
 //! one atomic put (a local write goes to a staging file and is renamed), so a
 //! reader sees a whole object or none; a snapshot directory without a manifest
@@ -51,6 +51,13 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StorageError {
+    /// Whether the object read does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::Object { source: object_store::Error::NotFound { .. }, .. })
+    }
 }
 
 /// A snapshot directory found in the archive.
@@ -167,6 +174,18 @@ impl Archive {
         &self.location
     }
 
+    /// Where an object is for other readers (pyarrow, DuckDB, Spark): the
+    /// absolute path of a local archive's file, or the URL of a remote one.
+    pub fn object_location(&self, profile: &str, snapshot: &str, name: &str) -> String {
+        match &self.local_root {
+            Some(dir) => {
+                let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+                dir.join(profile).join(snapshot).join(name).display().to_string()
+            }
+            None => format!("{}/{profile}/{snapshot}/{name}", self.location.trim_end_matches('/')),
+        }
+    }
+
     fn path(&self, parts: &[&str]) -> Path {
         parts.iter().fold(self.root.clone(), |p, part| p.clone().join(*part))
     }
@@ -192,6 +211,19 @@ impl Archive {
         let path = self.path(&[profile, snapshot, name]);
         let read = async { self.store.get(&path).await?.bytes().await };
         read.await.map_err(|source| StorageError::Object { what: "reading", object: path.to_string(), source })
+    }
+
+    /// Writes one object at `profile/snapshot/name` only if nothing is there
+    /// yet: two writers of the same name cannot both win.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`], including `AlreadyExists`, or a store that
+    /// cannot put conditionally.
+    pub async fn put_new(&self, profile: &str, snapshot: &str, name: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let path = self.path(&[profile, snapshot, name]);
+        let options = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+        let put = self.store.put_opts(&path, bytes.into(), options).await;
+        put.map(|_| ()).map_err(|source| StorageError::Object { what: "writing", object: path.to_string(), source })
     }
 
     /// Streams one object into `sink`, at most `limit` bytes: memory holds
@@ -253,6 +285,17 @@ impl Archive {
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+
+    /// The names of the objects directly inside `profile/snapshot`.
+    ///
+    /// # Errors
+    /// [`StorageError::Object`]; retry later.
+    pub async fn list_names(&self, profile: &str, snapshot: &str) -> Result<Vec<String>, StorageError> {
+        let prefix = self.path(&[profile, snapshot]);
+        let listing = |source| StorageError::Object { what: "listing", object: prefix.to_string(), source };
+        let listed = self.store.list_with_delimiter(Some(&prefix)).await.map_err(listing)?;
+        Ok(listed.objects.iter().filter_map(|o| o.location.filename().map(str::to_owned)).collect())
     }
 
     /// Deletes a snapshot: its manifest first (so it stops existing at once),

@@ -11,10 +11,11 @@ use bytes::Bytes;
 use tidemark_archiver::chain::{self, ChainBreak};
 use tidemark_archiver::manifest::{self, MANIFEST_FORMAT, MANIFEST_NAME, Manifest};
 use tidemark_archiver::pin::{self, PinError, PinOutcome};
+use tidemark_archiver::pme::WriteKeys;
 use tidemark_archiver::reader;
-use tidemark_archiver::snapshot::apply_retention;
 use tidemark_archiver::storage::Archive;
-use tidemark_seal::ArchiverSigningKey;
+use tidemark_archiver::succession::apply_retention;
+use tidemark_seal::{ArchiverSigningKey, RecipientSecretKey};
 
 const PROFILE: &str = "identified";
 
@@ -28,6 +29,8 @@ fn manifest(key: &ArchiverSigningKey, id: &str, sequence: u64, previous: Option<
 }
 
 fn unsigned(key: &ArchiverSigningKey, id: &str, sequence: u64, previous: Option<&[u8]>) -> Manifest {
+    let recipient = RecipientSecretKey::generate().expect("random source");
+    let keys = WriteKeys::new(id, &[recipient.public_key().clone()]).expect("snapshot keys");
     Manifest {
         format: MANIFEST_FORMAT.into(),
         snapshot_id: id.into(),
@@ -37,13 +40,17 @@ fn unsigned(key: &ArchiverSigningKey, id: &str, sequence: u64, previous: Option<
         topic: "tidemark.patient-state.v1".into(),
         cut: vec![],
         rows: 0,
+        schema_sha256: "0".repeat(64),
         parts: vec![],
-        recipients: vec![],
+        encryption: keys.encryption,
+        recipients: keys.recipients,
         archiver_key_id: key.key_id(),
-        sequence: Some(sequence),
+        sequence,
         previous_manifest_sha256: previous.map(manifest::envelope_sha256),
         dataset_key_id: None,
-        records_set_aside: Some(0),
+        records_set_aside: 0,
+        revision: 1,
+        previous_revision_sha256: None,
     }
 }
 
@@ -169,23 +176,4 @@ async fn a_deleted_or_replaced_snapshot_breaks_the_chain() {
         vec![ChainBreak::Mismatch { snapshot: id(3), sequence: 3, previous: id(2) }],
         "a replaced predecessor is reported"
     );
-}
-
-/// A v1 manifest (before sequences) as a release before the chain wrote it,
-/// kept byte for byte with its archiver's public key.
-#[tokio::test]
-async fn v1_manifests_still_verify_and_sort_before_the_chain() {
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/manifest-v1");
-    let archiver = tidemark_seal::load_archiver_public(&fixtures.join("archiver.pub")).expect("fixture key");
-    let golden = std::fs::read(fixtures.join("manifest.dsse.json")).expect("fixture manifest");
-    let m = Manifest::open(&golden, &archiver).expect("a v1 manifest still verifies");
-    assert_eq!((m.format.as_str(), m.sequence, m.chain_sequence()), ("tidemark.snapshot.v1", None, 0));
-    // Still listed and resolved like any snapshot: an archive that holds only
-    // v1 manifests has no chain to break.
-    let dir = tempfile::tempdir().expect("temp dir");
-    let archive = Archive::open(dir.path().to_str().expect("utf-8")).expect("archive");
-    archive.put(&m.profile, &m.snapshot_id, MANIFEST_NAME, Bytes::from(golden)).await.expect("put");
-    let (latest, chain) = reader::resolve(&archive, &m.profile, "latest", &archiver).await.expect("resolves");
-    assert_eq!(latest, m.snapshot_id);
-    assert!(chain.breaks().is_empty() && chain.unverified.is_empty(), "{chain:?}");
 }

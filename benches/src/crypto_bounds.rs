@@ -1,14 +1,15 @@
-//! The bounds of part sealing, built from the same primitives the part format
-//! uses (ring's AES-256-GCM and SHA-256) with nothing around them.
+//! Cipher and hash bounds built from ring's AES-256-GCM and SHA-256 with
+//! nothing around them: the least encrypting or hashing some bytes can cost
+//! on this core, for the benches to print beside what our code spends.
 //!
-//! Key decision: the AES bound runs in the part format's chunk size, one
+//! Key decision: the AES bound runs in a caller's chunk size, one
 //! `seal_in_place_separate_tag` per chunk with a counter nonce, in place and
-//! with no reader or writer: exactly the cipher work of a part, so the gap
-//! between it and `seal_part` is our format's overhead (framing, copies
-//! through `Read`/`Write`, the header). SHA-256 is a separate bound because
-//! `seal_part` also hashes every byte it writes: the manifest records each
-//! part's SHA-256, and computing it while sealing saves reading the part
-//! again.
+//! with no reader or writer: the cipher work of the scratch space's STREAM
+//! layer (`--bench seal`), so the gap to `stream::seal` is that layer's
+//! framing and copies; and, for scale, of a part's Parquet Modular
+//! Encryption (`--bench archive`), whose modules are AES-GCM too. SHA-256 is
+//! the hash the manifest records of each part, computed over the finished
+//! file.
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use ring::digest;
@@ -47,24 +48,6 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// [`aes_gcm_chunks`] with each chunk hashed right after it is encrypted,
-/// while it is still in cache: the least `seal_part` can do on one core.
-///
-/// # Panics
-/// If `chunk` is 0.
-pub fn aes_gcm_then_sha256_chunks(buf: &mut [u8], chunk: usize, aad: &[u8]) -> [u8; 32] {
-    let key = key();
-    let mut hash = digest::Context::new(&digest::SHA256);
-    for (i, c) in buf.chunks_mut(chunk).enumerate() {
-        let tag = key.seal_in_place_separate_tag(nonce(i as u64), Aad::from(aad), c).expect("ring seals a chunk");
-        hash.update(c);
-        hash.update(tag.as_ref());
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(hash.finish().as_ref());
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,8 +59,7 @@ mod tests {
         assert_ne!(buf, vec![7u8; 1000]);
         assert_eq!(sha256(b"abc")[..4], [0xba, 0x78, 0x16, 0xbf]);
         let mut again = vec![7u8; 1000];
-        let h = aes_gcm_then_sha256_chunks(&mut again, 300, b"aad");
+        aes_gcm_chunks(&mut again, 300, b"aad");
         assert_eq!(again, buf, "same key, nonces and chunks give the same ciphertext");
-        assert_ne!(h, [0; 32]);
     }
 }

@@ -10,7 +10,6 @@
 //! timing benches, while `tidemark-bench-fold-memory` wraps mimalloc to
 //! count live bytes, so the timing benches pay nothing for that count.
 
-pub mod age_peer;
 pub mod automerge_peer;
 pub mod conflict;
 pub mod crypto_bounds;
@@ -19,6 +18,8 @@ pub mod parquet_bound;
 pub mod pipeline;
 pub mod report;
 pub mod signed;
+pub mod snapshot_parts;
+pub mod snapshot_read;
 
 /// Declares mimalloc, the `tidemark` binary's allocator, as this target's
 /// global allocator: a stage costs here what it costs in the service, and the

@@ -1,6 +1,6 @@
 //! Fixtures shared by the fuzz targets: the test key registry and signing key
-//! (`tests/data`, published test keys), the built-in catalog, the golden
-//! recipient key of the archiver, and a fixed clock.
+//! (`tests/data`, published test keys), the built-in catalog, and a fixed
+//! clock.
 //!
 //! Key decision: every fixture is compiled in (`include_str!`) and built once,
 //! so an execution spends its time in the parser under test, and a crash
@@ -15,7 +15,6 @@
 
 use std::sync::OnceLock;
 
-use tidemark_seal::RecipientSecretKey;
 use tidemark_schemas::keys::{KeyRegistry, SigningKeyFile};
 use tidemark_schemas::verify::{BatchMode, Verifier};
 use tidemark_schemas::{Catalog, EDIT_EVENT_PAYLOAD_TYPE, dsse};
@@ -39,8 +38,6 @@ pub struct Fixtures {
     pub exact: Verifier,
     /// The test signing key (source `site-a-ehr`, patients `pt-*`).
     pub signer: SigningKeyFile,
-    /// The recipient key the golden part was sealed to.
-    pub recipient: RecipientSecretKey,
 }
 
 /// The fixtures.
@@ -54,15 +51,11 @@ pub fn fixtures() -> &'static Fixtures {
             .expect("the test registry parses");
         let signer = SigningKeyFile::from_toml_str(include_str!("../../tests/data/test-signing.key"))
             .expect("the test signing key parses");
-        let recipient =
-            RecipientSecretKey::from_text(include_str!("../../seal/tests/data/golden-recipient.key.txt"))
-                .expect("the golden recipient key parses");
         Fixtures {
             catalog: Catalog::builtin(),
             exact: Verifier::new(registry.clone()).with_batch_mode(BatchMode::Exact),
             fast: Verifier::new(registry),
             signer,
-            recipient,
         }
     })
 }

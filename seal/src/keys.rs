@@ -27,6 +27,16 @@ pub fn recipient_key_id(fingerprint: &[u8; FINGERPRINT_LEN]) -> String {
     keytext::key_id(RECIPIENT_ID_PREFIX, fingerprint)
 }
 
+/// The fingerprint a recipient key id names: `tmr1-` and 32 lowercase hex
+/// digits, or `None`.
+pub fn recipient_fingerprint(key_id: &str) -> Option<[u8; FINGERPRINT_LEN]> {
+    let hex_digits = key_id.strip_prefix(RECIPIENT_ID_PREFIX)?;
+    if hex_digits.len() != 2 * FINGERPRINT_LEN || !hex_digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    hex::decode(hex_digits).ok()?.try_into().ok()
+}
+
 /// A recipient's public key: parts are encrypted to it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RecipientPublicKey {

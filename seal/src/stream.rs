@@ -3,17 +3,18 @@
 //!
 //! The payload is cut into chunks of `chunk_size` plaintext bytes; each chunk is
 //! sealed on its own with nonce = 11-byte big-endian chunk index || 1-byte last
-//! flag, and the whole part header as associated data. A counter nonce is safe
-//! because the payload key is fresh for every part: no (key, nonce) pair repeats.
-//! The index in the nonce defeats reordering and duplication, the last flag
-//! defeats dropping final chunks, the header AAD defeats splicing onto another
-//! header.
+//! flag, and the caller's associated data. A counter nonce is safe because the
+//! caller's key is fresh for every stream: no (key, nonce) pair repeats. The
+//! index in the nonce defeats reordering and duplication, the last flag defeats
+//! dropping final chunks, the associated data defeats splicing onto another
+//! stream. The archiver's encrypted scratch space (de-identified snapshots) is
+//! written with it.
 //!
 //! Every chunk is framed by one flag byte, and the final chunk also states its
-//! length (see docs/encryption.md). That costs 1 byte per MiB, and in exchange a
+//! length. That costs 1 byte per MiB, and in exchange a
 //! reader knows where the payload must end without trusting end-of-file: a cut
-//! anywhere is [`PartError::Truncated`] and an appended byte is
-//! [`PartError::TrailingData`], instead of both looking like a forged tag.
+//! anywhere is [`StreamError::Truncated`] and an appended byte is
+//! [`StreamError::TrailingData`], instead of both looking like a forged tag.
 //!
 //! `ring` does the AEAD: it is the measured bound on this machine. Chunks are
 //! encrypted where they were read, so each byte is touched once by the cipher
@@ -23,7 +24,7 @@ use std::io::{self, Read, Write};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
-use super::error::PartError;
+use super::error::StreamError;
 
 /// Length of the AES-256-GCM tag that ends every chunk.
 pub const TAG_LEN: usize = 16;
@@ -31,8 +32,8 @@ pub const TAG_LEN: usize = 16;
 pub const KEY_LEN: usize = 32;
 /// Default plaintext bytes per chunk (1 MiB).
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
-/// Largest chunk size accepted, written or read: bounds the one buffer a hostile
-/// header can make a reader allocate.
+/// Largest chunk size accepted, written or read: bounds the one buffer a reader
+/// allocates.
 pub const MAX_CHUNK_SIZE: usize = 16 << 20;
 
 /// Frame flag of a chunk that is followed by more chunks.
@@ -83,9 +84,9 @@ struct Chunks<'a> {
 impl<'a> Chunks<'a> {
     /// Checks the chunk size and allocates the buffer: room for a frame head,
     /// one chunk, its tag and a few bytes of look-ahead.
-    fn new(payload_key: &[u8; KEY_LEN], aad: &'a [u8], chunk_size: usize) -> Result<Self, PartError> {
+    fn new(payload_key: &[u8; KEY_LEN], aad: &'a [u8], chunk_size: usize) -> Result<Self, StreamError> {
         if !(1..=MAX_CHUNK_SIZE).contains(&chunk_size) {
-            return Err(PartError::BadChunkSize { chunk_size, max: MAX_CHUNK_SIZE });
+            return Err(StreamError::BadChunkSize { chunk_size, max: MAX_CHUNK_SIZE });
         }
         let key = UnboundKey::new(&AES_256_GCM, payload_key).expect("a 32-byte key is valid for AES-256-GCM");
         let buf = vec![0u8; FINAL_HEAD + chunk_size + TAG_LEN];
@@ -94,11 +95,11 @@ impl<'a> Chunks<'a> {
 }
 
 /// Seals `reader` into `writer` as framed chunks of `chunk_size` plaintext bytes,
-/// binding `aad` (the part header) into every chunk. Memory use is one chunk.
+/// binding `aad` into every chunk. Memory use is one chunk.
 /// Returns the plaintext length.
 ///
 /// # Errors
-/// [`PartError::Io`] if a stream fails, [`PartError::BadChunkSize`] for a size
+/// [`StreamError::Io`] if a stream fails, [`StreamError::BadChunkSize`] for a size
 /// outside `1..=MAX_CHUNK_SIZE`.
 pub fn seal(
     payload_key: &[u8; KEY_LEN],
@@ -106,7 +107,7 @@ pub fn seal(
     chunk_size: usize,
     mut reader: impl Read,
     mut writer: impl Write,
-) -> Result<u64, PartError> {
+) -> Result<u64, StreamError> {
     let Chunks { key, aad, chunk_size: cs, mut buf } = Chunks::new(payload_key, aad, chunk_size)?;
     // Plaintext lands at `P`, after room for the final frame's head, so every
     // frame goes out in one write from the buffer it was encrypted in.
@@ -116,7 +117,7 @@ pub fn seal(
     for index in 0u64.. {
         // One byte of look-ahead (it lands where the tag goes) tells whether
         // this chunk is the last one.
-        let n = carried + fill(&mut reader, &mut buf[P + carried..=P + cs]).map_err(PartError::Io)?;
+        let n = carried + fill(&mut reader, &mut buf[P + carried..=P + cs]).map_err(StreamError::Io)?;
         let last = n <= cs;
         let len = n.min(cs);
         let spare = buf[P + cs];
@@ -132,7 +133,7 @@ pub fn seal(
             .seal_in_place_separate_tag(nonce(index, last), Aad::from(aad), &mut buf[P..P + len])
             .expect("ring seals any chunk shorter than 64 GiB");
         buf[P + len..P + len + TAG_LEN].copy_from_slice(tag.as_ref());
-        writer.write_all(&buf[start..P + len + TAG_LEN]).map_err(PartError::Io)?;
+        writer.write_all(&buf[start..P + len + TAG_LEN]).map_err(StreamError::Io)?;
         total += len as u64;
         if last {
             return Ok(total);
@@ -150,39 +151,39 @@ pub fn seal(
 ///
 /// A chunk is written only after it authenticates, but earlier chunks have
 /// already been written when a later one fails: callers that must not expose a
-/// partial part write to a temporary location and discard it on error.
+/// partial stream write to a temporary location and discard it on error.
 ///
 /// # Errors
-/// [`PartError::ChunkAuthFailed`] naming the first bad chunk,
-/// [`PartError::Truncated`], [`PartError::TrailingData`], [`PartError::Io`].
+/// [`StreamError::ChunkAuthFailed`] naming the first bad chunk,
+/// [`StreamError::Truncated`], [`StreamError::TrailingData`], [`StreamError::Io`].
 pub fn open(
     payload_key: &[u8; KEY_LEN],
     aad: &[u8],
     chunk_size: usize,
     mut reader: impl Read,
     mut writer: impl Write,
-) -> Result<u64, PartError> {
+) -> Result<u64, StreamError> {
     let Chunks { key, aad, chunk_size: cs, mut buf } = Chunks::new(payload_key, aad, chunk_size)?;
     let full = cs + TAG_LEN;
     let mut flag = [0u8; 1];
     reader.read_exact(&mut flag)?;
     let mut total = 0u64;
     for index in 0u64.. {
-        let failed = |_| PartError::ChunkAuthFailed { index };
+        let failed = |_| StreamError::ChunkAuthFailed { index };
         match flag[0] {
             MORE => {
                 // The chunk and the next frame's flag in one read.
-                let n = fill(&mut reader, &mut buf[..=full]).map_err(PartError::Io)?;
+                let n = fill(&mut reader, &mut buf[..=full]).map_err(StreamError::Io)?;
                 if n < full {
-                    return Err(PartError::Truncated);
+                    return Err(StreamError::Truncated);
                 }
                 let next = buf[full];
                 let plain = key.open_in_place(nonce(index, false), Aad::from(aad), &mut buf[..full]).map_err(failed)?;
-                writer.write_all(plain).map_err(PartError::Io)?;
+                writer.write_all(plain).map_err(StreamError::Io)?;
                 total += plain.len() as u64;
                 if n == full {
                     // Authentically not the last chunk, and nothing follows.
-                    return Err(PartError::Truncated);
+                    return Err(StreamError::Truncated);
                 }
                 flag[0] = next;
             }
@@ -191,22 +192,22 @@ pub fn open(
                 reader.read_exact(&mut len)?;
                 let len = u32::from_be_bytes(len) as usize;
                 if len > cs {
-                    return Err(PartError::ChunkAuthFailed { index });
+                    return Err(StreamError::ChunkAuthFailed { index });
                 }
                 // One byte more than the chunk, to see whether anything follows.
-                let n = fill(&mut reader, &mut buf[..=len + TAG_LEN]).map_err(PartError::Io)?;
+                let n = fill(&mut reader, &mut buf[..=len + TAG_LEN]).map_err(StreamError::Io)?;
                 if n < len + TAG_LEN {
-                    return Err(PartError::Truncated);
+                    return Err(StreamError::Truncated);
                 }
                 let plain =
                     key.open_in_place(nonce(index, true), Aad::from(aad), &mut buf[..len + TAG_LEN]).map_err(failed)?;
                 if n > len + TAG_LEN {
-                    return Err(PartError::TrailingData);
+                    return Err(StreamError::TrailingData);
                 }
-                writer.write_all(plain).map_err(PartError::Io)?;
+                writer.write_all(plain).map_err(StreamError::Io)?;
                 return Ok(total + plain.len() as u64);
             }
-            _ => return Err(PartError::ChunkAuthFailed { index }),
+            _ => return Err(StreamError::ChunkAuthFailed { index }),
         }
     }
     unreachable!("a u64 chunk counter cannot be exhausted by a finite stream")
@@ -226,7 +227,7 @@ mod tests {
         out
     }
 
-    fn opened(ct: &[u8], cs: usize) -> Result<Vec<u8>, PartError> {
+    fn opened(ct: &[u8], cs: usize) -> Result<Vec<u8>, StreamError> {
         let mut out = Vec::new();
         open(&KEY, HDR, cs, ct, &mut out).map(|_| out)
     }
@@ -253,7 +254,7 @@ mod tests {
             let ct = sealed(&data, 32);
             let cut = cut % ct.len();
             let r = opened(&ct[..cut], 32);
-            prop_assert!(matches!(r, Err(PartError::Truncated)), "cut at {} of {}: {:?}", cut, ct.len(), r);
+            prop_assert!(matches!(r, Err(StreamError::Truncated)), "cut at {} of {}: {:?}", cut, ct.len(), r);
         }
 
         #[test]
@@ -261,7 +262,7 @@ mod tests {
             let mut ct = sealed(&data, 32);
             ct.extend_from_slice(&extra);
             let r = opened(&ct, 32);
-            prop_assert!(matches!(r, Err(PartError::TrailingData)), "{:?}", r);
+            prop_assert!(matches!(r, Err(StreamError::TrailingData)), "{:?}", r);
         }
     }
 
@@ -279,7 +280,7 @@ mod tests {
         assert_eq!(ct.len(), FINAL_HEAD + TAG_LEN);
         assert_eq!(&ct[..FINAL_HEAD], &[FINAL, 0, 0, 0, 0]);
         assert_eq!(opened(&ct, 16).expect("empty round trip"), b"");
-        assert!(matches!(opened(b"", 16), Err(PartError::Truncated)));
+        assert!(matches!(opened(b"", 16), Err(StreamError::Truncated)));
     }
 
     #[test]
@@ -287,7 +288,7 @@ mod tests {
         let ct = sealed(&[1u8; 40], 16); // chunks: 16, 16, 8
         let c = 1 + 16 + TAG_LEN;
         for end in [c, 2 * c] {
-            assert!(matches!(opened(&ct[..end], 16), Err(PartError::Truncated)), "cut at {end}");
+            assert!(matches!(opened(&ct[..end], 16), Err(StreamError::Truncated)), "cut at {end}");
         }
     }
 
@@ -298,10 +299,10 @@ mod tests {
         let mut swapped = ct.clone();
         swapped[..c].copy_from_slice(&ct[c..2 * c]);
         swapped[c..2 * c].copy_from_slice(&ct[..c]);
-        assert!(matches!(opened(&swapped, 16), Err(PartError::ChunkAuthFailed { index: 0 })));
+        assert!(matches!(opened(&swapped, 16), Err(StreamError::ChunkAuthFailed { index: 0 })));
         let mut dup = ct[..c].to_vec();
         dup.extend_from_slice(&ct);
-        assert!(matches!(opened(&dup, 16), Err(PartError::ChunkAuthFailed { index: 1 })));
+        assert!(matches!(opened(&dup, 16), Err(StreamError::ChunkAuthFailed { index: 1 })));
     }
 
     #[test]
@@ -309,9 +310,9 @@ mod tests {
         let ct = sealed(b"hello", 16);
         let mut out = Vec::new();
         let r = open(&KEY, b"other header", 16, &ct[..], &mut out);
-        assert!(matches!(r, Err(PartError::ChunkAuthFailed { index: 0 })), "{r:?}");
+        assert!(matches!(r, Err(StreamError::ChunkAuthFailed { index: 0 })), "{r:?}");
         let r = open(&[8; KEY_LEN], HDR, 16, &ct[..], &mut out);
-        assert!(matches!(r, Err(PartError::ChunkAuthFailed { index: 0 })), "{r:?}");
+        assert!(matches!(r, Err(StreamError::ChunkAuthFailed { index: 0 })), "{r:?}");
         assert!(out.is_empty(), "nothing is written before a chunk authenticates");
     }
 
@@ -319,7 +320,7 @@ mod tests {
     fn chunk_size_bounds_enforced() {
         for cs in [0, MAX_CHUNK_SIZE + 1] {
             let r = seal(&KEY, HDR, cs, &b""[..], Vec::new());
-            assert!(matches!(r, Err(PartError::BadChunkSize { .. })), "{cs}: {r:?}");
+            assert!(matches!(r, Err(StreamError::BadChunkSize { .. })), "{cs}: {r:?}");
         }
     }
 }

@@ -16,7 +16,6 @@ use tidemark_archiver::snapshot::{Faults, ProfileSpec, SnapshotSpec};
 use tidemark_archiver::storage::Archive;
 use tidemark_archiver::table::{PartOptions, Profile};
 use tidemark_archiver::{ArchiverConfig, ArchiverMetrics};
-use tidemark_seal::DEFAULT_CHUNK_SIZE;
 
 use super::Outcome;
 use super::config::{CatalogChoice, KafkaArgs};
@@ -71,9 +70,6 @@ pub struct ArchiverArgs {
     /// Rows per Parquet part, at most.
     #[arg(long, env = "TIDEMARK_ROWS_PER_PART", default_value_t = 250_000)]
     rows_per_part: usize,
-    /// Encryption chunk size (tests use small chunks to exercise chunk checks).
-    #[arg(long, hide = true, default_value_t = DEFAULT_CHUNK_SIZE)]
-    chunk_size_bytes: usize,
     /// Fault injection for tests: abort after N parts were stored, before the
     /// manifest. Only in builds with the `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
@@ -116,7 +112,6 @@ fn spec(args: &ArchiverArgs) -> anyhow::Result<SnapshotSpec> {
         signer: Arc::new(signer),
         state_keys: Arc::new(tidemark_seal::load_state_keys(&args.state_keys).context("loading --state-key")?),
         rows_per_part: args.rows_per_part,
-        chunk_size: args.chunk_size_bytes,
         part_options: PartOptions::default(),
         stall_timeout: Duration::from_secs(60),
         retain: args.retain,

@@ -16,6 +16,8 @@ mod loadgen;
 mod merger;
 mod sign;
 mod snapshot;
+mod snapshot_grant;
+mod snapshot_keys;
 mod state;
 mod verify;
 

@@ -1,4 +1,4 @@
-//! `tidemark snapshot list|verify|decrypt`: what a data team runs on an
+//! `tidemark snapshot list|verify|decrypt|keys|grant`: what a data team runs on an
 //! archive. Verify and decrypt trust only the archiver public key given with
 //! `--archiver-pub`; exit 1 when a snapshot fails verification (the reason is
 //! printed), 2 for usage or configuration errors.
@@ -11,6 +11,7 @@ use tidemark_archiver::chain::{self, Chain, printable};
 use tidemark_archiver::manifest::Manifest;
 use tidemark_archiver::pin::{self, PinError, PinOutcome};
 use tidemark_archiver::reader::{self, ReadError};
+use tidemark_archiver::revision;
 use tidemark_archiver::storage::Archive;
 use tidemark_seal::ArchiverVerifyingKey;
 
@@ -21,10 +22,14 @@ use super::archiver::ProfileArg;
 pub enum SnapshotCommand {
     /// List the snapshots of an archive, oldest first; with --archiver-pub, each manifest is verified.
     List(ListArgs),
-    /// Verify a snapshot: the manifest's signature, every part's size and SHA-256 and, with --key, every chunk.
+    /// Verify a snapshot: the manifest's signature, every part's size and SHA-256 and, with --key, every page.
     Verify(VerifyArgs),
-    /// Verify and decrypt a snapshot into plain Parquet files (pyarrow, DuckDB, Spark read them).
+    /// Verify and decrypt a snapshot into plain Parquet files. Prefer `keys`: readers decrypt in place.
     Decrypt(DecryptArgs),
+    /// Verify a snapshot and print what pyarrow, DuckDB or Spark need to read it in place, encrypted.
+    Keys(super::snapshot_keys::KeysArgs),
+    /// Add or remove recipients of a snapshot: a new signed manifest revision, no data file rewritten.
+    Grant(super::snapshot_grant::GrantArgs),
 }
 
 #[derive(Debug, Args)]
@@ -45,13 +50,13 @@ pub struct ListArgs {
 pub struct Which {
     /// The archive: a directory, or s3://, gs://, az:// URL (the archiver's --out).
     #[arg(long, env = "TIDEMARK_ARCHIVE", value_name = "DIR|URL")]
-    archive: String,
+    pub(super) archive: String,
     /// The snapshot's profile.
     #[arg(long, value_enum, default_value_t = ProfileArg::Identified)]
-    profile: ProfileArg,
+    pub(super) profile: ProfileArg,
     /// The snapshot id, or `latest` for the newest committed one.
     #[arg(value_name = "SNAPSHOT")]
-    snapshot: String,
+    pub(super) snapshot: String,
     /// The archiver's public key: the only key whose manifests are trusted.
     #[arg(long, env = "TIDEMARK_ARCHIVER_PUB", value_name = "FILE")]
     archiver_pub: PathBuf,
@@ -65,7 +70,7 @@ pub struct Which {
 pub struct VerifyArgs {
     #[command(flatten)]
     which: Which,
-    /// A recipient secret key: also decrypt and authenticate every chunk.
+    /// A recipient secret key: also decrypt and authenticate every page.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
 }
@@ -83,7 +88,7 @@ pub struct DecryptArgs {
     out: PathBuf,
 }
 
-fn profile_name(p: ProfileArg) -> &'static str {
+pub(super) fn profile_name(p: ProfileArg) -> &'static str {
     match p {
         ProfileArg::Identified => "identified",
         ProfileArg::Deidentified => "deidentified",
@@ -97,6 +102,8 @@ pub fn run(command: SnapshotCommand) -> anyhow::Result<Outcome> {
             SnapshotCommand::List(args) => list(args).await,
             SnapshotCommand::Verify(args) => verify(args).await,
             SnapshotCommand::Decrypt(args) => decrypt(args).await,
+            SnapshotCommand::Keys(args) => super::snapshot_keys::keys(args).await,
+            SnapshotCommand::Grant(args) => super::snapshot_grant::grant(args).await,
         }
     })
 }
@@ -140,11 +147,11 @@ async fn list_unverified(archive: &Archive, profile: &str) -> anyhow::Result<()>
         match Manifest::decode_unverified(&bytes) {
             Ok(m) => println!(
                 "{profile} {id} unverified (no --archiver-pub) sequence={} created_at={} rows={} parts={} recipients={} signed_by={}",
-                m.sequence.map_or_else(|| "none".into(), |s| s.to_string()),
+                m.sequence,
                 printable(&m.created_at),
                 m.rows,
                 m.parts.len(),
-                printable(&m.recipients.join(",")),
+                printable(&recipient_ids(&m)),
                 printable(&m.archiver_key_id)
             ),
             Err(e) => println!("{profile} {id} unreadable manifest: {}", printable(&e.to_string())),
@@ -157,14 +164,18 @@ async fn list_verified(archive: &Archive, profile: &str, key: &ArchiverVerifying
     let chain = chain::scan(archive, profile, key).await?;
     for link in &chain.links {
         let m = &link.manifest;
+        // The recipients as readers see them: the newest revision's.
+        let access = match revision::latest(archive, m.clone(), link.manifest_sha256.clone(), key).await {
+            Ok((r, _)) => format!("revision={} recipients={}", r.revision, recipient_ids(&r)),
+            Err(e) => format!("revisions INVALID ({})", printable(&e.to_string())),
+        };
         println!(
-            "{profile} {} verified sequence={} created_at={} rows={} parts={} recipients={} signed_by={}",
+            "{profile} {} verified sequence={} created_at={} rows={} parts={} {access} signed_by={}",
             link.id,
             m.chain_sequence(),
             m.created_at,
             m.rows,
             m.parts.len(),
-            m.recipients.join(","),
             m.archiver_key_id
         );
     }
@@ -180,17 +191,22 @@ async fn list_verified(archive: &Archive, profile: &str, key: &ArchiverVerifying
     Ok(())
 }
 
+/// The recipients' key ids, comma-separated.
+fn recipient_ids(m: &Manifest) -> String {
+    m.recipients.iter().map(|r| r.key_id.as_str()).collect::<Vec<_>>().join(",")
+}
+
 /// What `open` found: the archive, the snapshot to read, the trusted key.
-struct Opened {
-    archive: Archive,
-    id: String,
-    archiver: ArchiverVerifyingKey,
-    chain: Chain,
+pub(super) struct Opened {
+    pub(super) archive: Archive,
+    pub(super) id: String,
+    pub(super) archiver: ArchiverVerifyingKey,
+    pub(super) chain: Chain,
 }
 
 /// Opens the archive and resolves the snapshot; warns (stderr) about every
 /// directory whose manifest does not verify, since `latest` skipped it.
-async fn open(which: &Which) -> anyhow::Result<Opened> {
+pub(super) async fn open(which: &Which) -> anyhow::Result<Opened> {
     if which.pin.is_some() && which.snapshot != "latest" {
         anyhow::bail!("--pin applies only to `latest` (an older snapshot asked for by id is not a rollback)");
     }
@@ -208,7 +224,7 @@ async fn open(which: &Which) -> anyhow::Result<Opened> {
 }
 
 /// With `--pin`: refuses a rolled-back `latest` (exit 1) and records a newer one.
-fn check_pin(what: &str, which: &Which, opened: &Opened) -> anyhow::Result<Option<Outcome>> {
+pub(super) fn check_pin(what: &str, which: &Which, opened: &Opened) -> anyhow::Result<Option<Outcome>> {
     let (Some(path), Some(latest)) = (&which.pin, opened.chain.latest()) else { return Ok(None) };
     let profile = profile_name(which.profile);
     match pin::check(path, &which.archive, profile, latest) {
@@ -233,7 +249,7 @@ fn check_pin(what: &str, which: &Which, opened: &Opened) -> anyhow::Result<Optio
 }
 
 /// A verification failure is the snapshot's fault, not the command's: print it, exit 1.
-fn failed(what: &str, id: &str, e: &ReadError) -> Outcome {
+pub(super) fn failed(what: &str, id: &str, e: &ReadError) -> Outcome {
     eprintln!("{what} FAILED for snapshot {id}: {e}");
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -261,10 +277,10 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<Outcome> {
         }
         Ok(v) => {
             let m = &v.manifest;
-            let depth = if v.chunks_checked {
-                "every hash and every chunk"
+            let depth = if v.pages_checked {
+                "every hash and every page"
             } else {
-                "every hash (no --key: chunks not decrypted)"
+                "every hash (no --key: pages not decrypted)"
             };
             println!(
                 "ok: snapshot {id} ({profile}): sequence {}, {} rows in {} parts; signature by {}; {depth} verified",

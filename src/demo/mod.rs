@@ -229,7 +229,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Summary> {
         conflicts_surfaced,
         dlq,
         committed,
-        chunks_checked: verified.chunks_checked,
+        pages_checked: verified.pages_checked,
     })
 }
 

@@ -20,7 +20,7 @@ use tidemark_merger::worker::{self, MergerConfig, MergerMetrics, Topics};
 use tidemark_reload::Slot;
 use tidemark_schemas::Catalog;
 use tidemark_schemas::verify::Verifier;
-use tidemark_seal::{ArchiverSigningKey, DEFAULT_CHUNK_SIZE, RecipientPublicKey, StateKeys};
+use tidemark_seal::{ArchiverSigningKey, RecipientPublicKey, StateKeys};
 use tidemark_testkit::MockBroker;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -214,7 +214,6 @@ impl Pipeline {
             signer: Arc::new(signer),
             state_keys: Arc::clone(&self.state_keys),
             rows_per_part: 250_000,
-            chunk_size: DEFAULT_CHUNK_SIZE,
             part_options: PartOptions::default(),
             stall_timeout: Duration::from_secs(30),
             retain: 3,

@@ -43,8 +43,8 @@ pub struct Summary {
     pub dlq: u64,
     /// The snapshot.
     pub committed: Committed,
-    /// Whether verification also decrypted every chunk.
-    pub chunks_checked: bool,
+    /// Whether verification also decrypted every page.
+    pub pages_checked: bool,
 }
 
 /// Writes the views as `tidemark fold` prints them: one JSON object a line, by patient id.
@@ -69,7 +69,7 @@ impl Summary {
 
     /// What is wrong with the run, if anything: every accepted event must be
     /// in the state topic, nothing may have been dropped by the broker, and
-    /// the snapshot must hold every patient and verify to the last chunk.
+    /// the snapshot must hold every patient and verify to the last page.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let folded = self.views.events();
@@ -101,8 +101,8 @@ impl Summary {
                 self.views.views.len()
             ));
         }
-        if !self.chunks_checked {
-            out.push("the snapshot's chunks were not checked".to_owned());
+        if !self.pages_checked {
+            out.push("the snapshot's pages were not checked".to_owned());
         }
         out
     }
@@ -153,7 +153,7 @@ impl Summary {
             m.rows,
             m.parts.len(),
             self.committed.bytes,
-            if self.chunks_checked { ", every chunk decrypted" } else { "" }
+            if self.pages_checked { ", every page decrypted" } else { "" }
         );
         let _ = writeln!(s, "             {}", snapshot_dir.display());
         let _ = writeln!(
@@ -186,7 +186,7 @@ impl Summary {
             self.dlq,
             m.snapshot_id,
             m.rows,
-            if self.chunks_checked { "yes" } else { "no" },
+            if self.pages_checked { "yes" } else { "no" },
             if self.problems().is_empty() { "ok" } else { "FAILED" }
         );
         s
@@ -207,28 +207,31 @@ impl Summary {
         let show = |p: PathBuf| p.display().to_string();
         let patient =
             self.example().or_else(|| self.views.views.values().next()).map_or("pt-000000", |v| v.patient_id.as_str());
-        let plain = show(d.root.join("plain"));
+        let (sql, py) = (show(d.root.join("snapshot-duckdb.sql")), show(d.root.join("snapshot_pyarrow.py")));
+        let snapshot = format!(
+            "--archive {} --profile identified {id} --archiver-pub {} --key {}",
+            show(d.archive()),
+            show(keys.join("archiver.pub")),
+            show(keys.join("analytics.key"))
+        );
         let mut s = String::from("Next steps:\n");
-        let _ = writeln!(s, "  # verify and decrypt the snapshot (as the data team would)");
+        let _ = writeln!(s, "  # verify the snapshot: signature, chain, every part's hash, every page decrypted");
+        let _ = writeln!(s, "  {exe} snapshot verify {snapshot}");
+        let _ =
+            writeln!(s, "  # read it in place, still encrypted (no plaintext file): the keys go to a new 0600 file");
+        let _ = writeln!(s, "  {exe} snapshot keys {snapshot} --format duckdb --out {sql}");
         let _ = writeln!(
             s,
-            "  {exe} snapshot verify --archive {} --profile identified {id} --archiver-pub {} --key {}",
-            show(d.archive()),
-            show(keys.join("archiver.pub")),
-            show(keys.join("analytics.key"))
+            "  python3 -c \"import duckdb; c = duckdb.connect(); c.execute(open('{sql}').read()); \
+             print(c.sql(\\\"SELECT patient_id, open_conflicts, vitals_heart_rate_bpm FROM tidemark_identified \
+             WHERE patient_id = '{patient}'\\\").fetchall())\""
         );
+        let _ = writeln!(s, "  # ...or with pyarrow (the snippet defines `table` and `dataset`)");
+        let _ = writeln!(s, "  {exe} snapshot keys {snapshot} --format pyarrow --out {py}");
         let _ = writeln!(
             s,
-            "  {exe} snapshot decrypt --archive {} --profile identified {id} --archiver-pub {} --key {} --out {plain}",
-            show(d.archive()),
-            show(keys.join("archiver.pub")),
-            show(keys.join("analytics.key"))
-        );
-        let _ = writeln!(s, "  # look at patient {patient} in the decrypted Parquet (pyarrow)");
-        let _ = writeln!(
-            s,
-            "  python3 -c \"import pyarrow.parquet as pq, pyarrow.compute as pc; t = pq.read_table('{plain}'); \
-             print(t.filter(pc.field('patient_id') == '{patient}').to_pylist())\""
+            "  python3 -c \"import pyarrow.compute as pc; exec(open('{py}').read()); \
+             print(table.filter(pc.field('patient_id') == '{patient}').to_pylist())\""
         );
         if self.embedded {
             let _ = writeln!(

@@ -130,6 +130,7 @@ pub fn s(p: &Path) -> &str {
 pub mod ingest;
 pub mod pipeline;
 pub mod service;
+pub mod snapshots;
 
 pub use tidemark_testkit::http_get;
 #[allow(unused_imports)] // each test binary uses its own subset

@@ -14,6 +14,7 @@ use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::Schema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::encryption::encrypt::FileEncryptionProperties;
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use tidemark_schemas::{FieldView, PatientView};
@@ -39,6 +40,15 @@ pub struct PartOptions {
     pub max_batch_bytes: usize,
     /// zstd level, 1-22; 3 is zstd's own default speed/ratio balance.
     pub zstd_level: i32,
+    /// Write each column chunk as one data page (after its dictionary page),
+    /// never falling back from the dictionary mid-chunk. DuckDB (2.0) cannot
+    /// read an encrypted column chunk of more than one data page, so the
+    /// snapshot's parts are written this way; the cost is page-level pruning
+    /// inside a row group (docs/benchmarks.md measures it).
+    pub one_page_per_chunk: bool,
+    /// Parquet Modular Encryption of the whole file (footer and every
+    /// column), or `None` for plain Parquet. `Debug` never shows its key.
+    pub encryption: Option<Arc<FileEncryptionProperties>>,
 }
 
 impl Default for PartOptions {
@@ -49,6 +59,8 @@ impl Default for PartOptions {
             batch_rows: 8 * 1024,
             max_batch_bytes: 64 << 20,
             zstd_level: 3,
+            one_page_per_chunk: false,
+            encryption: None,
         }
     }
 }
@@ -75,7 +87,8 @@ pub struct PartWriter<W: Write + Send> {
 
 /// The Parquet writer properties of a part of `schema`: zstd at
 /// `options.zstd_level`, the row-group limits, page statistics, the patient
-/// key as the sorting column, and the schema's metadata as key-value metadata.
+/// key as the sorting column, the schema's metadata as key-value metadata,
+/// and the options' page layout and encryption.
 /// Public so the benchmarks' bound writes with exactly these.
 ///
 /// # Errors
@@ -84,7 +97,21 @@ pub fn writer_properties(schema: &Schema, options: &PartOptions) -> Result<Write
     let zstd = ZstdLevel::try_new(options.zstd_level).map_err(|_| TableError::BadOptions("zstd_level"))?;
     let mut kv: Vec<KeyValue> = schema.metadata().iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())).collect();
     kv.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    if options.one_page_per_chunk {
+        // The row group's limits bound the chunk; no page or dictionary limit
+        // below them may cut it.
+        builder = builder
+            .set_data_page_size_limit(usize::MAX)
+            .set_data_page_row_count_limit(usize::MAX)
+            .set_dictionary_page_size_limit(usize::MAX);
+    }
+    if let Some(encryption) = &options.encryption {
+        builder = builder.with_file_encryption_properties(Arc::clone(encryption));
+    }
+    // No bloom filters (the default): arrow-rs writes them unencrypted, and a
+    // filter on a patient column would leak membership from an encrypted file.
+    Ok(builder
         .set_compression(Compression::ZSTD(zstd))
         .set_max_row_group_row_count(Some(options.max_row_group_rows))
         .set_max_row_group_bytes(Some(options.max_row_group_bytes))

@@ -166,7 +166,7 @@ pub fn section(r: &Results, date: &str, plot_path: &str) -> String {
     let [a, b, c, d, e] = snapshot_row(snap, &short, main_target);
     row(&a, b, c, d, e);
     row(
-        "Snapshot verify: signature, hashes, every chunk decrypted",
+        "Snapshot verify: signature, hashes, every page decrypted",
         format!("{:.2} s", snap.verify_seconds),
         "-".into(),
         "-".into(),

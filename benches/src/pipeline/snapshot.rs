@@ -29,7 +29,7 @@ pub struct Snapshot {
     pub parts: u64,
     /// Bytes written (parts and manifest).
     pub bytes: u64,
-    /// `tidemark snapshot verify --key` (signature, hashes, every chunk decrypted), seconds.
+    /// `tidemark snapshot verify --key` (signature, hashes, every page decrypted), seconds.
     pub verify_seconds: f64,
     /// The broker's bound: reading the whole state topic raw, as the archiver must.
     pub state_read_bound: Throughput,
