@@ -40,8 +40,8 @@ const SUM_COLUMN: &str = "vitals_heart_rate_bpm";
 /// docs/benchmarks.md's goals: encrypted reads at >= 0.8 of plain ones.
 const READ_GOAL: f64 = 0.8;
 
-/// The same snapshot written in each of [`READ`]'s variants, in a temporary
-/// directory.
+/// The same snapshot written in each variant a reader is given (plain, one
+/// page per chunk, as archived), in a temporary directory.
 pub struct PartSet {
     dir: TempDir,
     files: BTreeMap<Variant, Vec<PathBuf>>,
