@@ -219,7 +219,7 @@ mod tests {
     use proptest::prelude::*;
 
     const KEY: [u8; KEY_LEN] = [7; KEY_LEN];
-    const HDR: &[u8] = b"TMENC\x01 header";
+    const HDR: &[u8] = b"scratch segment";
 
     fn sealed(data: &[u8], cs: usize) -> Vec<u8> {
         let mut out = Vec::new();
