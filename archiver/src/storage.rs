@@ -115,6 +115,16 @@ pub fn store_options(env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi
     cloud
 }
 
+/// The directory a local location names (a path or `file://`), or None for
+/// an object store URL.
+fn local_dir(location: &str) -> Option<PathBuf> {
+    match location.split_once("://") {
+        None => Some(PathBuf::from(location)),
+        Some(("file", rest)) => Some(PathBuf::from(rest)),
+        Some(_) => None,
+    }
+}
+
 impl Archive {
     /// Opens `location`: a directory path (created if missing), `file:///dir`,
     /// or `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
@@ -127,6 +137,23 @@ impl Archive {
         Self::open_with_env(location, std::env::vars_os())
     }
 
+    /// [`Archive::open`] for readers: a local directory must exist already
+    /// (a mistyped path is an error that says so, and leaves no empty
+    /// directory behind).
+    ///
+    /// # Errors
+    /// As [`Archive::open`], and [`StorageError::Location`] when the
+    /// directory does not exist or is not a directory.
+    pub fn open_existing(location: &str) -> Result<Self, StorageError> {
+        if let Some(dir) = local_dir(location)
+            && !dir.is_dir()
+        {
+            let why = if dir.exists() { "it is not a directory" } else { "there is no such directory" };
+            return Err(StorageError::Location { location: location.to_owned(), why: why.into() });
+        }
+        Self::open(location)
+    }
+
     /// [`Archive::open`] with the environment given: what tests and
     /// embedders use instead of the process's.
     ///
@@ -137,17 +164,13 @@ impl Archive {
         env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
     ) -> Result<Self, StorageError> {
         let bad = |why: String| StorageError::Location { location: location.to_owned(), why };
-        let dir = match location.split_once("://") {
-            None => Some(PathBuf::from(location)),
-            Some(("file", rest)) => Some(PathBuf::from(rest)),
-            Some((scheme, _)) if REMOTE_SCHEMES.contains(&scheme) => None,
-            Some((scheme, _)) => {
-                return Err(bad(format!(
-                    "unknown scheme `{scheme}://` (use a directory, file://, s3://, gs:// or az://)"
-                )));
-            }
-        };
-        if let Some(dir) = dir {
+        if let Some((scheme, _)) = location.split_once("://")
+            && scheme != "file"
+            && !REMOTE_SCHEMES.contains(&scheme)
+        {
+            return Err(bad(format!("unknown scheme `{scheme}://` (use a directory, file://, s3://, gs:// or az://)")));
+        }
+        if let Some(dir) = local_dir(location) {
             if dir.as_os_str().is_empty() {
                 return Err(bad("the directory is empty".into()));
             }

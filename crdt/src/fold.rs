@@ -64,15 +64,27 @@ fn decode_unverified(catalog: &Catalog, bytes: &[u8]) -> Result<EditEvent, Rejec
         let e = VerifyError::from(e);
         reject(e.reason(), e.to_string())
     })?;
+    check_event(catalog, env.payload(), REPLAY_NOW_MS)
+}
+
+/// Decodes and validates an unsigned event's JSON as the fold does a
+/// payload: the catalog's size limit, the event's shape, then the catalog's
+/// rules at `now_ms` ([`REPLAY_NOW_MS`] leaves out the receive-time skew
+/// check, as the fold does; the current time applies it, as ingest does).
+///
+/// # Errors
+/// A [`Rejection`] with the reason the pipeline gives the same bytes.
+pub fn check_event(catalog: &Catalog, payload: &[u8], now_ms: u64) -> Result<EditEvent, Rejection> {
+    let reject = |reason, detail| Rejection { reason, detail };
     let max = catalog.limits().max_event_bytes;
-    if env.payload().len() > max {
-        return Err(reject(Reason::TooLarge, format!("payload is {} bytes, the limit is {max}", env.payload().len())));
+    if payload.len() > max {
+        return Err(reject(Reason::TooLarge, format!("payload is {} bytes, the limit is {max}", payload.len())));
     }
-    let event = EditEvent::from_json(env.payload()).map_err(|e| {
+    let event = EditEvent::from_json(payload).map_err(|e| {
         let e = VerifyError::from_event_json(e);
         reject(e.reason(), e.to_string())
     })?;
-    catalog.validate(&event, REPLAY_NOW_MS).map_err(|e| reject(e.reason(), e.to_string()))?;
+    catalog.validate(&event, now_ms).map_err(|e| reject(e.reason(), e.to_string()))?;
     Ok(event)
 }
 

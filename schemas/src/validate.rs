@@ -227,6 +227,15 @@ impl Collector {
 }
 
 impl Catalog {
+    /// Checks an identifier (a patient id, source or author) as
+    /// [`Self::validate`] checks an event's.
+    ///
+    /// # Errors
+    /// Why it is refused, quoting nothing of it.
+    pub fn check_identifier(&self, id: &str) -> Result<(), &'static str> {
+        check_identifier(id, self.limits().max_id_bytes)
+    }
+
     /// Checks an event against this catalog and its limits. `now_ms` is the
     /// receiver's clock, for the future-skew bound.
     ///

@@ -9,8 +9,6 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 use tidemark_schemas::keys::SigningKeyFile;
-use tidemark_schemas::verify::VerifyError;
-use tidemark_schemas::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, dsse};
 
 use super::Outcome;
 use super::lines::{self, Line};
@@ -59,18 +57,5 @@ fn sign_line(key: &SigningKeyFile, line: &Line) -> Result<String, String> {
         Ok(bytes) => bytes,
         Err(len) => return Err(format!("too_large: line is {len} bytes, the limit is {}", lines::MAX_LINE_BYTES)),
     };
-    let event = EditEvent::from_json(bytes).map_err(|e| match VerifyError::from_event_json(e) {
-        VerifyError::MalformedEvent(e) => format!("malformed_event: not a v1 edit event: {e}"),
-        other => format!("{}: {other}", other.reason()),
-    })?;
-    if event.source != key.source() {
-        return Err(format!(
-            "source_mismatch: event {} has source `{}` but key `{}` signs for source `{}`",
-            event.event_id,
-            event.source,
-            key.id(),
-            key.source()
-        ));
-    }
-    Ok(dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, bytes, key.signing_key(), key.id()).to_json())
+    key.sign_event(bytes).map(|envelope| envelope.to_json()).map_err(|refused| refused.to_string())
 }

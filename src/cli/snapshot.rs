@@ -109,7 +109,7 @@ pub fn run(command: SnapshotCommand) -> anyhow::Result<Outcome> {
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<Outcome> {
-    let archive = Archive::open(&args.archive)?;
+    let archive = Archive::open_existing(&args.archive)?;
     let archiver = args
         .archiver_pub
         .as_deref()
@@ -210,7 +210,7 @@ pub(super) async fn open(which: &Which) -> anyhow::Result<Opened> {
     if which.pin.is_some() && which.snapshot != "latest" {
         anyhow::bail!("--pin applies only to `latest` (an older snapshot asked for by id is not a rollback)");
     }
-    let archive = Archive::open(&which.archive)?;
+    let archive = Archive::open_existing(&which.archive)?;
     let archiver = tidemark_seal::load_archiver_public(&which.archiver_pub).context("loading --archiver-pub")?;
     let profile = profile_name(which.profile);
     let (id, chain) = reader::resolve(&archive, profile, &which.snapshot, &archiver).await?;

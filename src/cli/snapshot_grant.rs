@@ -62,7 +62,7 @@ pub async fn grant(args: GrantArgs) -> anyhow::Result<Outcome> {
         .iter()
         .map(|p| tidemark_seal::load_recipient_public(p).with_context(|| format!("loading --add {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let archive = Archive::open(&args.which.archive)?;
+    let archive = Archive::open_existing(&args.which.archive)?;
     let archiver = signer.verifying_key();
     let profile = profile_name(args.which.profile);
     let (id, _) = reader::resolve(&archive, profile, &args.which.snapshot, &archiver).await?;

@@ -34,7 +34,7 @@ pub mod validity;
 use std::fmt;
 
 pub use registry::{KeyEntry, KeyRegistry, RegisteredKey, RegistryError};
-pub use signing_file::{SecretKeyError, SigningKeyFile};
+pub use signing_file::{SecretKeyError, SignRefused, SigningKeyFile};
 pub use validity::{NotValidAt, Validity};
 
 /// The algorithm name of Ed25519 keys in registry and key files.

@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{Algorithm, ED25519, KeyEntry, is_valid_id};
+use crate::dsse::{self, Envelope};
+use crate::event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
+use crate::reason::Reason;
 use crate::text::shorten;
+use crate::verify::VerifyError;
 
 /// A secret signing key with its id and source: the `NAME.key` file of
 /// `tidemark keys generate`.
@@ -22,6 +26,16 @@ pub struct SigningKeyFile {
     id: String,
     source: String,
     key: SigningKey,
+}
+
+/// Why [`SigningKeyFile::sign_event`] did not sign an event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct SignRefused {
+    /// The reason ingest would refuse the event with.
+    pub reason: Reason,
+    /// What was wrong (no value of the event).
+    pub message: String,
 }
 
 /// Why a secret key file was refused. Messages never include key material.
@@ -147,6 +161,37 @@ impl SigningKeyFile {
     /// The public half.
     pub fn verifying_key(&self) -> VerifyingKey {
         self.key.verifying_key()
+    }
+
+    /// Signs an edit event's exact JSON bytes (they become the envelope's
+    /// payload unchanged) after checking that they decode as a v1 event and
+    /// that its source is this key's: the two refusals a signer can catch
+    /// before ingest does. Catalog rules are left to ingest, which applies
+    /// the catalog it runs with. `tidemark sign` and the Python package's
+    /// `sign` both come here.
+    ///
+    /// # Errors
+    /// [`SignRefused`] with the reason ingest would give (`malformed_event`,
+    /// `inexact_number`, `source_mismatch`); its message quotes no value of
+    /// the event.
+    pub fn sign_event(&self, payload: &[u8]) -> Result<Envelope, SignRefused> {
+        let event = EditEvent::from_json(payload).map_err(|e| {
+            let e = VerifyError::from_event_json(e);
+            SignRefused { reason: e.reason(), message: e.to_string() }
+        })?;
+        if event.source != self.source {
+            return Err(SignRefused {
+                reason: Reason::SourceMismatch,
+                message: format!(
+                    "event {} has source `{}` but key `{}` signs for source `{}`",
+                    event.event_id,
+                    shorten(&event.source),
+                    self.id,
+                    self.source
+                ),
+            });
+        }
+        Ok(dsse::sign(EDIT_EVENT_PAYLOAD_TYPE, payload, &self.key, &self.id))
     }
 
     /// The registry entry for this key.
