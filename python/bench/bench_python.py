@@ -4,7 +4,7 @@ same edits, and `open_snapshot` beside pyarrow reading the same snapshot
 decrypted to plain Parquet. Every figure is measured in this run.
 
     python python/bench/bench_python.py --tidemark target/release/tidemark \
-        [--patients 2000] [--events 100000] [--snapshot-patients 50000]
+        [--patients 2000] [--events 100000] [--snapshot-patients 40000]
 
 Run it with a release wheel (`pip install ./python`) and a release binary;
 docs/benchmarks.md has the figures and the command. `--smoke` runs it on a
@@ -157,9 +157,11 @@ def bench_pycrdt(events: list[tuple[str, str]]) -> float:
 
 def bench_snapshot(binary: str, patients: int, workdir: Path) -> dict[str, float]:
     demo = workdir / "demo"
-    events = max(patients * 2, 1000)
+    # The demo's embedded Kafka keeps about 1,500 events a partition: 64
+    # partitions hold 1.5 events per patient of the default 40,000.
+    events = max(patients * 3 // 2, 600)
     subprocess.run([binary, "demo", "--dir", str(demo), "--patients", str(patients), "--rate", "6000",
-                    "--duration", f"{events / 6000:.1f}", "--partitions", "8"], check=True, capture_output=True)
+                    "--duration", f"{events / 6000:.2f}", "--partitions", "64"], check=True, capture_output=True)
     keys = dict(key=demo / "keys" / "analytics.key", archiver_pub=demo / "keys" / "archiver.pub")
     plain = workdir / "plain"
     subprocess.run([binary, "snapshot", "decrypt", "--archive", str(demo / "archive"), "--archiver-pub",
@@ -190,7 +192,7 @@ def main() -> int:
     parser.add_argument("--tidemark", required=True, help="the tidemark binary (release for figures)")
     parser.add_argument("--patients", type=int, default=2000)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--snapshot-patients", type=int, default=50_000)
+    parser.add_argument("--snapshot-patients", type=int, default=40_000)
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the benchmark works")
     args = parser.parse_args()
     if args.smoke:

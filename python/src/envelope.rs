@@ -167,18 +167,18 @@ fn fold_all(
     (views, refusals)
 }
 
-/// Whether JSON bytes are a DSSE envelope rather than a bare event: whether
-/// the top-level object has a `payloadType` key (an event never does; its
-/// fields are fixed). Values are skimmed, not built.
+/// Whether JSON bytes are a DSSE envelope rather than a bare event, by the
+/// top-level object's first key: an envelope's keys (`payloadType`,
+/// `payload`, `signatures`) and an event's are disjoint, and each decoder
+/// refuses the other's keys, so the first key decides, at the cost of
+/// reading one key. It runs before every edit; a parse of the whole text
+/// cost 7% of `apply_edit` in a profile. A first key written with an escape
+/// is read as an event's, whose decoder refuses it if it was not one.
 pub fn is_envelope(bytes: &[u8]) -> bool {
-    // An object only: serde's derived struct decoding would take an array.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return false;
-    }
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        #[serde(rename = "payloadType")]
-        payload_type: Option<serde::de::IgnoredAny>,
-    }
-    serde_json::from_slice::<Peek>(bytes).is_ok_and(|p| p.payload_type.is_some())
+    let mut rest = bytes.trim_ascii_start();
+    let Some(inner) = rest.strip_prefix(b"{") else { return false };
+    rest = inner.trim_ascii_start();
+    let Some(key) = rest.strip_prefix(b"\"") else { return false };
+    let Some(end) = key.iter().position(|&b| b == b'"' || b == b'\\') else { return false };
+    matches!(&key[..end], b"payloadType" | b"payload" | b"signatures")
 }

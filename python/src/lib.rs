@@ -21,6 +21,13 @@ mod snapshot;
 
 use pyo3::prelude::*;
 
+/// mimalloc for the Rust side's allocations, as the binary uses: a fold
+/// allocates and frees many small values per event, and glibc's malloc cost
+/// the fold about half its rate (docs/benchmarks.md). Python's own objects
+/// keep Python's allocator; nothing allocated by one is freed by the other.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The extension module.
 #[pymodule]
 mod _native {

@@ -101,6 +101,10 @@ def test_bad_input_raises_the_documented_errors():
     with pytest.raises(EditRefused) as refused:
         doc.apply_edit('[{"payloadType": "x"}]')
     assert refused.value.reason == "malformed_event", "an array is not an envelope"
+    for nested in ['{"ops": [{"payloadType": 1}]}', '{"author": "\\"payloadType\\":", "payloadType": "x"}']:
+        with pytest.raises(EditRefused) as refused:
+            doc.apply_edit(nested)
+        assert refused.value.reason == "malformed_event", nested
     with pytest.raises(TypeError):
         doc.apply_edit(42)
     other = DocumentMerge(document_id="pt-2")
@@ -171,3 +175,13 @@ def test_numbers_are_kept_exactly_as_written():
     with pytest.raises(EditRefused) as refused:
         doc.edit(source="s", author="a", ops='[{"op":"set","path":"vitals.weight_kg","value":0.1000000000000000055511151231257827}]')
     assert refused.value.reason == "inexact_number"
+
+
+def test_an_envelope_is_one_whatever_its_key_order(by_patient, fold_lines):
+    patient, mine = next(iter(by_patient.items()))
+    doc = DocumentMerge(document_id=patient)
+    for e in mine:
+        env = json.loads(e)
+        doc.apply_edit(json.dumps({"signatures": env["signatures"], "payload": env["payload"],
+                                   "payloadType": env["payloadType"]}, indent=1))
+    assert doc.state_json() == fold_lines[patient]
