@@ -185,3 +185,43 @@ def test_an_envelope_is_one_whatever_its_key_order(by_patient, fold_lines):
         doc.apply_edit(json.dumps({"signatures": env["signatures"], "payload": env["payload"],
                                    "payloadType": env["payloadType"]}, indent=1))
     assert doc.state_json() == fold_lines[patient]
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+PATHS = st.sampled_from(["vitals.heart_rate_bpm", "allergies", "notes", "demographics.birth_date", "nope"])
+OPS = st.lists(
+    st.fixed_dictionaries({"op": st.sampled_from(["set", "clear", "add", "remove", "append", "x"]),
+                           "path": PATHS, "value": JSONISH}),
+    max_size=4,
+)
+DOCUMENTED = (tidemark.TidemarkError, TypeError, ValueError)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.one_of(st.binary(max_size=400), st.text(max_size=400), JSONISH), ops=OPS, flip=st.integers(0, 10_000))
+def test_arbitrary_input_raises_only_documented_errors(demo, value, ops, flip):
+    # A Rust panic would surface as pyo3's PanicException, a BaseException
+    # outside DOCUMENTED: the test fails on it.
+    doc = DocumentMerge(document_id="pt-1")
+    calls = [
+        lambda: doc.apply_edit(value),
+        lambda: doc.apply_edits([value, value]),
+        lambda: tidemark.fold([value]),
+        lambda: tidemark.verify(value, registry=demo / "registry.toml"),
+        lambda: doc.edit("site-a-ehr", "dr-a", ops, observed=value if isinstance(value, dict) else None),
+        lambda: DocumentMerge.from_bytes(value if isinstance(value, bytes) else b""),
+    ]
+    good = DocumentMerge(document_id="pt-1")
+    good.apply_edit(good.edit("site-a-ehr", "dr-a", [{"op": "append", "path": "notes", "value": {"text": "x"}}]))
+    state = bytearray(good.to_bytes())
+    state[flip % len(state)] ^= 1 << (flip % 8)
+    calls.append(lambda: DocumentMerge.from_bytes(bytes(state)))
+    for call in calls:
+        try:
+            call()
+        except DOCUMENTED:
+            pass
