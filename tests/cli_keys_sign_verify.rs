@@ -273,7 +273,7 @@ fn sign_reports_bad_lines_and_signs_the_rest() {
     );
     let run = tidemark(&["sign", "--key", s(&keys.key("site-a")), "-"], input.as_bytes(), &[]);
     run.code(1)
-        .stderr_has("line 2: malformed_event: signed payload is not a v1 edit event")
+        .stderr_has("line 2: malformed_event: not a v1 edit event")
         .stderr_has("signed 2 events; 1 lines failed");
     assert_eq!(run.stdout.lines().count(), 2, "{run:?}");
 }

@@ -26,7 +26,7 @@ use tidemark_schemas::{Catalog, EditEvent, FieldView, Hlc, Reason};
 use crate::catalog::CatalogRef;
 use crate::envelope::is_envelope;
 use crate::errors::{DecodeError, refused};
-use crate::json::{bytes_of, loads, to_python};
+use crate::json::{bytes_of, items_of, loads, to_python};
 use crate::keys::registry_of;
 
 /// One patient's record as a CRDT: edits in any order, duplicated or
@@ -80,15 +80,13 @@ impl DocumentMerge {
     }
 
     /// Applies several edits, as `apply_edit` each, verifying the envelopes'
-    /// signatures as one batch. Stops at the first refused edit and raises
-    /// `EditRefused` with its position as `index`; the edits before it stay
-    /// applied. Returns the net change of open conflicts.
+    /// signatures as one batch. `edits` is an iterable (a list, an open
+    /// NDJSON file: blank lines are skipped). Stops at the first refused
+    /// edit and raises `EditRefused` with its position as `index`; the edits
+    /// before it stay applied. Returns the net change of open conflicts.
     fn apply_edits(slf: &Bound<'_, Self>, edits: &Bound<'_, PyAny>) -> PyResult<i64> {
         let py = slf.py();
-        let mut inputs: Vec<Vec<u8>> = Vec::new();
-        for item in edits.try_iter()? {
-            inputs.push(bytes_of("each edit", &item?)?.into_owned());
-        }
+        let inputs = items_of("edits", edits)?;
         // The checks run without the GIL and without a borrow of the
         // document, so other threads may read it meanwhile.
         let (catalog, verifier) = {
@@ -98,9 +96,9 @@ impl DocumentMerge {
         let checked = py.detach(|| check_edits(&catalog, verifier.as_deref(), &inputs));
         let mut this = slf.try_borrow_mut()?;
         let mut opened = 0;
-        for (i, result) in checked.into_iter().enumerate() {
-            let event = result.map_err(|r| refused(py, &r, Some(i)))?;
-            opened += this.apply(&event).map_err(|r| refused(py, &r, Some(i)))?;
+        for ((i, _), result) in inputs.iter().zip(checked) {
+            let event = result.map_err(|r| refused(py, &r, Some(*i)))?;
+            opened += this.apply(&event).map_err(|r| refused(py, &r, Some(*i)))?;
         }
         Ok(opened)
     }
@@ -193,8 +191,12 @@ impl DocumentMerge {
         catalog: Option<PathBuf>,
     ) -> PyResult<Self> {
         let doc = PatientDoc::decode(data).map_err(|e| DecodeError::new_err(format!("not a document state: {e}")))?;
+        let catalog = CatalogRef::load(catalog)?;
+        catalog
+            .check_identifier(doc.patient_id())
+            .map_err(|why| DecodeError::new_err(format!("not a document state: its patient id {why}")))?;
         let clock = doc.version().values().copied().max().unwrap_or_default();
-        Ok(Self { doc, verifier: registry.map(registry_of).transpose()?, catalog: CatalogRef::load(catalog)?, clock })
+        Ok(Self { doc, verifier: registry.map(registry_of).transpose()?, catalog, clock })
     }
 
     /// A new edit event for this patient, stamped with a new UUIDv7 and the
@@ -219,7 +221,7 @@ impl DocumentMerge {
         let ops = raw_json("ops", &bytes_of("ops", ops)?)?;
         let observed = observed.map(|o| bytes_of("observed", o).and_then(|b| raw_json("observed", &b))).transpose()?;
         let now = now_ms();
-        let hlc = self.tick(now)?;
+        let hlc = self.next_tick(now)?;
         let event = NewEvent {
             event_id: uuid::Uuid::now_v7(),
             patient_id: self.doc.patient_id(),
@@ -235,6 +237,7 @@ impl DocumentMerge {
         // stamped past a source whose clock runs far ahead is refused here
         // (`hlc_in_future`) rather than by ingest.
         fold::check_event(&self.catalog, text.as_bytes(), now).map_err(|r| refused(py, &r, None))?;
+        self.clock = hlc; // issued: later edits are stamped past it
         loads(py, &text)
     }
 
@@ -244,11 +247,12 @@ impl DocumentMerge {
     }
 
     fn __repr__(&self) -> String {
+        let view = self.doc.view();
         format!(
             "DocumentMerge(fields={}, events={}, open_conflicts={})",
-            self.doc.view().fields.len(),
-            self.doc.view().event_count,
-            self.doc.open_conflicts()
+            view.fields.len(),
+            view.event_count,
+            view.open_conflicts
         )
     }
 }
@@ -293,16 +297,24 @@ impl DocumentMerge {
     }
 
     fn apply(&mut self, event: &EditEvent) -> Result<i64, Rejection> {
+        if event.patient_id != self.doc.patient_id() {
+            // The pipeline's analogue: a record keyed by one patient holding
+            // another's event.
+            return Err(Rejection {
+                reason: Reason::KeyMismatch,
+                detail: format!("event {} is for another patient than this document", event.event_id),
+            });
+        }
         let opened =
             self.doc.apply_counting(event).map_err(|e| Rejection { reason: Reason::Apply, detail: e.to_string() })?;
         self.clock = self.clock.max(event.hlc);
         Ok(opened)
     }
 
-    /// The next reading of the document's clock at wall time `now`: the
-    /// wall clock when it is ahead, else one logical tick past the greatest
-    /// HLC seen.
-    fn tick(&mut self, now: u64) -> PyResult<Hlc> {
+    /// The next reading of the document's clock at wall time `now` (not yet
+    /// taken): the wall clock when it is ahead, else one logical tick past
+    /// the greatest HLC seen or issued.
+    fn next_tick(&self, now: u64) -> PyResult<Hlc> {
         let next = if now > self.clock.wall_ms {
             Some(Hlc::new(now, 0))
         } else if let Some(logical) = self.clock.logical.checked_add(1) {
@@ -310,13 +322,11 @@ impl DocumentMerge {
         } else {
             self.clock.wall_ms.checked_add(1).map(|wall| Hlc::new(wall, 0))
         };
-        let next = next.ok_or_else(|| {
+        next.ok_or_else(|| {
             PyValueError::new_err(
                 "the document has applied an edit stamped at the clock's maximum; no later time exists",
             )
-        })?;
-        self.clock = next;
-        Ok(next)
+        })
     }
 }
 
@@ -343,13 +353,13 @@ fn check_edit(catalog: &Catalog, verifier: Option<&Verifier>, bytes: &[u8]) -> R
 fn check_edits(
     catalog: &Catalog,
     verifier: Option<&Verifier>,
-    inputs: &[Vec<u8>],
+    inputs: &[(usize, Vec<u8>)],
 ) -> Vec<Result<EditEvent, Rejection>> {
-    let envelopes: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).filter(|b| is_envelope(b)).collect();
+    let envelopes: Vec<&[u8]> = inputs.iter().map(|(_, b)| b.as_slice()).filter(|b| is_envelope(b)).collect();
     let mut verified = fold::check_envelopes(catalog, verifier, &envelopes).into_iter();
     inputs
         .iter()
-        .map(|b| {
+        .map(|(_, b)| {
             if is_envelope(b) {
                 verified.next().expect("one result per envelope")
             } else {

@@ -58,3 +58,27 @@ pub fn to_python<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResul
         .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("serializing: {e}")))?;
     loads(py, &text)
 }
+
+/// The items of an iterable of JSON values (envelopes or edits), as (position,
+/// bytes): blank items (an NDJSON file's empty lines) are skipped, as the
+/// CLI skips blank lines. One str, bytes or dict is refused rather than
+/// iterated by character, byte or key.
+///
+/// # Errors
+/// `TypeError` for a lone value or an item of the wrong type.
+pub fn items_of(what: &str, items: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, Vec<u8>)>> {
+    if items.is_instance_of::<PyString>() || items.is_instance_of::<PyBytes>() || items.is_instance_of::<PyDict>() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be an iterable of them (e.g. a list, or an open NDJSON file), not one str, bytes or dict"
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.try_iter()?.enumerate() {
+        let item = item?;
+        let bytes = bytes_of(&format!("each of {what}"), &item)?;
+        if !bytes.iter().all(u8::is_ascii_whitespace) {
+            out.push((i, bytes.into_owned()));
+        }
+    }
+    Ok(out)
+}

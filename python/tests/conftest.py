@@ -11,6 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No example database in the working tree: CI runs a fresh clone anyway.
+settings.register_profile("tidemark", database=None)
+settings.load_profile("tidemark")
 
 
 def _binary() -> str:

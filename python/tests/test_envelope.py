@@ -115,7 +115,7 @@ def test_fold_reads_an_ndjson_file_as_the_cli(demo, fold_lines, tmp_path):
     path.write_text("\n" + (demo / "envelopes.ndjson").read_text() + "\n\n")
     with open(path) as f:
         assert tidemark.fold(f) == {p: json.loads(v) for p, v in fold_lines.items()}
-    with pytest.raises(TypeError, match="iterable of envelopes"):
+    with pytest.raises(TypeError, match="envelopes must be an iterable"):
         tidemark.fold(path.read_text())
     with pytest.raises(TypeError):
         tidemark.fold(path.read_bytes())

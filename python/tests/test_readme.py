@@ -27,7 +27,7 @@ def run_block(code: str, name: str, cwd: Path) -> None:
 
 def test_the_readmes_have_examples():
     assert len(blocks(PACKAGE_README)) >= 4
-    assert len(blocks(ROOT_README)) >= 2
+    assert len(blocks(ROOT_README)) >= 1
 
 
 @pytest.mark.parametrize("index", range(len(blocks(PACKAGE_README))))

@@ -121,6 +121,17 @@ def test_pin_refuses_a_rollback(demo, opened, tmp_path):
         tidemark.open_snapshot(archive, pin=pin, **opened)
 
 
+def test_a_directory_whose_manifest_does_not_verify_is_skipped_with_a_warning(demo, opened, tmp_path):
+    archive = tmp_path / "archive"
+    shutil.copytree(demo / "archive", archive)
+    bogus = archive / "identified" / "01a2ffff-0000-7000-8000-000000000000"
+    bogus.mkdir()
+    (bogus / "manifest.dsse.json").write_text('{"payloadType": "x", "payload": "", "signatures": []}')
+    with pytest.warns(RuntimeWarning, match="01a2ffff-0000-7000-8000-000000000000.*does not verify"):
+        dataset = tidemark.open_snapshot(archive, **opened)
+    assert dataset.count_rows() > 0
+
+
 def test_remote_settings_pyarrow_cannot_see_are_refused(monkeypatch):
     from tidemark import snapshots
 

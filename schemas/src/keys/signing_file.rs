@@ -13,7 +13,7 @@ use super::{Algorithm, ED25519, KeyEntry, is_valid_id};
 use crate::dsse::{self, Envelope};
 use crate::event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
 use crate::reason::Reason;
-use crate::text::shorten;
+use crate::text::{json_error, shorten};
 use crate::verify::VerifyError;
 
 /// A secret signing key with its id and source: the `NAME.key` file of
@@ -175,9 +175,9 @@ impl SigningKeyFile {
     /// `inexact_number`, `source_mismatch`); its message quotes no value of
     /// the event.
     pub fn sign_event(&self, payload: &[u8]) -> Result<Envelope, SignRefused> {
-        let event = EditEvent::from_json(payload).map_err(|e| {
-            let e = VerifyError::from_event_json(e);
-            SignRefused { reason: e.reason(), message: e.to_string() }
+        let event = EditEvent::from_json(payload).map_err(|e| SignRefused {
+            message: format!("not a v1 edit event: {}", json_error(&e)),
+            reason: VerifyError::from_event_json(e).reason(),
         })?;
         if event.source != self.source {
             return Err(SignRefused {
