@@ -126,6 +126,9 @@ pub fn fold<'py>(
     Ok(out.into_any())
 }
 
+/// Envelopes per batch, as `tidemark fold` chunks its input.
+const FOLD_CHUNK: usize = 256;
+
 /// The views (patient id, JSON) and the refused inputs (0-based index, why).
 type Folded = (Vec<(String, String)>, Vec<(usize, Rejection)>);
 
@@ -136,9 +139,12 @@ fn fold_all(
 ) -> Folded {
     let mut fold = Fold::new(catalog, verifier);
     let lines: Vec<(usize, &[u8])> = inputs.iter().map(|(i, b)| (*i, b.as_slice())).collect();
-    let refusals = fold
-        .fold_lines(&lines)
-        .into_iter()
+    // In chunks, as `tidemark fold` reads lines: each chunk's signatures are
+    // one batch, and the decoded events of one chunk stay in cache (the
+    // whole input at once ran at half the rate).
+    let refusals = lines
+        .chunks(FOLD_CHUNK)
+        .flat_map(|chunk| fold.fold_lines(chunk))
         .map(|e| (e.line, Rejection { reason: e.reason, detail: e.message }))
         .collect();
     let views = fold
