@@ -257,8 +257,9 @@ impl DocumentMerge {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the receive-time clock `edit` and
+/// `verify` check events against, as ingest does.
+pub(crate) fn now_ms() -> u64 {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     u64::try_from(now).unwrap_or(u64::MAX)
 }

@@ -2,7 +2,6 @@
 //! `fold` as functions, on the same code.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::ffi::CString;
 
@@ -13,6 +12,7 @@ use tidemark_crdt::fold::{Fold, Rejection};
 use tidemark_schemas::Catalog;
 
 use crate::catalog::CatalogRef;
+use crate::document::now_ms;
 use crate::errors::refused;
 use crate::json::{bytes_of, items_of, loads};
 use crate::keys::{registry_of, signing_key};
@@ -69,9 +69,7 @@ pub fn verify<'py>(
     let verifier = registry_of(registry)?;
     let catalog = CatalogRef::load(catalog)?;
     let bytes = bytes_of("envelope", envelope)?;
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let now_ms = u64::try_from(now_ms).unwrap_or(u64::MAX);
-    match verifier.verify_and_validate(&bytes, &catalog, now_ms) {
+    match verifier.verify_and_validate(&bytes, &catalog, now_ms()) {
         Ok(verified) => {
             let text = std::str::from_utf8(verified.payload())
                 .map_err(|_| PyValueError::new_err("the verified payload is not UTF-8"))?;
