@@ -26,14 +26,11 @@ mod budget;
 mod events;
 pub mod metrics;
 mod outcome;
-mod peers;
 mod refusal;
 mod replay;
 mod routes;
-mod serve;
 mod server;
 mod state;
-mod tls;
 mod topics;
 mod verify;
 mod watch;
@@ -44,6 +41,7 @@ pub use replay::{Claim, RecentIds, ReplayPolicy, fingerprint};
 pub use routes::ROUTES;
 pub use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 
+pub use tidemark_front::TlsFiles;
 pub use tidemark_schemas::EDITS_TOPIC;
 
 /// Everything the service needs.
@@ -94,18 +92,6 @@ pub struct IngestConfig {
     pub metrics: IngestMetrics,
     /// Called with the bound address once listening.
     pub on_listening: Option<Arc<dyn Fn(SocketAddr) + Send + Sync>>,
-}
-
-/// The PEM files of ingest's TLS identity, re-read when they change.
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    /// The certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// The private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-    /// CA certificates a client certificate must chain to; `None` asks for no
-    /// client certificate.
-    pub client_ca: Option<PathBuf>,
 }
 
 impl IngestConfig {

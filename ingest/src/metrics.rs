@@ -40,23 +40,8 @@ impl ReasonLabels {
 /// Labels of the registry and TLS reload counters, shared with the merger.
 pub use tidemark_reload::ReloadLabels;
 
-/// Labels of the refused-connections counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CauseLabels {
-    /// `peer_limit` (the peer held `--max-connections-per-peer`),
-    /// `connection_limit` (`--max-connections` were open) or `tls_handshake`
-    /// (no TLS, a refused client certificate, or too slow).
-    pub cause: &'static str,
-}
-
-impl CauseLabels {
-    /// The peer already held its cap of connections.
-    pub const PEER_LIMIT: Self = Self { cause: "peer_limit" };
-    /// The TLS handshake failed or did not finish within the header deadline.
-    pub const TLS_HANDSHAKE: Self = Self { cause: "tls_handshake" };
-    /// `--max-connections` connections were open.
-    pub const CONNECTION_LIMIT: Self = Self { cause: "connection_limit" };
-}
+/// Labels of the refused-connections counter, shared with the query service.
+pub use tidemark_front::CauseLabels;
 
 /// The ingest service's metrics.
 #[derive(Clone)]
@@ -115,7 +100,7 @@ impl IngestMetrics {
             let _created = m.registry_reloads.get_or_create(&result);
             let _created = m.tls_reloads.get_or_create(&result);
         }
-        for cause in [CauseLabels::PEER_LIMIT, CauseLabels::CONNECTION_LIMIT, CauseLabels::TLS_HANDSHAKE] {
+        for cause in CauseLabels::ALL {
             let _created = m.connections_refused.get_or_create(&cause);
         }
         let r = registry.sub_registry_with_prefix("tidemark_ingest");

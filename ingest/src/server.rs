@@ -1,11 +1,8 @@
 //! Start-up and draining: checks the configuration, reaches Kafka, binds
 //! the listener, serves until shutdown, then lets requests in flight finish
 //! within the grace period and flushes the producer.
-//!
-//! Key decision: without TLS, ingest binds only a loopback address unless
-//! the operator says `--insecure-plaintext`: patient data must not cross a
-//! network in cleartext because a flag was forgotten, so the plaintext case
-//! that is right (a proxy or mesh in front terminates TLS) has to be named.
+//! The front door (TLS, connection caps, deadlines, the loopback rule for
+//! plaintext) is [`tidemark_front`]'s, shared with the query service.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -16,18 +13,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rdkafka::producer::{FutureProducer, Producer as _};
+use tidemark_front::{Front, Peers, Tls};
 use tidemark_reload::Slot;
 use tidemark_schemas::verify::Verifier;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::BOUND_PER_BODY;
-use crate::peers::Peers;
 use crate::replay::RecentIds;
 use crate::routes::{RETRY_AFTER_S, ROUTE_EVENTS};
-use crate::serve::{self, Front};
 use crate::state::{AppState, load_registry, producer_config};
-use crate::tls::Tls;
 use crate::{IngestConfig, IngestError, events, topics, watch};
 
 pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Result<(), IngestError> {
@@ -81,9 +76,9 @@ pub(crate) async fn run(cfg: IngestConfig, shutdown: CancellationToken) -> Resul
         peers: Peers::new(cfg.max_connections_per_peer),
         max_connections: cfg.max_connections,
         header_read_timeout: cfg.header_read_timeout,
-        metrics: cfg.metrics.clone(),
+        refused: cfg.metrics.connections_refused.clone(),
     };
-    let served = tokio::spawn(serve::serve(listener, front, shutdown.clone()));
+    let served = tokio::spawn(tidemark_front::serve(listener, front, shutdown.clone()));
     // Drain: after the token, in-flight requests finish within the grace period.
     let result = tokio::select! {
         r = served => r,
@@ -128,13 +123,8 @@ fn check(cfg: &IngestConfig) -> Result<(), IngestError> {
             "--header-read-timeout-ms and --body-read-timeout-ms must be at least 1".into(),
         ));
     }
-    if cfg.tls.is_none() && !cfg.insecure_plaintext && !cfg.listen.ip().is_loopback() {
-        return Err(IngestError::Config(format!(
-            "--listen {} is not a loopback address and ingest has no TLS: give --tls-cert and --tls-key, or \
-             --insecure-plaintext if a proxy or mesh in front of ingest terminates TLS",
-            cfg.listen
-        )));
-    }
+    tidemark_front::check_plaintext("ingest", cfg.listen, cfg.tls.is_some(), cfg.insecure_plaintext)
+        .map_err(IngestError::Config)?;
     Ok(())
 }
 

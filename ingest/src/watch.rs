@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, Producer as _};
-use tidemark_reload::{POLL_INTERVAL, ReloadLabels, watch_files};
+use tidemark_reload::POLL_INTERVAL;
 use tokio_util::sync::CancellationToken;
 
 use crate::state::{AppState, now_ms, producer_config};
-use crate::tls::Tls;
 use crate::topics;
+use tidemark_front::Tls;
 
 /// Acknowledgements this recent count as a successful check.
 const RECENT_ACK_MS: u64 = 5_000;
@@ -82,26 +82,10 @@ pub(crate) async fn watch_registry(state: Arc<AppState>, stop: CancellationToken
     tidemark_reload::watch_registry(path, POLL_INTERVAL, verifier, state.metrics.registry_reloads.clone(), stop).await;
 }
 
-/// Reloads the TLS certificate, key and client CA the same way as the key
-/// registry: a renewed certificate is served to every new connection without
-/// a restart. Files that do not load (a key that does not match the new
-/// certificate, a half-written file) are logged and counted
-/// (`tls_reloads_total{result="failed"}`); the previous certificate stays,
-/// and the next change (the rest of the renewal) is tried again.
+/// Reloads the TLS files as the key registry reloads (see
+/// [`tidemark_front::watch_tls`]), counted in `tls_reloads_total`.
 pub(crate) async fn watch_tls(state: Arc<AppState>, tls: Arc<Tls>, stop: CancellationToken) {
-    let files = &tls.files;
-    let paths = [Some(&files.cert), Some(&files.key), files.client_ca.as_ref()].into_iter().flatten().cloned();
-    watch_files(paths.collect(), POLL_INTERVAL, stop, |by_signal| match tls.reload() {
-        Ok(()) => {
-            state.metrics.tls_reloads.get_or_create(&ReloadLabels::OK).inc();
-            tracing::info!(by_signal, "TLS certificate reloaded");
-        }
-        Err(e) => {
-            state.metrics.tls_reloads.get_or_create(&ReloadLabels::FAILED).inc();
-            tracing::error!(error = %e, "TLS certificate reload failed; keeping the previous one");
-        }
-    })
-    .await;
+    tidemark_front::watch_tls(tls, state.metrics.tls_reloads.clone(), stop).await;
 }
 
 #[cfg(test)]

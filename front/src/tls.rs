@@ -1,11 +1,11 @@
-//! Ingest's TLS: a server configuration built from PEM files, kept
+//! A service's TLS: a server configuration built from PEM files, kept
 //! replaceable so that renewed certificates are served without a restart.
 //!
 //! Key decision: rustls with ring's primitives, named explicitly rather than
 //! taken from a process-wide default, so that which crypto serves patient
 //! data does not depend on the features some other dependency turns on. A
 //! connection takes the configuration current when it is accepted; a reload
-//! that fails keeps the previous one (see [`crate::watch`]).
+//! that fails keeps the previous one (see [`crate::watch_tls`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -20,7 +20,7 @@ use crate::TlsFiles;
 
 /// Why a TLS configuration could not be built; each names the file.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum TlsError {
+pub enum TlsError {
     /// A PEM file is missing, unreadable or holds no usable item.
     #[error("reading {what} {}: {source}", path.display())]
     Pem {
@@ -67,9 +67,9 @@ pub(crate) enum TlsError {
 }
 
 /// The TLS configuration in force, and the files it is re-read from.
-pub(crate) struct Tls {
+pub struct Tls {
     /// The PEM files.
-    pub(crate) files: TlsFiles,
+    pub files: TlsFiles,
     current: RwLock<Arc<ServerConfig>>,
 }
 
@@ -78,7 +78,7 @@ impl Tls {
     ///
     /// # Errors
     /// See [`TlsError`].
-    pub(crate) fn load(files: TlsFiles) -> Result<Self, TlsError> {
+    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let config = server_config(&files)?;
         Ok(Self { files, current: RwLock::new(config) })
     }
@@ -88,14 +88,14 @@ impl Tls {
     ///
     /// # Errors
     /// See [`TlsError`]; the previous configuration stays in force.
-    pub(crate) fn reload(&self) -> Result<(), TlsError> {
+    pub fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.files)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = config;
         Ok(())
     }
 
     /// An acceptor with the configuration in force.
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+    pub fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.current.read().unwrap_or_else(PoisonError::into_inner).clone())
     }
 }

@@ -1,12 +1,5 @@
-//! The accept loop and one HTTP/1.1 connection: the per-peer cap, the TLS
-//! handshake, the header-read deadline, and draining at shutdown.
-//!
-//! Key decision: ingest drives hyper itself instead of `axum::serve`, which
-//! runs hyper without a timer, so no header deadline could be set there. Here
-//! every connection gets `header_read_timeout` for its TLS handshake and for
-//! each request head, and the events route bounds the body (see
-//! [`crate::body`]): a client that stops sending is closed, whatever it
-//! declared.
+//! The accept loop and one HTTP/1.1 connection: the connection caps, the
+//! TLS handshake, the header-read deadline, and draining at shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,32 +12,35 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{CauseLabels, IngestMetrics};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::CauseLabels;
 use crate::peers::{PeerSlot, Peers};
 use crate::tls::Tls;
 
 /// What every connection is served with.
 #[derive(Clone)]
-pub(crate) struct Front {
+pub struct Front {
     /// The routes.
-    pub(crate) app: Router,
+    pub app: Router,
     /// TLS, when configured; its configuration may be replaced at run time.
-    pub(crate) tls: Option<Arc<Tls>>,
+    pub tls: Option<Arc<Tls>>,
     /// Connections per peer address.
-    pub(crate) peers: Arc<Peers>,
+    pub peers: Arc<Peers>,
     /// Connections open at once, from all peers.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
     /// Deadline of a TLS handshake and of each request head.
-    pub(crate) header_read_timeout: Duration,
-    /// Refused connections are counted here.
-    pub(crate) metrics: IngestMetrics,
+    pub header_read_timeout: Duration,
+    /// Refused connections are counted here, by cause.
+    pub refused: Family<CauseLabels, Counter>,
 }
 
 /// Accepts connections until `stop`, then closes the listener (new
 /// connections are refused), lets each connection finish the request it is
 /// in, and returns once every connection has closed. The caller bounds how
 /// long that may take.
-pub(crate) async fn serve(listener: TcpListener, front: Front, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, front: Front, stop: CancellationToken) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -56,11 +52,11 @@ pub(crate) async fn serve(listener: TcpListener, front: Front, stop: Cancellatio
                     // Count only connections still open: reap the finished first.
                     while connections.try_join_next().is_some() {}
                     if connections.len() >= front.max_connections {
-                        front.metrics.connections_refused.get_or_create(&CauseLabels::CONNECTION_LIMIT).inc();
+                        front.refused.get_or_create(&CauseLabels::CONNECTION_LIMIT).inc();
                         continue; // dropping the stream closes it
                     }
                     let Some(slot) = front.peers.admit(peer.ip()) else {
-                        front.metrics.connections_refused.get_or_create(&CauseLabels::PEER_LIMIT).inc();
+                        front.refused.get_or_create(&CauseLabels::PEER_LIMIT).inc();
                         continue; // dropping the stream closes it
                     };
                     connections.spawn(connection(stream, slot, front.clone(), stop.clone()));
@@ -95,11 +91,11 @@ async fn connection(stream: TcpStream, _slot: PeerSlot, front: Front, stop: Canc
             // or a handshake that did not finish in time.
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "A TLS handshake failed; the connection is closed.");
-                front.metrics.connections_refused.get_or_create(&CauseLabels::TLS_HANDSHAKE).inc();
+                front.refused.get_or_create(&CauseLabels::TLS_HANDSHAKE).inc();
                 return;
             }
             Err(_elapsed) => {
-                front.metrics.connections_refused.get_or_create(&CauseLabels::TLS_HANDSHAKE).inc();
+                front.refused.get_or_create(&CauseLabels::TLS_HANDSHAKE).inc();
                 return;
             }
         },

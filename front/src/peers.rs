@@ -11,27 +11,27 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// Open connections per peer address, with the cap.
 #[derive(Debug)]
-pub(crate) struct Peers {
+pub struct Peers {
     max_per_peer: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// One admitted connection; its count is given back when it is dropped.
 #[derive(Debug)]
-pub(crate) struct PeerSlot {
+pub struct PeerSlot {
     peers: Arc<Peers>,
     ip: IpAddr,
 }
 
 impl Peers {
     /// A table that lets each peer hold `max_per_peer` connections.
-    pub(crate) fn new(max_per_peer: usize) -> Arc<Self> {
+    pub fn new(max_per_peer: usize) -> Arc<Self> {
         Arc::new(Self { max_per_peer, open: Mutex::new(HashMap::new()) })
     }
 
     /// Counts a new connection from `ip`; `None` when that peer already holds
     /// its cap (the caller closes the connection).
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PeerSlot> {
         // The map is only ever updated whole under the lock, so a poisoned
         // lock still holds consistent counts.
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
