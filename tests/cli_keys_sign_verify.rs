@@ -174,7 +174,7 @@ fn unregistered_key_is_an_unknown_key() {
     let envelope = keys.sign("site-a", &event(0xa1, "site-a-ehr", "pt-1", "vitals.heart_rate_bpm"));
     keys.verify("only-b", &envelope)
         .code(1)
-        .stdout_has("line 1: unknown_key: no signature is by a registered key (keyids: site-a)");
+        .stdout_has("line 1: unknown_key: no signature is by a key registered to sign events (keyids: site-a)");
 }
 
 #[test]

@@ -95,6 +95,7 @@ mod tests {
             not_before: None,
             not_after: None,
             revoked_at: None,
+            scopes: None,
         };
         key.to_toml()
     }

@@ -63,6 +63,10 @@ pub struct GenerateArgs {
     /// Signing keys only: the last instant of the events the key may sign [default: no bound].
     #[arg(long, value_name = "TIME")]
     not_after: Option<String>,
+    /// Signing keys only: what the key may sign, `write` (edit events) and/or `read` (requests to the query
+    /// service), repeatable [default: write].
+    #[arg(long = "scope", value_name = "SCOPE", value_parser = ["write", "read"])]
+    scopes: Vec<String>,
 }
 
 pub fn run(command: KeysCommand) -> anyhow::Result<Outcome> {
@@ -92,9 +96,10 @@ fn prepare<const N: usize>(args: &GenerateArgs, exts: [&str; N]) -> anyhow::Resu
     let signing_only = args.source.is_some()
         || !args.patient_prefixes.is_empty()
         || args.not_before.is_some()
-        || args.not_after.is_some();
+        || args.not_after.is_some()
+        || !args.scopes.is_empty();
     if args.kind != KeyKind::Signing && signing_only {
-        bail!("--source, --patient-prefix, --not-before and --not-after apply only to --kind signing");
+        bail!("--source, --patient-prefix, --not-before, --not-after and --scope apply only to --kind signing");
     }
     let paths = exts.map(|ext| args.out.join(format!("{name}{ext}")));
     for path in &paths {
@@ -116,6 +121,7 @@ fn generate_signing(args: &GenerateArgs) -> anyhow::Result<Outcome> {
     let entry = KeyEntry {
         not_before: args.not_before.clone(),
         not_after: args.not_after.clone(),
+        scopes: (!args.scopes.is_empty()).then(|| args.scopes.clone()),
         ..key_file.registry_entry(prefixes)
     };
     // Refuse now what the registry would refuse later (e.g. an empty prefix,
@@ -185,6 +191,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use tidemark_schemas::keys::Scope;
 
     #[test]
     fn names_are_file_safe() {
@@ -205,6 +212,7 @@ mod tests {
             patient_prefixes: vec![],
             not_before: None,
             not_after: None,
+            scopes: vec![],
         }
     }
 
@@ -226,5 +234,24 @@ mod tests {
         let mut with_source = args(KeyKind::Archiver, dir.path(), "b");
         with_source.source = Some("x".into());
         assert!(generate_archive_key(&with_source).is_err());
+    }
+
+    #[test]
+    fn a_signing_key_gets_the_scopes_asked_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut reader = args(KeyKind::Signing, dir.path(), "reader");
+        reader.scopes = vec!["read".into()];
+        generate_signing(&reader).expect("a read-only signing key");
+        generate_signing(&args(KeyKind::Signing, dir.path(), "writer")).expect("a default key");
+        let text = |name: &str| fs::read_to_string(dir.path().join(format!("{name}.registry.toml"))).expect("entry");
+        let registry = KeyRegistry::from_toml_str(&(text("reader") + &text("writer"))).expect("both load");
+        let reader = registry.get("reader").expect("reader");
+        assert!(reader.may(Scope::Read) && !reader.may(Scope::Write));
+        let writer = registry.get("writer").expect("writer");
+        assert!(writer.may(Scope::Write) && !writer.may(Scope::Read));
+        assert!(!text("writer").contains("scopes"), "the default entry stays as before");
+        let mut archiver = args(KeyKind::Archiver, dir.path(), "arch");
+        archiver.scopes = vec!["read".into()];
+        assert!(generate_archive_key(&archiver).is_err(), "--scope is for signing keys");
     }
 }

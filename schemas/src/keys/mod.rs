@@ -1,5 +1,5 @@
-//! The key registry (which keys may sign events, for which source and
-//! patients) and the secret signing-key file written by `tidemark keys generate`.
+//! The key registry (which keys may sign events or read patients back, for
+//! which source and patients) and the secret signing-key file written by `tidemark keys generate`.
 //!
 //! Key decision: a key's algorithm, source and patient scope come from the
 //! registry, never from a message. The registry refuses, at load time, every
@@ -16,7 +16,8 @@
 //! source = "site-a-ehr"           # events signed by this key must have this source
 //! algorithm = "ed25519"
 //! public_key = "<base64 32 bytes>"
-//! patient_prefixes = ["pt-"]      # optional; absent = any patient
+//! patient_prefixes = ["pt-"]      # optional; absent = any patient (bounds reads too)
+//! scopes = ["write", "read"]      # optional; absent = ["write"]: sign events only
 //! not_before = "2026-01-01T00:00:00Z"  # optional: first instant events may be stamped with
 //! not_after = "2027-01-01T00:00:00Z"   # optional: last instant
 //! revoked_at = "2026-06-01T12:00:00Z"  # optional: events stamped at or after it are refused
@@ -33,7 +34,7 @@ pub mod validity;
 
 use std::fmt;
 
-pub use registry::{KeyEntry, KeyRegistry, RegisteredKey, RegistryError};
+pub use registry::{KeyEntry, KeyRegistry, RegisteredKey, RegistryError, Scope};
 pub use signing_file::{SecretKeyError, SignRefused, SigningKeyFile};
 pub use validity::{NotValidAt, Validity};
 

@@ -40,6 +40,11 @@ pub struct KeyEntry {
     /// revoked then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<String>,
+    /// What the key may do: `"write"` (sign edit events) and/or `"read"`
+    /// (sign requests to the query service); `None` = write only, as every
+    /// key could before reads existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
 }
 
 impl KeyEntry {
@@ -54,6 +59,7 @@ impl KeyEntry {
             not_before: None,
             not_after: None,
             revoked_at: None,
+            scopes: None,
         }
     }
 
@@ -80,6 +86,37 @@ pub struct RegisteredKey {
     verifying_key: VerifyingKey,
     patient_prefixes: Option<Vec<String>>,
     validity: Validity,
+    scopes: Scopes,
+}
+
+/// Something a registered key may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Signing edit events (ingest and the merger verify them).
+    Write,
+    /// Signing requests that read patients back (the query service).
+    Read,
+}
+
+impl Scope {
+    /// The name used in registry files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Write => "write",
+            Scope::Read => "read",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Scope::Write, Scope::Read].into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// The scopes a key holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Scopes {
+    write: bool,
+    read: bool,
 }
 
 impl RegisteredKey {
@@ -118,7 +155,15 @@ impl RegisteredKey {
         &self.validity
     }
 
-    /// Whether the key may sign events of `patient_id`.
+    /// Whether the key may be used for `scope`.
+    pub fn may(&self, scope: Scope) -> bool {
+        match scope {
+            Scope::Write => self.scopes.write,
+            Scope::Read => self.scopes.read,
+        }
+    }
+
+    /// Whether the key may sign events of (or read) `patient_id`.
     pub fn allows_patient(&self, patient_id: &str) -> bool {
         self.patient_prefixes.as_ref().is_none_or(|ps| ps.iter().any(|p| patient_id.starts_with(p.as_str())))
     }
@@ -137,8 +182,8 @@ pub struct KeyRegistry {
 pub enum RegistryError {
     /// Not TOML of the registry's shape.
     #[error(
-        "key registry is not TOML of the shape [[key]] id, source, algorithm, public_key[, patient_prefixes, not_before, \
-         not_after, revoked_at] (times as quoted RFC 3339 UTC strings, e.g. \"2026-01-01T00:00:00Z\"): {0}"
+        "key registry is not TOML of the shape [[key]] id, source, algorithm, public_key[, patient_prefixes, scopes, \
+         not_before, not_after, revoked_at] (times as quoted RFC 3339 UTC strings, e.g. \"2026-01-01T00:00:00Z\"): {0}"
     )]
     Toml(#[source] toml::de::Error),
     /// No `[[key]]` entries.
@@ -218,6 +263,13 @@ pub enum RegistryError {
         /// The key id.
         id: String,
     },
+    /// `scopes` is present but empty, or names a scope twice or one that does
+    /// not exist.
+    #[error("key `{id}`: scopes must list \"write\" and/or \"read\", each once; omit it for write only")]
+    BadScopes {
+        /// The key id.
+        id: String,
+    },
     /// `patient_prefixes` is present but empty, or lists an empty prefix.
     #[error("key `{id}`: patient_prefixes must list non-empty prefixes; omit it to allow any patient")]
     BadPatientPrefixes {
@@ -284,6 +336,11 @@ impl KeyRegistry {
         self.by_id.get(id).map(|&i| &self.keys[i])
     }
 
+    /// The key with this id, if it holds `scope`.
+    pub fn get_for(&self, id: &str, scope: Scope) -> Option<&RegisteredKey> {
+        self.get(id).filter(|key| key.may(scope))
+    }
+
     /// The keys, in file order.
     pub fn iter(&self) -> impl Iterator<Item = &RegisteredKey> {
         self.keys.iter()
@@ -301,7 +358,8 @@ impl KeyRegistry {
 }
 
 fn check_entry(index: usize, entry: KeyEntry) -> Result<RegisteredKey, RegistryError> {
-    let KeyEntry { id, source, algorithm, public_key, patient_prefixes, not_before, not_after, revoked_at } = entry;
+    let KeyEntry { id, source, algorithm, public_key, patient_prefixes, not_before, not_after, revoked_at, scopes } =
+        entry;
     if !is_valid_id(&id) {
         return Err(RegistryError::BadId { index, id: shorten(&id) });
     }
@@ -316,13 +374,35 @@ fn check_entry(index: usize, entry: KeyEntry) -> Result<RegisteredKey, RegistryE
     {
         return Err(RegistryError::BadPatientPrefixes { id });
     }
+    let scopes = check_scopes(&id, scopes.as_deref())?;
     let validity = Validity::parse(&id, not_before.as_deref(), not_after.as_deref(), revoked_at.as_deref())?;
     let bytes = match B64.decode(public_key.trim()) {
         Ok(bytes) => bytes,
         Err(source) => return Err(RegistryError::KeyEncoding { id, source }),
     };
     let verifying_key = ed25519_public_key(&id, &bytes)?;
-    Ok(RegisteredKey { id: Arc::from(id), source, algorithm, verifying_key, patient_prefixes, validity })
+    Ok(RegisteredKey { id: Arc::from(id), source, algorithm, verifying_key, patient_prefixes, validity, scopes })
+}
+
+/// The scopes an entry lists; absent means write only.
+fn check_scopes(id: &str, names: Option<&[String]>) -> Result<Scopes, RegistryError> {
+    let Some(names) = names else { return Ok(Scopes { write: true, read: false }) };
+    let mut scopes = Scopes { write: false, read: false };
+    let bad = || RegistryError::BadScopes { id: id.to_owned() };
+    for name in names {
+        let held = match Scope::parse(name).ok_or_else(bad)? {
+            Scope::Write => &mut scopes.write,
+            Scope::Read => &mut scopes.read,
+        };
+        if *held {
+            return Err(bad());
+        }
+        *held = true;
+    }
+    if names.is_empty() {
+        return Err(bad());
+    }
+    Ok(scopes)
 }
 
 fn ed25519_public_key(id: &str, bytes: &[u8]) -> Result<VerifyingKey, RegistryError> {
@@ -396,6 +476,26 @@ mod tests {
     }
 
     #[test]
+    fn scopes_default_to_write_and_load_as_listed() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let plain = KeyEntry::ed25519("w", "site-a", &key.verifying_key(), None);
+        let reader = KeyEntry { id: "r".into(), scopes: Some(vec!["read".into()]), ..plain.clone() };
+        let both = KeyEntry { id: "rw".into(), scopes: Some(vec!["read".into(), "write".into()]), ..plain.clone() };
+        let text = format!("{}{}{}", plain.to_toml(), reader.to_toml(), both.to_toml());
+        assert!(text.contains("scopes = [\"read\"]"), "{text}");
+        let reg = KeyRegistry::from_toml_str(&text).expect("scopes parse");
+        let held = |id: &str| {
+            let k = reg.get(id).expect(id);
+            (k.may(Scope::Write), k.may(Scope::Read))
+        };
+        assert_eq!(held("w"), (true, false), "an entry without scopes keeps write only");
+        assert_eq!(held("r"), (false, true));
+        assert_eq!(held("rw"), (true, true));
+        assert!(reg.get_for("r", Scope::Write).is_none() && reg.get_for("r", Scope::Read).is_some());
+        assert!(reg.get_for("w", Scope::Read).is_none() && reg.get_for("nobody", Scope::Read).is_none());
+    }
+
+    #[test]
     fn validity_times_load_and_round_trip() {
         let key = SigningKey::from_bytes(&[9; 32]);
         let e = KeyEntry {
@@ -430,6 +530,9 @@ mod tests {
             (format!("{}patient_prefixes = []\n", entry("a", &good)), "patient_prefixes must list non-empty"),
             (format!("{}patient_prefixes = [\"\"]\n", entry("a", &good)), "patient_prefixes must list non-empty"),
             (format!("{}extra = 1\n", entry("a", &good)), "unknown field `extra`"),
+            (format!("{}scopes = []\n", entry("a", &good)), "key `a`: scopes must list"),
+            (format!("{}scopes = [\"admin\"]\n", entry("a", &good)), "key `a`: scopes must list"),
+            (format!("{}scopes = [\"read\", \"read\"]\n", entry("a", &good)), "key `a`: scopes must list"),
             (format!("{}not_before = 2026-01-01T00:00:00Z\n", entry("a", &good)), "times as quoted RFC 3339"),
             (format!("{}revoked_at = \"yesterday\"\n", entry("a", &good)), "key `a`: revoked_at `yesterday` is not"),
             (

@@ -24,7 +24,7 @@ use crate::catalog::Catalog;
 use crate::dsse::{DsseError, Envelope};
 use crate::ed25519::r_passes_strict_prechecks;
 use crate::event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent};
-use crate::keys::{Algorithm, KeyRegistry, NotValidAt, RegisteredKey};
+use crate::keys::{Algorithm, KeyRegistry, NotValidAt, RegisteredKey, Scope};
 use crate::reason::Reason;
 use crate::text::{json_error, shorten};
 use crate::validate::ValidationError;
@@ -82,7 +82,8 @@ pub enum VerifyError {
     },
     /// No signature names a registered key.
     #[error(
-        "no signature is by a registered key (keyids: {}): register the key, or sign with a registered one",
+        "no signature is by a key registered to sign events (keyids: {}): register the key with the `write` \
+         scope, or sign with a registered one",
         keyids.join(", ")
     )]
     UnknownKey {
@@ -346,7 +347,8 @@ impl Verifier {
         }
         let mut signers = Vec::with_capacity(envelope.signatures().len());
         for (index, s) in envelope.signatures().iter().enumerate() {
-            let Some(key) = self.registry.get(&s.keyid) else { continue };
+            // A read-only key signs requests, never events: as if unregistered.
+            let Some(key) = self.registry.get_for(&s.keyid, Scope::Write) else { continue };
             let sig = match key.algorithm() {
                 Algorithm::Ed25519 => envelope.ed25519_signature(index).map_err(VerifyError::Malformed)?,
             };

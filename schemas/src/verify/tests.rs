@@ -38,6 +38,9 @@ pub(super) fn timed_key(seed: u8) -> SigningKey {
 /// at its very millisecond.
 pub(super) const TIMED: [(&str, u8); 3] = [("early", 0xc3), ("late", 0xd4), ("revoked", 0xe5)];
 
+/// A key for site-a-ehr registered with the `read` scope only.
+pub(super) const READ_ONLY: (&str, u8) = ("reader", 0xf6);
+
 /// Key `a` signs for site-a-ehr, patients `pt-*`; key `b` for site-b-ehr,
 /// any patient; the [`TIMED`] keys for site-a-ehr.
 pub(super) fn verifier() -> Verifier {
@@ -49,6 +52,8 @@ pub(super) fn verifier() -> Verifier {
         KeyEntry { not_before: time(WALL_MS + 1), ..timed(TIMED[0]) },
         KeyEntry { not_after: time(WALL_MS - 1), ..timed(TIMED[1]) },
         KeyEntry { revoked_at: time(WALL_MS), ..timed(TIMED[2]) },
+        // A reader's key: signs requests to the query service, never events.
+        KeyEntry { scopes: Some(vec!["read".into()]), ..timed(READ_ONLY) },
     ];
     Verifier::new(KeyRegistry::from_entries(entries).expect("test registry is valid"))
 }
@@ -438,4 +443,13 @@ fn every_reason_with_a_status_is_produced_by_some_input() {
     let with_status: Vec<Reason> =
         Reason::ALL.iter().copied().filter(|r| r.http_status().is_some() && !ingest_policy.contains(r)).collect();
     assert_eq!(produced, with_status);
+}
+
+#[test]
+fn a_key_without_the_write_scope_signs_no_event() {
+    let v = verifier();
+    let input = signed(&good_event(), &timed_key(READ_ONLY.1), READ_ONLY.0);
+    let err = v.verify(input.as_bytes()).expect_err("a read-only key's signature");
+    assert_eq!(err.reason(), Reason::UnknownKey);
+    assert!(err.to_string().contains("registered to sign events (keyids: reader)"), "{err}");
 }
