@@ -12,6 +12,7 @@ mod ed25519;
 pub mod event;
 mod event_de;
 pub mod hlc;
+pub mod httpsig;
 pub mod keys;
 pub mod lines;
 mod number;
