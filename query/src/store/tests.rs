@@ -1,0 +1,141 @@
+//! The store: offsets travel with the data, the feed holds each patient
+//! once at its latest version, the conflict index follows the views, and any
+//! split of a record stream into batches gives the same store.
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// A view as the merger writes it (checked to parse as one).
+fn view(patient: &str, conflict: bool, hr: u32) -> Vec<u8> {
+    let conflicts = if conflict {
+        r#"[{"value":71,"author":"b","source":"site-b","hlc":{"wall_ms":5,"logical":0},"event_id":"019a9f3e-8b1c-7cc2-9d4e-2f6a1b3c4d5e"}]"#
+    } else {
+        "[]"
+    };
+    let text = format!(
+        r#"{{"patient_id":"{patient}","fields":{{"vitals.heart_rate_bpm":{{"value":{hr},"author":"a","source":"site-a","hlc":{{"wall_ms":5,"logical":0}},"conflicts":{conflicts}}}}},"version":{{"site-a":{{"wall_ms":{hr},"logical":0}}}},"event_count":1,"updated_at":"2026-01-01T00:00:00.000Z","open_conflicts":{}}}"#,
+        u32::from(conflict)
+    );
+    serde_json::from_str::<PatientView>(&text).expect("a view");
+    text.into_bytes()
+}
+
+fn record(partition: i32, offset: i64, patient: &str, conflict: bool, hr: u32) -> StateRecord {
+    StateRecord {
+        partition,
+        offset,
+        patient: patient.into(),
+        view: Some(view(patient, conflict, hr)),
+        through: u64::try_from(offset).expect("non-negative") + 1,
+    }
+}
+
+fn all(_: &str) -> bool {
+    true
+}
+
+#[test]
+fn views_offsets_conflicts_and_the_feed_follow_the_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    assert_eq!(store.offsets().expect("offsets"), vec![]);
+    assert_eq!(store.last_seq().expect("seq"), 0);
+    store
+        .apply(&[record(0, 0, "pt-1", false, 70), record(1, 0, "pt-2", true, 80), record(0, 1, "pt-3", true, 90)])
+        .expect("applies");
+    assert_eq!(store.offsets().expect("offsets"), vec![(0, 2), (1, 1)]);
+    let got = store.get("pt-2").expect("get").expect("stored");
+    assert_eq!((got.partition, got.through, got.seq, got.json), (1, 1, 2, view("pt-2", true, 80)));
+    assert!(store.get("pt-9").expect("get").is_none());
+    let conflicted = store.conflicts(None, None, 10, all).expect("conflicts");
+    assert_eq!(
+        conflicted,
+        vec![
+            ("pt-2".into(), vec!["site-a".into(), "site-b".into()]),
+            ("pt-3".into(), vec!["site-a".into(), "site-b".into()])
+        ]
+    );
+    assert_eq!(store.conflicts(Some("pt-2"), None, 10, all).expect("page 2").len(), 1);
+    assert!(store.conflicts(None, Some("site-c"), 10, all).expect("by source").is_empty());
+    assert_eq!(store.conflicts(None, None, 10, |p| p != "pt-2").expect("scoped").len(), 1);
+    // pt-2's conflict resolves: it leaves the index and moves to the feed's end.
+    store.apply(&[record(1, 1, "pt-2", false, 81)]).expect("applies");
+    assert_eq!(store.conflicts(None, None, 10, all).expect("conflicts").len(), 1);
+    let (feed, seen) = store.changes(0, 10, all).expect("feed");
+    let order: Vec<(u64, &str)> = feed.iter().map(|c| (c.seq, c.patient.as_str())).collect();
+    assert_eq!(order, vec![(1, "pt-1"), (3, "pt-3"), (4, "pt-2")]);
+    assert_eq!(seen, 4);
+    assert_eq!(feed[2].version.get("site-a").map(|h| h.wall_ms), Some(81));
+    let (rest, seen) = store.changes(3, 10, |p| p != "pt-2").expect("scoped feed");
+    assert!(rest.is_empty() && seen == 4, "a hidden change still advances the cursor");
+    // The same view again (a reseal) is not a change; a tombstone removes.
+    store.apply(&[record(1, 1, "pt-2", false, 81)]).expect("applies");
+    assert_eq!(store.last_seq().expect("seq"), 4);
+    store.apply(&[StateRecord { view: None, ..record(0, 2, "pt-3", false, 0) }]).expect("tombstone");
+    assert!(store.get("pt-3").expect("get").is_none());
+    assert!(store.conflicts(None, None, 10, all).expect("conflicts").is_empty());
+    assert_eq!(store.offsets().expect("offsets"), vec![(0, 3), (1, 2)]);
+}
+
+#[test]
+fn a_reopened_store_resumes_where_it_stood() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = Store::open(dir.path()).expect("opens");
+        store.apply(&[record(2, 41, "pt-1", false, 70)]).expect("applies");
+    }
+    let store = Store::open(dir.path()).expect("reopens");
+    assert_eq!(store.offsets().expect("offsets"), vec![(2, 42)]);
+    assert_eq!(store.get("pt-1").expect("get").map(|s| s.seq), Some(1));
+    assert_eq!(store.last_seq().expect("seq"), 1);
+}
+
+#[test]
+fn through_never_goes_back_and_the_etag_follows_the_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    store.apply(&[StateRecord { through: 9, ..record(0, 5, "pt-1", false, 70) }]).expect("applies");
+    let first = store.get("pt-1").expect("get").expect("stored");
+    // A record without the header (through 0), e.g. from an older merger.
+    store.apply(&[StateRecord { through: 0, ..record(0, 6, "pt-1", false, 71) }]).expect("applies");
+    let second = store.get("pt-1").expect("get").expect("stored");
+    assert_eq!(second.through, 9);
+    assert_ne!(first.etag(), second.etag());
+    assert_eq!(first.etag().len(), 34);
+}
+
+proptest! {
+    /// Applying a stream of records in any split into batches leaves the
+    /// same views, offsets, conflict index and feed order.
+    #[test]
+    fn any_batching_gives_the_same_store(
+        stream in proptest::collection::vec((0i32..3, 0usize..6, any::<bool>(), 60u32..64), 1..40),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let mut next = [0i64; 3];
+        let records: Vec<StateRecord> = stream.iter().map(|&(p, who, conflict, hr)| {
+            let offset = next[usize::try_from(p).expect("small")];
+            next[usize::try_from(p).expect("small")] += 1;
+            record(p, offset, &format!("pt-{p}-{who}"), conflict, hr)
+        }).collect();
+        let whole = tempfile::tempdir().expect("tempdir");
+        let split = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (Store::open(whole.path()).expect("opens"), Store::open(split.path()).expect("opens"));
+        a.apply(&records).expect("applies");
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(records.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut start = 0;
+        for cut in cuts.into_iter().chain([records.len()]) {
+            b.apply(&records[start..cut]).expect("applies");
+            start = cut;
+        }
+        prop_assert_eq!(a.offsets().expect("o"), b.offsets().expect("o"));
+        prop_assert_eq!(a.conflicts(None, None, 100, all).expect("c"), b.conflicts(None, None, 100, all).expect("c"));
+        let feed = |s: &Store| s.changes(0, 1000, all).expect("f").0.into_iter().map(|c| (c.patient, c.version)).collect::<Vec<_>>();
+        prop_assert_eq!(feed(&a), feed(&b));
+        for r in &records {
+            prop_assert_eq!(a.get(&r.patient).expect("g").map(|s| s.json), b.get(&r.patient).expect("g").map(|s| s.json));
+        }
+    }
+}
