@@ -13,6 +13,7 @@ use common::pipeline::{Read, produce, read_all, workload};
 use common::service::{Service, tidemark_service};
 use common::{data, eventually, s};
 use tidemark_crdt::fold::{apply_event, check_envelopes};
+use tidemark_schemas::EDITS_THROUGH_HEADER;
 use tidemark_seal::{RecordKind, Sealed, StateKey, StateKeys};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
 
@@ -109,6 +110,22 @@ async fn records_are_sealed_migrated_rotated_and_checked_on_restore() {
             assert_eq!(check(&keys, other, &r), Err(tidemark_seal::MacFailure::Mismatch), "the kind is bound");
         }
     }
+    // Every view folded from edits says how far into its edit partition it
+    // folded (read-your-writes waits on it); the last of each partition
+    // folded up to the partition's end.
+    let mut ends: BTreeMap<i32, u64> = BTreeMap::new();
+    for r in read_all(w.broker.bootstrap(), &w.topic("edits"), 4) {
+        *ends.entry(r.partition).or_default() += 1;
+    }
+    let mut through: BTreeMap<i32, u64> = BTreeMap::new();
+    for r in w.latest("patient-state").values() {
+        let header = r.headers.get(EDITS_THROUGH_HEADER).expect("a folded view names its edit offset");
+        let t: u64 = header.parse().expect("a decimal offset");
+        assert!(t <= ends[&r.partition], "through {t} is past partition {}'s end", r.partition);
+        let last = through.entry(r.partition).or_default();
+        *last = (*last).max(t);
+    }
+    assert_eq!(through, ends, "the last view of each partition folded up to its end");
 
     // 3. An unsealed record written after the first sealed one is not from
     // before the upgrade: refused even with the flag still on. Produced

@@ -126,12 +126,14 @@ impl Store {
         rows.map(|r| r.map(|(p, o)| (p.value(), o.value())).map_err(fail("offsets"))).collect()
     }
 
-    /// Applies `records` (in topic order) and the offsets after them in one
-    /// transaction; returns the feed's last sequence number after it.
+    /// Applies `records` (in topic order) and the offsets after them, and
+    /// after the `passed_over` records (partition, offset) that were read
+    /// but not applied, in one transaction; returns the feed's last sequence
+    /// number after it.
     ///
     /// # Errors
     /// [`StoreError`]; nothing of the batch is applied then.
-    pub fn apply(&self, records: &[StateRecord]) -> Result<u64, StoreError> {
+    pub fn apply(&self, records: &[StateRecord], passed_over: &[(i32, i64)]) -> Result<u64, StoreError> {
         let txn = self.db.begin_write().map_err(fail("write"))?;
         let last = {
             let mut views = txn.open_table(VIEWS).map_err(fail("views table"))?;
@@ -140,8 +142,12 @@ impl Store {
             let mut changes = txn.open_table(CHANGES).map_err(fail("changes table"))?;
             let mut meta = txn.open_table(META).map_err(fail("meta table"))?;
             let mut next = meta.get(NEXT_SEQ).map_err(fail("meta"))?.map_or(1, |v| v.value());
+            let read = records.iter().map(|r| (r.partition, r.offset));
+            for (partition, offset) in passed_over.iter().copied().chain(read) {
+                let read = offsets.get(partition).map_err(fail("offsets"))?.map_or(0, |o| o.value());
+                offsets.insert(partition, read.max(offset + 1)).map_err(fail("offsets"))?;
+            }
             for r in records {
-                offsets.insert(r.partition, r.offset + 1).map_err(fail("offsets"))?;
                 let old = views.get(r.patient.as_str()).map_err(fail("views"))?.map(|v| decode(v.value()));
                 let Some(json) = &r.view else {
                     if let Some(old) = old {

@@ -30,6 +30,12 @@ pub const EDITS_TOPIC: &str = "tidemark.edits.v1";
 /// [`PatientView`] per patient as JSON, compacted; the public contract that
 /// snapshots and `tidemark state` read.
 pub const STATE_TOPIC: &str = "tidemark.patient-state.v1";
+/// The state record header a merger sets to the edit-topic offset its view
+/// folds up to (exclusive), in decimal: every event of the patient's edit
+/// partition before it is in the view. Read-your-writes compares it with the
+/// offset ingest answered for an event. Advisory: the record's MAC covers
+/// the view, not this header.
+pub const EDITS_THROUGH_HEADER: &str = "tidemark-edits-through";
 
 pub use catalog::{Catalog, CatalogError, FieldKind, FieldSpec, Limits, PhiClass, ValueType};
 pub use event::{EDIT_EVENT_PAYLOAD_TYPE, EditEvent, Op, OpId};

@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tidemark_crdt::PatientDoc;
-use tidemark_schemas::{EditEvent, Reason};
+use tidemark_schemas::{EDITS_THROUGH_HEADER, EditEvent, Reason};
 use tidemark_seal::RecordKind;
 
 use super::config::MergerConfig;
@@ -98,7 +98,8 @@ pub async fn process(
         }
     }
     for (partition, patient) in touched {
-        emit(cfg, producer, partition, &parts[&partition][&patient], &mut pending).await?;
+        let through = out.offsets.get(&partition).copied();
+        emit(cfg, producer, partition, &parts[&partition][&patient], through, &mut pending).await?;
     }
     out.fold_time = fold_started.elapsed();
     let ack_started = Instant::now();
@@ -126,7 +127,8 @@ pub async fn reseal(
     let mut resealed = 0;
     for (partition, patient) in patients {
         if let Some(doc) = parts.get(partition).and_then(|docs| docs.get(patient)) {
-            emit(cfg, producer, *partition, doc, &mut pending).await?;
+            // A reseal folds nothing new: it claims no edit offset.
+            emit(cfg, producer, *partition, doc, None, &mut pending).await?;
             resealed += 1;
         }
     }
@@ -138,12 +140,14 @@ pub async fn reseal(
 type Pending = Vec<(OutputLabel, String, DeliveryFuture)>;
 
 /// Enqueues a patient's changelog and state records, each sealed with the
-/// state key's MAC over its kind, key and value.
+/// state key's MAC over its kind, key and value. The state record carries
+/// `through`, the edit offset the batch folded up to, for read-your-writes.
 async fn emit(
     cfg: &MergerConfig,
     producer: &FutureProducer,
     partition: i32,
     doc: &PatientDoc,
+    through: Option<i64>,
     pending: &mut Pending,
 ) -> Result<(), WorkerError> {
     let patient = doc.patient_id();
@@ -154,10 +158,13 @@ async fn emit(
         (OutputLabel::STATE, &cfg.topics.state, RecordKind::State, &view),
     ] {
         let mac = cfg.state_keys.seal(kind, patient.as_bytes(), Some(value));
-        let headers = mac
+        let mut headers = mac
             .headers()
             .into_iter()
-            .fold(OwnedHeaders::new_with_capacity(2), |h, (key, value)| h.insert(Header { key, value: Some(value) }));
+            .fold(OwnedHeaders::new_with_capacity(3), |h, (key, value)| h.insert(Header { key, value: Some(value) }));
+        if let (RecordKind::State, Some(through)) = (kind, through) {
+            headers = headers.insert(Header { key: EDITS_THROUGH_HEADER, value: Some(&through.to_string()) });
+        }
         let record = FutureRecord::to(topic).key(patient).payload(value).partition(partition).headers(headers);
         pending.push((output, topic.clone(), send(producer, record).await?));
     }

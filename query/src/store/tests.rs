@@ -42,7 +42,7 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     assert_eq!(store.offsets().expect("offsets"), vec![]);
     assert_eq!(store.last_seq().expect("seq"), 0);
     store
-        .apply(&[record(0, 0, "pt-1", false, 70), record(1, 0, "pt-2", true, 80), record(0, 1, "pt-3", true, 90)])
+        .apply(&[record(0, 0, "pt-1", false, 70), record(1, 0, "pt-2", true, 80), record(0, 1, "pt-3", true, 90)], &[])
         .expect("applies");
     assert_eq!(store.offsets().expect("offsets"), vec![(0, 2), (1, 1)]);
     let got = store.get("pt-2").expect("get").expect("stored");
@@ -60,7 +60,7 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     assert!(store.conflicts(None, Some("site-c"), 10, all).expect("by source").is_empty());
     assert_eq!(store.conflicts(None, None, 10, |p| p != "pt-2").expect("scoped").len(), 1);
     // pt-2's conflict resolves: it leaves the index and moves to the feed's end.
-    store.apply(&[record(1, 1, "pt-2", false, 81)]).expect("applies");
+    store.apply(&[record(1, 1, "pt-2", false, 81)], &[]).expect("applies");
     assert_eq!(store.conflicts(None, None, 10, all).expect("conflicts").len(), 1);
     let (feed, seen) = store.changes(0, 10, all).expect("feed");
     let order: Vec<(u64, &str)> = feed.iter().map(|c| (c.seq, c.patient.as_str())).collect();
@@ -70,9 +70,9 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     let (rest, seen) = store.changes(3, 10, |p| p != "pt-2").expect("scoped feed");
     assert!(rest.is_empty() && seen == 4, "a hidden change still advances the cursor");
     // The same view again (a reseal) is not a change; a tombstone removes.
-    store.apply(&[record(1, 1, "pt-2", false, 81)]).expect("applies");
+    store.apply(&[record(1, 1, "pt-2", false, 81)], &[]).expect("applies");
     assert_eq!(store.last_seq().expect("seq"), 4);
-    store.apply(&[StateRecord { view: None, ..record(0, 2, "pt-3", false, 0) }]).expect("tombstone");
+    store.apply(&[StateRecord { view: None, ..record(0, 2, "pt-3", false, 0) }], &[]).expect("tombstone");
     assert!(store.get("pt-3").expect("get").is_none());
     assert!(store.conflicts(None, None, 10, all).expect("conflicts").is_empty());
     assert_eq!(store.offsets().expect("offsets"), vec![(0, 3), (1, 2)]);
@@ -83,7 +83,7 @@ fn a_reopened_store_resumes_where_it_stood() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = Store::open(dir.path()).expect("opens");
-        store.apply(&[record(2, 41, "pt-1", false, 70)]).expect("applies");
+        store.apply(&[record(2, 41, "pt-1", false, 70)], &[]).expect("applies");
     }
     let store = Store::open(dir.path()).expect("reopens");
     assert_eq!(store.offsets().expect("offsets"), vec![(2, 42)]);
@@ -95,10 +95,10 @@ fn a_reopened_store_resumes_where_it_stood() {
 fn through_never_goes_back_and_the_etag_follows_the_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("opens");
-    store.apply(&[StateRecord { through: 9, ..record(0, 5, "pt-1", false, 70) }]).expect("applies");
+    store.apply(&[StateRecord { through: 9, ..record(0, 5, "pt-1", false, 70) }], &[]).expect("applies");
     let first = store.get("pt-1").expect("get").expect("stored");
     // A record without the header (through 0), e.g. from an older merger.
-    store.apply(&[StateRecord { through: 0, ..record(0, 6, "pt-1", false, 71) }]).expect("applies");
+    store.apply(&[StateRecord { through: 0, ..record(0, 6, "pt-1", false, 71) }], &[]).expect("applies");
     let second = store.get("pt-1").expect("get").expect("stored");
     assert_eq!(second.through, 9);
     assert_ne!(first.etag(), second.etag());
@@ -122,12 +122,12 @@ proptest! {
         let whole = tempfile::tempdir().expect("tempdir");
         let split = tempfile::tempdir().expect("tempdir");
         let (a, b) = (Store::open(whole.path()).expect("opens"), Store::open(split.path()).expect("opens"));
-        a.apply(&records).expect("applies");
+        a.apply(&records, &[]).expect("applies");
         let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(records.len() + 1)).collect();
         cuts.sort_unstable();
         let mut start = 0;
         for cut in cuts.into_iter().chain([records.len()]) {
-            b.apply(&records[start..cut]).expect("applies");
+            b.apply(&records[start..cut], &[]).expect("applies");
             start = cut;
         }
         prop_assert_eq!(a.offsets().expect("o"), b.offsets().expect("o"));

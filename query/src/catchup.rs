@@ -1,0 +1,208 @@
+//! Reading the state topic into the store: every partition, by assignment
+//! (no consumer group), from the offsets the store holds, in batches that
+//! commit with their offsets.
+//!
+//! Key decision: every replica reads every partition and can answer for
+//! every patient. Views are small (a few KB), so a replica holds the whole
+//! population on its disk; in exchange no request is ever routed, any
+//! replica behind a plain Service answers, a replica's loss costs nothing
+//! but its share of the load, and read-your-writes needs no coordination:
+//! each replica waits on its own store. Records whose MAC does not check
+//! under the state keys are passed over (counted, never applied), so a
+//! forged record can neither show a false view nor hide the real one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::{Headers as _, Message as _};
+use rdkafka::{Offset, TopicPartitionList};
+use tidemark_kafka::scan::{partition_cut, partitions};
+use tidemark_kafka::{Connection, KafkaFailure};
+use tidemark_schemas::{EDITS_THROUGH_HEADER, PatientView};
+use tidemark_seal::{RecordKind, StateKeys};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::QueryMetrics;
+use crate::store::{StateRecord, Store, StoreError};
+
+/// Records applied in one transaction at most.
+const BATCH: usize = 2_000;
+/// How long a batch waits to fill once it has a record.
+const LINGER: Duration = Duration::from_millis(20);
+/// How often the topic's partitions are looked up again (partitions added).
+const REFRESH: Duration = Duration::from_secs(30);
+
+/// Why catching up stopped: the service stops too.
+#[derive(Debug, thiserror::Error)]
+pub enum CatchupError {
+    /// The broker failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaFailure),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the catch-up loop tells the handlers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The change feed's last sequence number.
+    pub seq: u64,
+    /// Whether the store has reached the end every partition had when
+    /// the service started (readiness).
+    pub caught_up: bool,
+}
+
+/// Reads `topic` into `store` until `stop`, publishing progress on `tx`.
+/// Runs on a blocking thread (librdkafka's poll blocks).
+///
+/// # Errors
+/// [`CatchupError`] when the broker or the store fails.
+pub fn run(
+    conn: &Connection,
+    topic: &str,
+    store: &Arc<Store>,
+    keys: &StateKeys,
+    metrics: &QueryMetrics,
+    tx: &watch::Sender<Progress>,
+    stop: &CancellationToken,
+) -> Result<(), CatchupError> {
+    let consumer = conn.reader("tidemark-query")?;
+    let mut assigned = assign(&consumer, topic, store, &[])?;
+    let mut start_ends = ends(&consumer, topic, &assigned)?;
+    let mut refreshed = Instant::now();
+    let mut progress = Progress { seq: store.last_seq()?, caught_up: false };
+    while !stop.is_cancelled() {
+        if refreshed.elapsed() >= REFRESH {
+            let added = assign(&consumer, topic, store, &assigned)?;
+            if added.len() > assigned.len() {
+                start_ends.extend(ends(&consumer, topic, &added[assigned.len()..])?);
+                assigned = added;
+            }
+            refreshed = Instant::now();
+        }
+        let batch = poll_batch(&consumer, keys, metrics)?;
+        if !batch.records.is_empty() || !batch.passed_over.is_empty() {
+            progress.seq = store.apply(&batch.records, &batch.passed_over)?;
+            metrics.records_applied.inc_by(batch.records.len() as u64);
+        }
+        if !progress.caught_up {
+            let offsets = store.offsets()?;
+            progress.caught_up =
+                start_ends.iter().all(|&(p, end)| end == 0 || offsets.iter().any(|&(q, next)| q == p && next >= end));
+        }
+        tx.send_if_modified(|old| std::mem::replace(old, progress) != progress);
+    }
+    Ok(())
+}
+
+/// Assigns every partition of `topic` (`known` plus any new ones) at the
+/// store's offsets (the oldest record for partitions never read); returns
+/// the partitions assigned, sorted, `known` first.
+fn assign(consumer: &BaseConsumer, topic: &str, store: &Store, known: &[i32]) -> Result<Vec<i32>, CatchupError> {
+    let all = partitions(consumer, topic, Duration::from_secs(10))?;
+    if all.len() == known.len() {
+        return Ok(known.to_vec());
+    }
+    let stored = store.offsets()?;
+    let mut list = TopicPartitionList::new();
+    for &p in &all {
+        let offset = stored.iter().find(|(q, _)| *q == p).map_or(Offset::Beginning, |&(_, o)| Offset::Offset(o));
+        list.add_partition_offset(topic, p, offset).map_err(KafkaFailure::kafka("listing a partition"))?;
+    }
+    consumer.assign(&list).map_err(KafkaFailure::kafka(format!("assigning the partitions of {topic}")))?;
+    Ok(all)
+}
+
+fn ends(consumer: &BaseConsumer, topic: &str, parts: &[i32]) -> Result<Vec<(i32, i64)>, CatchupError> {
+    parts
+        .iter()
+        .map(|&p| {
+            let cut = partition_cut(consumer, topic, p, Duration::from_secs(10))?;
+            Ok((p, cut.end))
+        })
+        .collect()
+}
+
+/// Records read in one poll round.
+#[derive(Default)]
+struct Batch {
+    /// Records to apply.
+    records: Vec<StateRecord>,
+    /// Where records were passed over: their offsets still count as read.
+    passed_over: Vec<(i32, i64)>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.records.len() + self.passed_over.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Up to [`BATCH`] records: waits up to 100 ms for the first, then
+/// [`LINGER`] for more.
+fn poll_batch(consumer: &BaseConsumer, keys: &StateKeys, metrics: &QueryMetrics) -> Result<Batch, CatchupError> {
+    let mut batch = Batch::default();
+    let first_wait = Duration::from_millis(100);
+    let started = Instant::now();
+    while batch.len() < BATCH {
+        let wait = if batch.is_empty() { first_wait } else { LINGER.saturating_sub(started.elapsed()) };
+        let Some(polled) = consumer.poll(wait) else {
+            if batch.is_empty() || started.elapsed() >= LINGER {
+                break;
+            }
+            continue;
+        };
+        let msg = polled.map_err(KafkaFailure::kafka("reading the state topic"))?;
+        let key = msg.key().unwrap_or_default();
+        let header = |name: &str| msg.headers().and_then(|h| h.iter().find(|x| x.key == name)).and_then(|h| h.value);
+        match check(keys, msg.partition(), msg.offset(), key, msg.payload(), header, metrics) {
+            Some(record) => batch.records.push(record),
+            None => batch.passed_over.push((msg.partition(), msg.offset())),
+        }
+    }
+    Ok(batch)
+}
+
+/// A record the store may apply, or `None` (counted) when its MAC, key or
+/// view does not check. A passed-over record still advances the stored
+/// offset, so the store does not read it again.
+fn check<'h>(
+    keys: &StateKeys,
+    partition: i32,
+    offset: i64,
+    key: &[u8],
+    value: Option<&[u8]>,
+    header: impl Fn(&str) -> Option<&'h [u8]>,
+    metrics: &QueryMetrics,
+) -> Option<StateRecord> {
+    let passed_over = |why: &'static str| {
+        metrics.records_passed_over.get_or_create(&crate::metrics::WhyLabels { why }).inc();
+        tracing::warn!(partition, offset, why, "A state record was passed over.");
+    };
+    if keys.check(RecordKind::State, key, value, &header).is_err() {
+        passed_over("mac");
+        return None;
+    }
+    let Ok(patient) = std::str::from_utf8(key) else {
+        passed_over("key");
+        return None;
+    };
+    if let Some(json) = value
+        && serde_json::from_slice::<PatientView>(json).map_or(true, |v| v.patient_id != patient)
+    {
+        passed_over("view");
+        return None;
+    }
+    let through = header(EDITS_THROUGH_HEADER)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(0);
+    Some(StateRecord { partition, offset, patient: patient.to_owned(), view: value.map(<[u8]>::to_vec), through })
+}
