@@ -13,8 +13,8 @@
 //!   next sequence number and drops the patient's previous entry, so a
 //!   reader who resumes from a cursor gets every patient changed since, once,
 //!   at its latest version, and the feed's size is bounded by the population.
-//! - redb (pure Rust, copy-on-write B-trees, ACID, one file): no C++ build,
-//!   readers never block the writer. docs/query.md gives the measurement.
+//! - redb (pure Rust, copy-on-write B-trees, ACID, one file): no C or C++
+//!   build for CI to pay, and readers never block the writer.
 
 use std::path::Path;
 
