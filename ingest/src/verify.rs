@@ -34,6 +34,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use tidemark_schemas::keys::Scope;
 use tidemark_schemas::lines::split_lines;
 use tidemark_schemas::verify::{VerifiedEvent, Verifier, VerifyError};
 use tidemark_schemas::{Catalog, Reason};
@@ -152,9 +153,10 @@ impl Allowance {
                 let env = tidemark_schemas::dsse::Envelope::decode(line).ok();
                 let lapsed = env.as_ref().is_some_and(|env| {
                     let registry = verifier.registry();
-                    env.signatures()
-                        .iter()
-                        .any(|s| registry.get(&s.keyid).is_some_and(|k| k.validity().check(now_ms).is_err()))
+                    env.signatures().iter().any(|s| {
+                        let key = registry.get_for(&s.keyid, Scope::Write);
+                        key.is_some_and(|k| k.validity().check(now_ms).is_err())
+                    })
                 });
                 lapsed || !env.is_some_and(|env| self.proofs.insert(fingerprint(env.payload())))
             }

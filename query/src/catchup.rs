@@ -20,7 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tidemark_kafka::scan::{partition_cut, partitions};
 use tidemark_kafka::{Connection, KafkaFailure};
 use tidemark_schemas::{EDITS_THROUGH_HEADER, PatientView};
-use tidemark_seal::{RecordKind, StateKeys};
+use tidemark_seal::{MacFailure, RecordKind, StateKeys};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +43,20 @@ pub enum CatchupError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A record is sealed under a state key this service was not given: the
+    /// mergers rotated keys first. Passing it over would lose a real view.
+    #[error(
+        "a state record (partition {partition}, offset {offset}) is sealed under state key {key_id}, which this \
+         service does not have: give it every --state-key the mergers use"
+    )]
+    UnknownStateKey {
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// The key id the record names (a key id, never key material).
+        key_id: String,
+    },
 }
 
 /// What the catch-up loop tells the handlers.
@@ -90,8 +104,11 @@ pub fn run(
         }
         if !progress.caught_up {
             let offsets = store.offsets()?;
-            progress.caught_up =
-                start_ends.iter().all(|&(p, end)| end == 0 || offsets.iter().any(|&(q, next)| q == p && next >= end));
+            // A partition with nothing left to read (empty, or emptied by
+            // retention) counts as read.
+            progress.caught_up = start_ends
+                .iter()
+                .all(|&(p, low, end)| end <= low || offsets.iter().any(|&(q, next)| q == p && next >= end));
         }
         tx.send_if_modified(|old| std::mem::replace(old, progress) != progress);
     }
@@ -116,12 +133,13 @@ fn assign(consumer: &BaseConsumer, topic: &str, store: &Store, known: &[i32]) ->
     Ok(all)
 }
 
-fn ends(consumer: &BaseConsumer, topic: &str, parts: &[i32]) -> Result<Vec<(i32, i64)>, CatchupError> {
+/// Each partition's (id, low, end) offsets now.
+fn ends(consumer: &BaseConsumer, topic: &str, parts: &[i32]) -> Result<Vec<(i32, i64, i64)>, CatchupError> {
     parts
         .iter()
         .map(|&p| {
             let cut = partition_cut(consumer, topic, p, Duration::from_secs(10))?;
-            Ok((p, cut.end))
+            Ok((p, cut.low, cut.end))
         })
         .collect()
 }
@@ -145,8 +163,8 @@ impl Batch {
     }
 }
 
-/// Up to [`BATCH`] records: waits up to 100 ms for the first, then
-/// [`LINGER`] for more.
+/// Up to [`BATCH`] records: waits up to 100 ms for the first, and returns
+/// once [`LINGER`] has passed since the call began (or the batch is full).
 fn poll_batch(consumer: &BaseConsumer, keys: &StateKeys, metrics: &QueryMetrics) -> Result<Batch, CatchupError> {
     let mut batch = Batch::default();
     let first_wait = Duration::from_millis(100);
@@ -162,7 +180,7 @@ fn poll_batch(consumer: &BaseConsumer, keys: &StateKeys, metrics: &QueryMetrics)
         let msg = polled.map_err(KafkaFailure::kafka("reading the state topic"))?;
         let key = msg.key().unwrap_or_default();
         let header = |name: &str| msg.headers().and_then(|h| h.iter().find(|x| x.key == name)).and_then(|h| h.value);
-        match check(keys, msg.partition(), msg.offset(), key, msg.payload(), header, metrics) {
+        match check(keys, msg.partition(), msg.offset(), key, msg.payload(), header, metrics)? {
             Some(record) => batch.records.push(record),
             None => batch.passed_over.push((msg.partition(), msg.offset())),
         }
@@ -181,28 +199,32 @@ fn check<'h>(
     value: Option<&[u8]>,
     header: impl Fn(&str) -> Option<&'h [u8]>,
     metrics: &QueryMetrics,
-) -> Option<StateRecord> {
+) -> Result<Option<StateRecord>, CatchupError> {
     let passed_over = |why: &'static str| {
         metrics.records_passed_over.get_or_create(&crate::metrics::WhyLabels { why }).inc();
         tracing::warn!(partition, offset, why, "A state record was passed over.");
     };
-    if keys.check(RecordKind::State, key, value, &header).is_err() {
-        passed_over("mac");
-        return None;
+    match keys.check(RecordKind::State, key, value, &header) {
+        Ok(_) => {}
+        Err(MacFailure::UnknownKey(key_id)) => return Err(CatchupError::UnknownStateKey { partition, offset, key_id }),
+        Err(_) => {
+            passed_over("mac");
+            return Ok(None);
+        }
     }
     let Ok(patient) = std::str::from_utf8(key) else {
         passed_over("key");
-        return None;
+        return Ok(None);
     };
     if let Some(json) = value
         && serde_json::from_slice::<PatientView>(json).map_or(true, |v| v.patient_id != patient)
     {
         passed_over("view");
-        return None;
+        return Ok(None);
     }
     let through = header(EDITS_THROUGH_HEADER)
         .and_then(|h| std::str::from_utf8(h).ok())
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(0);
-    Some(StateRecord { partition, offset, patient: patient.to_owned(), view: value.map(<[u8]>::to_vec), through })
+    Ok(Some(StateRecord { partition, offset, patient: patient.to_owned(), view: value.map(<[u8]>::to_vec), through }))
 }

@@ -206,6 +206,9 @@ impl Store {
         limit: usize,
         keep: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let txn = self.db.begin_read().map_err(fail("read"))?;
         let table = txn.open_table(CONFLICTS).map_err(fail("conflicts table"))?;
         let rows = table.range(after.unwrap_or_default()..).map_err(fail("conflicts"))?;
@@ -238,6 +241,9 @@ impl Store {
         limit: usize,
         keep: impl Fn(&str) -> bool,
     ) -> Result<(Vec<Change>, u64), StoreError> {
+        if limit == 0 {
+            return Ok((Vec::new(), after));
+        }
         let txn = self.db.begin_read().map_err(fail("read"))?;
         let table = txn.open_table(CHANGES).map_err(fail("changes table"))?;
         let views = txn.open_table(VIEWS).map_err(fail("views table"))?;

@@ -27,8 +27,21 @@ fn view(patient: &str, hr: u32) -> String {
 }
 
 async fn produce(producer: &FutureProducer, keys: &StateKeys, partition: i32, patient: &str, hr: u32, through: i64) {
+    produce_sealed_as(producer, keys, partition, patient, hr, hr, through).await;
+}
+
+/// Produces the view with heart rate `hr` under the MAC of the view with `sealed_hr`.
+async fn produce_sealed_as(
+    producer: &FutureProducer,
+    keys: &StateKeys,
+    partition: i32,
+    patient: &str,
+    hr: u32,
+    sealed_hr: u32,
+    through: i64,
+) {
     let value = view(patient, hr);
-    let mac = keys.seal(RecordKind::State, patient.as_bytes(), Some(value.as_bytes()));
+    let mac = keys.seal(RecordKind::State, patient.as_bytes(), Some(view(patient, sealed_hr).as_bytes()));
     let through = through.to_string();
     let headers = mac
         .headers()
@@ -66,10 +79,9 @@ async fn catches_up_passes_over_forgeries_and_resumes_after_a_restart() {
     let conn = Connection::new(broker.bootstrap(), vec![]);
     let producer: FutureProducer = conn.durable_producer(&[], None).create().expect("producer");
     let keys = Arc::new(StateKeys::new(&[StateKey::generate().expect("key")]).expect("keys"));
-    let impostor = StateKeys::new(&[StateKey::generate().expect("key")]).expect("keys");
     produce(&producer, &keys, 0, "pt-1", 70, 3).await;
     produce(&producer, &keys, 1, "pt-2", 80, 7).await;
-    produce(&producer, &impostor, 1, "pt-2", 99, 9).await; // forged: must not show
+    produce_sealed_as(&producer, &keys, 1, "pt-2", 99, 80, 9).await; // altered: must not show
     produce(&producer, &keys, 0, "pt-1", 71, 5).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -90,4 +102,15 @@ async fn catches_up_passes_over_forgeries_and_resumes_after_a_restart() {
     assert_eq!((applied, forged), (1, 0), "resumed at the stored offsets");
     assert!(store.get("pt-3").expect("get").is_some());
     assert_eq!(store.offsets().expect("offsets"), vec![(0, 2), (1, 3)]);
+
+    // A record sealed under a key this service lacks (the mergers rotated
+    // first) stops catch-up rather than dropping a real view.
+    let rotated = StateKeys::new(&[StateKey::generate().expect("key")]).expect("keys");
+    produce(&producer, &rotated, 0, "pt-1", 72, 9).await;
+    let (tx, _rx) = watch::channel(Progress::default());
+    let err = catchup::run(&conn, TOPIC, &store, &keys, &QueryMetrics::default(), &tx, &CancellationToken::new())
+        .expect_err("an unknown state key stops catch-up");
+    assert!(err.to_string().contains("give it every --state-key"), "{err}");
+    assert!(!err.to_string().contains("pt-1"), "no patient id in the error: {err}");
+    assert_eq!(store.offsets().expect("offsets"), vec![(0, 2), (1, 3)], "nothing passed over");
 }

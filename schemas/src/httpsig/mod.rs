@@ -27,8 +27,7 @@ mod sf;
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 
-use crate::keys::{KeyRegistry, RegisteredKey, Scope};
-use crate::text::shorten;
+use crate::keys::{KeyRegistry, RegisteredKey, Scope, is_valid_id};
 use sf::{Bare, Member, Params};
 
 /// The label this crate's clients sign under (any label is accepted).
@@ -96,6 +95,9 @@ pub enum HttpSigError {
     /// The key is not registered, or not for reading.
     #[error("key `{0}` is not registered to read")]
     UnknownKey(String),
+    /// The key is registered to read but revoked, expired or not yet valid.
+    #[error("key `{0}` may not sign now: {1}")]
+    KeyNotValid(String, String),
     /// `created` is older than allowed, or `expires` has passed.
     #[error("the signature is expired: sign each request when it is sent")]
     Expired,
@@ -115,6 +117,7 @@ impl HttpSigError {
             HttpSigError::Malformed { .. } => "malformed_signature",
             HttpSigError::Profile(_) => "signature_profile",
             HttpSigError::UnknownKey(_) => "unknown_key",
+            HttpSigError::KeyNotValid(..) => "key_not_valid",
             HttpSigError::Expired => "signature_expired",
             HttpSigError::FromTheFuture => "signature_from_the_future",
             HttpSigError::BadSignature(_) => "bad_signature",
@@ -176,8 +179,10 @@ pub fn verify<'r>(
 ) -> Result<Verified<'r>, HttpSigError> {
     let (Some(input), Some(sig)) = (signature_input, signature) else { return Err(HttpSigError::Missing) };
     let malformed = |field: &'static str| move |why: String| HttpSigError::Malformed { field, why };
-    if input.len() > MAX_FIELD || sig.len() > MAX_FIELD {
-        return Err(HttpSigError::Malformed { field: "Signature", why: format!("longer than {MAX_FIELD} bytes") });
+    for (field, text) in [("Signature-Input", input), ("Signature", sig)] {
+        if text.len() > MAX_FIELD {
+            return Err(HttpSigError::Malformed { field, why: format!("longer than {MAX_FIELD} bytes") });
+        }
     }
     let inputs = sf::parse_dictionary(input).map_err(malformed("Signature-Input"))?;
     let sigs = sf::parse_dictionary(sig).map_err(malformed("Signature"))?;
@@ -189,8 +194,15 @@ pub fn verify<'r>(
     };
     let covered = covered_components(items)?;
     let p = SigParams::of(params)?;
-    let key = registry.get_for(&p.keyid, Scope::Read).ok_or_else(|| HttpSigError::UnknownKey(shorten(&p.keyid)))?;
+    let Some(key) = registry.get_for(&p.keyid, Scope::Read) else {
+        // Only a well-formed id is echoed: the field is the client's text.
+        let named = if is_valid_id(&p.keyid) { p.keyid.clone() } else { "(not a key id)".to_owned() };
+        return Err(HttpSigError::UnknownKey(named));
+    };
     check_times(&p, now_s, freshness)?;
+    if let Err(why) = key.validity().check(now_s.saturating_mul(1000)) {
+        return Err(HttpSigError::KeyNotValid(key.id().to_owned(), why.to_string()));
+    }
     if covered.contains(&"@authority") && request.authority.is_none() {
         return Err(HttpSigError::Profile("the signature covers @authority and the request has no Host".into()));
     }
@@ -264,7 +276,9 @@ fn check_times(p: &SigParams, now_s: u64, f: Freshness) -> Result<(), HttpSigErr
     if p.created > now_s.saturating_add(f.max_skew_s) {
         return Err(HttpSigError::FromTheFuture);
     }
-    if now_s > p.created.saturating_add(f.max_age_s) || p.expires.is_some_and(|e| now_s >= e) {
+    // Fresh for [created, created + max_age): the nonce is remembered until
+    // the end of that window, so no second of it is open to a replay.
+    if now_s >= p.created.saturating_add(f.max_age_s) || p.expires.is_some_and(|e| now_s >= e) {
         return Err(HttpSigError::Expired);
     }
     Ok(())

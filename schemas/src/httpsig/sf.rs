@@ -133,7 +133,12 @@ impl Parser<'_> {
             self.skip(b' ');
             let key = self.key()?;
             let value = if self.eat(b'=') { self.bare()? } else { Bare::Boolean(true) };
-            params.retain(|(k, _)| *k != key);
+            // RFC 8941 overwrites a repeated parameter in place, which would
+            // make the signed parameter line differ from the one sent: a
+            // signature's parameters are never repeated, so refuse it.
+            if params.iter().any(|(k, _)| *k == key) {
+                return Err(format!("a parameter is repeated (byte {})", self.i));
+            }
             params.push((key, value));
         }
         Ok(params)
@@ -196,7 +201,7 @@ impl Parser<'_> {
         if !self.eat(b':') {
             return Err(format!("a byte sequence is not closed with `:` (byte {})", self.i));
         }
-        B64.decode(text).map(Bare::Bytes).map_err(|e| format!("a byte sequence is not base64: {e}"))
+        B64.decode(text).map(Bare::Bytes).map_err(|_| "a byte sequence is not padded base64".to_owned())
     }
 
     fn integer(&mut self) -> Result<Bare, String> {

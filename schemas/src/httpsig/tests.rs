@@ -24,14 +24,27 @@ fn writer() -> SigningKey {
     SigningKey::from_bytes(&[0x52; 32])
 }
 
-/// `reader` may read patients `pt-*`; `writer` holds the default (write) scope.
+/// `reader` may read patients `pt-*`; `writer` holds the default (write)
+/// scope; `revoked` read until [`NOW`] + 30 s.
 fn registry() -> KeyRegistry {
     let read = KeyEntry {
         scopes: Some(vec!["read".into()]),
         ..KeyEntry::ed25519("reader", "site-a", &reader().verifying_key(), Some(vec!["pt-".into()]))
     };
     let write = KeyEntry::ed25519("writer", "site-a", &writer().verifying_key(), None);
-    KeyRegistry::from_entries(vec![read, write]).expect("valid")
+    let revoked =
+        KeyEntry { id: "revoked".into(), revoked_at: Some(crate::format_utc_ms((NOW + 30) * 1000)), ..read.clone() };
+    KeyRegistry::from_entries(vec![read, write, revoked]).expect("valid")
+}
+
+#[test]
+fn a_revoked_read_key_signs_nothing_from_its_revocation_on() {
+    let req = request("/v1/patients/pt-1", None);
+    let before = sign(&req, &reader(), "revoked", NOW, "n");
+    assert_eq!(check(&req, &before, NOW).as_deref(), Ok("revoked"));
+    let after = sign(&req, &reader(), "revoked", NOW + 30, "n");
+    let err = check(&req, &after, NOW + 30).expect_err("revoked");
+    assert_eq!(err.code(), "key_not_valid");
 }
 
 fn request<'a>(path: &'a str, query: Option<&'a str>) -> Request<'a> {
@@ -94,7 +107,12 @@ fn every_refusal_is_named() {
     assert_eq!(profile(check(&req, &with_input(&two), NOW)), "signature_profile", "one signature per request");
     let relabelled = SignatureHeaders { signature: good.signature.replacen("tidemark", "sig1", 1), ..good.clone() };
     assert_eq!(profile(check(&req, &relabelled, NOW)), "signature_profile");
-    assert_eq!(check(&req, &good, NOW + 61), Err(HttpSigError::Expired));
+    assert_eq!(
+        check(&req, &good, NOW + 60),
+        Err(HttpSigError::Expired),
+        "the window ends where the nonce is forgotten"
+    );
+    assert_eq!(check(&req, &good, NOW + 59).as_deref(), Ok("reader"));
     assert_eq!(check(&req, &good, NOW - 6), Err(HttpSigError::FromTheFuture));
     assert_eq!(check(&req, &good, NOW - 5).as_deref(), Ok("reader"), "within the skew");
     let expiring = signed_with(
@@ -111,6 +129,10 @@ fn every_refusal_is_named() {
     assert_eq!(check(&req, &by_writer, NOW), Err(HttpSigError::UnknownKey("writer".into())), "write scope only");
     let unknown = sign(&req, &reader(), "nobody", NOW, "n");
     assert_eq!(check(&req, &unknown, NOW), Err(HttpSigError::UnknownKey("nobody".into())));
+    let odd = sign(&req, &reader(), "pt-1 Jane Doe", NOW, "n");
+    assert_eq!(check(&req, &odd, NOW), Err(HttpSigError::UnknownKey("(not a key id)".into())), "never echoed");
+    let repeated = good.signature_input.replace(";alg", r#";nonce="m";alg"#);
+    assert_eq!(profile(check(&req, &with_input(&repeated), NOW)), "malformed_signature");
     let forged = sign(&req, &writer(), "reader", NOW, "n");
     assert_eq!(check(&req, &forged, NOW), Err(HttpSigError::BadSignature("reader".into())));
     let long = format!("tidemark={}", "a".repeat(MAX_FIELD));
