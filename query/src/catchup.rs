@@ -62,8 +62,9 @@ pub enum CatchupError {
 /// What the catch-up loop tells the handlers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
-    /// The change feed's last sequence number.
-    pub seq: u64,
+    /// Batches applied since the service started: a change wakes whoever
+    /// waits for the store to move (read-your-writes, the feed).
+    pub batches: u64,
     /// Whether the store has reached the end every partition had when
     /// the service started (readiness).
     pub caught_up: bool,
@@ -87,7 +88,7 @@ pub fn run(
     let mut assigned = assign(&consumer, topic, store, &[])?;
     let mut start_ends = ends(&consumer, topic, &assigned)?;
     let mut refreshed = Instant::now();
-    let mut progress = Progress { seq: store.last_seq()?, caught_up: false };
+    let mut progress = Progress::default();
     while !stop.is_cancelled() {
         if refreshed.elapsed() >= REFRESH {
             let added = assign(&consumer, topic, store, &assigned)?;
@@ -99,7 +100,8 @@ pub fn run(
         }
         let batch = poll_batch(&consumer, keys, metrics)?;
         if !batch.records.is_empty() || !batch.passed_over.is_empty() {
-            progress.seq = store.apply(&batch.records, &batch.passed_over)?;
+            store.apply(&batch.records, &batch.passed_over)?;
+            progress.batches += 1;
             metrics.records_applied.inc_by(batch.records.len() as u64);
         }
         if !progress.caught_up {

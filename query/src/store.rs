@@ -9,10 +9,14 @@
 //!   whatever moment the process died.
 //! - **The store is a cache of the topic.** Losing the file costs a
 //!   catch-up, never data: the state topic is the source of truth.
-//! - **The feed keeps one entry per patient.** Each applied change takes the
-//!   next sequence number and drops the patient's previous entry, so a
-//!   reader who resumes from a cursor gets every patient changed since, once,
-//!   at its latest version, and the feed's size is bounded by the population.
+//! - **The feed is keyed by the state topic's positions.** A change is
+//!   filed under the (partition, offset) of the record that made it, and
+//!   the patient's previous entry is dropped, so a reader who resumes from a
+//!   cursor (the last offset delivered per partition) gets every patient
+//!   changed since, once, at its latest version; deletions (tombstones) are
+//!   changes too. Offsets are the topic's, not this replica's, so a cursor
+//!   means the same on every replica and after a rebuild. The feed holds one
+//!   entry per patient ever seen (deleted ones included).
 //! - redb (pure Rust, copy-on-write B-trees, ACID, one file): no C or C++
 //!   build for CI to pay, and readers never block the writer.
 
@@ -25,10 +29,10 @@ use tidemark_schemas::{FieldView, PatientView, VersionVector};
 const VIEWS: TableDefinition<&str, &[u8]> = TableDefinition::new("views");
 const OFFSETS: TableDefinition<i32, i64> = TableDefinition::new("offsets");
 const CONFLICTS: TableDefinition<&str, &str> = TableDefinition::new("conflicts");
-const CHANGES: TableDefinition<u64, &str> = TableDefinition::new("changes");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const NEXT_SEQ: &str = "next_seq";
-/// Bytes before the view's JSON in a `VIEWS` value: through, partition, seq.
+const CHANGES: TableDefinition<(i32, i64), &str> = TableDefinition::new("changes");
+/// Where each patient's feed entry is: (partition, offset).
+const FILED: TableDefinition<&str, (i32, i64)> = TableDefinition::new("filed");
+/// Bytes before the view's JSON in a `VIEWS` value: through, partition, offset.
 const HEADER: usize = 8 + 4 + 8;
 
 /// Why the store failed: the disk or the file; the service stops (a
@@ -69,8 +73,8 @@ pub struct Stored {
     pub through: u64,
     /// The partition of the patient's state (and edits).
     pub partition: i32,
-    /// Its place in the change feed.
-    pub seq: u64,
+    /// The state record's offset (its place in the change feed).
+    pub offset: i64,
 }
 
 impl Stored {
@@ -83,13 +87,19 @@ impl Stored {
 /// One entry of the change feed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
-    /// The cursor of this entry.
-    pub seq: u64,
+    /// The state record's partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
     /// The patient.
     pub patient: String,
-    /// The patient's version now.
-    pub version: VersionVector,
+    /// The patient's version now; `None` when the patient was deleted.
+    pub version: Option<VersionVector>,
 }
+
+/// A feed position: the last offset delivered for each partition (absent:
+/// nothing delivered yet).
+pub type Cursor = std::collections::BTreeMap<i32, i64>;
 
 /// The store.
 pub struct Store {
@@ -110,7 +120,7 @@ impl Store {
         txn.open_table(CONFLICTS).map_err(fail("conflicts table"))?;
         txn.open_table(OFFSETS).map_err(fail("offsets table"))?;
         txn.open_table(CHANGES).map_err(fail("changes table"))?;
-        txn.open_table(META).map_err(fail("meta table"))?;
+        txn.open_table(FILED).map_err(fail("filed table"))?;
         txn.commit().map_err(fail("could not commit"))?;
         Ok(Self { db })
     }
@@ -128,59 +138,57 @@ impl Store {
 
     /// Applies `records` (in topic order) and the offsets after them, and
     /// after the `passed_over` records (partition, offset) that were read
-    /// but not applied, in one transaction; returns the feed's last sequence
-    /// number after it.
+    /// but not applied, in one transaction.
     ///
     /// # Errors
     /// [`StoreError`]; nothing of the batch is applied then.
-    pub fn apply(&self, records: &[StateRecord], passed_over: &[(i32, i64)]) -> Result<u64, StoreError> {
+    pub fn apply(&self, records: &[StateRecord], passed_over: &[(i32, i64)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(fail("write"))?;
-        let last = {
+        {
             let mut views = txn.open_table(VIEWS).map_err(fail("views table"))?;
             let mut offsets = txn.open_table(OFFSETS).map_err(fail("offsets table"))?;
             let mut conflicts = txn.open_table(CONFLICTS).map_err(fail("conflicts table"))?;
             let mut changes = txn.open_table(CHANGES).map_err(fail("changes table"))?;
-            let mut meta = txn.open_table(META).map_err(fail("meta table"))?;
-            let mut next = meta.get(NEXT_SEQ).map_err(fail("meta"))?.map_or(1, |v| v.value());
+            let mut filed = txn.open_table(FILED).map_err(fail("filed table"))?;
             let read = records.iter().map(|r| (r.partition, r.offset));
             for (partition, offset) in passed_over.iter().copied().chain(read) {
                 let read = offsets.get(partition).map_err(fail("offsets"))?.map_or(0, |o| o.value());
                 offsets.insert(partition, read.max(offset + 1)).map_err(fail("offsets"))?;
             }
             for r in records {
-                let old = views.get(r.patient.as_str()).map_err(fail("views"))?.map(|v| decode(v.value()));
-                let Some(json) = &r.view else {
-                    if let Some(old) = old {
-                        changes.remove(old.seq).map_err(fail("changes"))?;
-                    }
-                    views.remove(r.patient.as_str()).map_err(fail("views"))?;
-                    conflicts.remove(r.patient.as_str()).map_err(fail("conflicts"))?;
-                    continue;
-                };
+                let patient = r.patient.as_str();
+                let old = views.get(patient).map_err(fail("views"))?.map(|v| decode(v.value()));
                 let through = old.as_ref().map_or(r.through, |o| o.through.max(r.through));
-                if let Some(old) = &old {
-                    if old.json == *json && old.through == through {
-                        continue; // the same view again (a merger re-sealing it)
-                    }
-                    changes.remove(old.seq).map_err(fail("changes"))?;
+                if let (Some(old), Some(json)) = (&old, &r.view)
+                    && old.json == *json
+                    && old.through == through
+                {
+                    continue; // the same view again (a merger re-sealing it)
                 }
-                let seq = next;
-                next += 1;
-                views
-                    .insert(r.patient.as_str(), encode(json, through, r.partition, seq).as_slice())
-                    .map_err(fail("views"))?;
-                changes.insert(seq, r.patient.as_str()).map_err(fail("changes"))?;
-                match conflict_sources(json) {
-                    Some(sources) => conflicts.insert(r.patient.as_str(), sources.as_str()).map(drop),
-                    None => conflicts.remove(r.patient.as_str()).map(drop),
+                let was_filed = filed.get(patient).map_err(fail("filed"))?.map(|v| v.value());
+                if let Some(at) = was_filed {
+                    changes.remove(at).map_err(fail("changes"))?;
+                }
+                match &r.view {
+                    None if was_filed.is_none() => continue, // deleting what was never seen
+                    None => {
+                        views.remove(patient).map_err(fail("views"))?;
+                    }
+                    Some(json) => {
+                        let value = encode(json, through, r.partition, r.offset);
+                        views.insert(patient, value.as_slice()).map_err(fail("views"))?;
+                    }
+                }
+                changes.insert((r.partition, r.offset), patient).map_err(fail("changes"))?;
+                filed.insert(patient, (r.partition, r.offset)).map_err(fail("filed"))?;
+                match r.view.as_deref().and_then(conflict_sources) {
+                    Some(sources) => conflicts.insert(patient, sources.as_str()).map(drop),
+                    None => conflicts.remove(patient).map(drop),
                 }
                 .map_err(fail("conflicts"))?;
             }
-            meta.insert(NEXT_SEQ, next).map_err(fail("meta"))?;
-            next - 1
-        };
-        txn.commit().map_err(fail("commit"))?;
-        Ok(last)
+        }
+        txn.commit().map_err(fail("commit"))
     }
 
     /// The patient's stored view.
@@ -229,60 +237,55 @@ impl Store {
         Ok(out)
     }
 
-    /// Feed entries after `after`, in sequence order, whose patient passes
-    /// `keep`; at most `limit`. Also returns the last sequence number looked
-    /// at, so a reader whose scope hides a run of changes still advances.
+    /// Feed entries after `cursor`, partition by partition, whose patient
+    /// passes `keep`; at most `limit`. Also returns the cursor after them: it
+    /// moves past entries `keep` hid too, so a reader whose scope hides a run
+    /// of changes still advances.
     ///
     /// # Errors
     /// [`StoreError`] on a read failure.
     pub fn changes(
         &self,
-        after: u64,
+        cursor: &Cursor,
         limit: usize,
         keep: impl Fn(&str) -> bool,
-    ) -> Result<(Vec<Change>, u64), StoreError> {
+    ) -> Result<(Vec<Change>, Cursor), StoreError> {
+        let mut next = cursor.clone();
+        let mut out = Vec::new();
         if limit == 0 {
-            return Ok((Vec::new(), after));
+            return Ok((out, next));
         }
         let txn = self.db.begin_read().map_err(fail("read"))?;
         let table = txn.open_table(CHANGES).map_err(fail("changes table"))?;
         let views = txn.open_table(VIEWS).map_err(fail("views table"))?;
-        let mut out = Vec::new();
-        let mut seen = after;
-        for row in table.range(after.saturating_add(1)..).map_err(fail("changes"))? {
-            let (seq, patient) = row.map_err(fail("changes"))?;
-            seen = seq.value();
-            if !keep(patient.value()) {
-                continue;
-            }
-            let Some(stored) = views.get(patient.value()).map_err(fail("views"))?.map(|v| decode(v.value())) else {
-                continue;
-            };
-            let version = serde_json::from_slice::<PatientView>(&stored.json).map(|v| v.version).unwrap_or_default();
-            out.push(Change { seq: seq.value(), patient: patient.value().to_owned(), version });
-            if out.len() == limit {
-                break;
+        let partitions: Vec<i32> = self.offsets()?.into_iter().map(|(p, _)| p).collect();
+        'partitions: for p in partitions {
+            let from = cursor.get(&p).map_or(0, |o| o.saturating_add(1));
+            for row in table.range((p, from)..=(p, i64::MAX)).map_err(fail("changes"))? {
+                let (at, patient) = row.map_err(fail("changes"))?;
+                let (partition, offset) = at.value();
+                next.insert(partition, offset);
+                if !keep(patient.value()) {
+                    continue;
+                }
+                let stored = views.get(patient.value()).map_err(fail("views"))?.map(|v| decode(v.value()));
+                let version = stored
+                    .map(|s| serde_json::from_slice::<PatientView>(&s.json).map(|v| v.version).unwrap_or_default());
+                out.push(Change { partition, offset, patient: patient.value().to_owned(), version });
+                if out.len() == limit {
+                    break 'partitions;
+                }
             }
         }
-        Ok((out, seen))
-    }
-
-    /// The feed's last sequence number (0 when empty).
-    ///
-    /// # Errors
-    /// [`StoreError`] on a read failure.
-    pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(fail("read"))?;
-        let meta = txn.open_table(META).map_err(fail("meta table"))?;
-        Ok(meta.get(NEXT_SEQ).map_err(fail("meta"))?.map_or(0, |v| v.value() - 1))
+        Ok((out, next))
     }
 }
 
-fn encode(json: &[u8], through: u64, partition: i32, seq: u64) -> Vec<u8> {
+fn encode(json: &[u8], through: u64, partition: i32, offset: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + json.len());
     out.extend_from_slice(&through.to_be_bytes());
     out.extend_from_slice(&partition.to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&offset.to_be_bytes());
     out.extend_from_slice(json);
     out
 }
@@ -293,7 +296,7 @@ fn decode(bytes: &[u8]) -> Stored {
     Stored {
         through: u64::from_be_bytes(take(0..8).try_into().unwrap_or_default()),
         partition: i32::from_be_bytes(take(8..12).try_into().unwrap_or_default()),
-        seq: u64::from_be_bytes(take(12..20).try_into().unwrap_or_default()),
+        offset: i64::from_be_bytes(take(12..20).try_into().unwrap_or_default()),
         json: json.to_vec(),
     }
 }
