@@ -28,6 +28,10 @@ async fn ingest_batch_lands_byte_identical_in_order_with_headers() {
     assert_eq!(status, 202, "{resp}");
     let resp: serde_json::Value = serde_json::from_str(&resp).unwrap();
     assert_eq!(resp["accepted"], items.len());
+    for line in resp["results"].as_array().expect("results") {
+        let token = format!("tm1.{}.{}", line["partition"], line["offset"]);
+        assert_eq!(line["consistency"], token.as_str(), "each accepted line names its position: {line}");
+    }
     let one = &workload(1, 1, 8)[0];
     let (status, _, resp) = ingest.post("application/json", one.envelope.as_bytes());
     assert_eq!(status, 202, "{resp}");

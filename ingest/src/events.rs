@@ -24,6 +24,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use serde::Serialize;
 use tidemark_schemas::Reason;
+use tidemark_schemas::consistency::ConsistencyToken;
 
 use crate::body::BodyError;
 use crate::budget::{Budget, Refused};
@@ -39,7 +40,7 @@ use tidemark_schemas::lines::{MAX_BATCH_LINES, split_lines};
 #[derive(Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 enum LineResult {
-    Accepted { line: usize, partition: i32, offset: i64 },
+    Accepted { line: usize, partition: i32, offset: i64, consistency: String },
     Duplicate { line: usize },
     Rejected { line: usize, status: u16, reason: Refusal, message: String },
 }
@@ -267,7 +268,8 @@ async fn produce(state: &AppState, lines: &[(usize, &[u8])], checked: Vec<Checke
         claims.settle(id, delivered.is_some());
         results[i] = Some(if let Some(d) = delivered {
             accepted += 1;
-            LineResult::Accepted { line, partition: d.partition, offset: d.offset }
+            let consistency = ConsistencyToken { partition: d.partition, offset: d.offset }.to_string();
+            LineResult::Accepted { line, partition: d.partition, offset: d.offset, consistency }
         } else {
             unavailable = true;
             let reason = Refusal::Unavailable;

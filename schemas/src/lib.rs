@@ -7,6 +7,7 @@
 
 pub mod batch_ed25519;
 pub mod catalog;
+pub mod consistency;
 pub mod dsse;
 mod ed25519;
 pub mod event;
