@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use tidemark_ingest::{IngestConfig, IngestMetrics, ReplayPolicy, TlsFiles};
+use tidemark_ingest::{IngestConfig, IngestMetrics, ReplayPolicy};
 
 use super::Outcome;
 use super::config::{CatalogChoice, KafkaArgs};
+use super::front::FrontArgs;
 use crate::service::{runner, telemetry};
 
 #[derive(Debug, Args)]
@@ -31,33 +32,11 @@ pub struct IngestArgs {
     /// and `--tls-key`, or `--insecure-plaintext`.
     #[arg(long, env = "TIDEMARK_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The API's TLS certificate chain (PEM, leaf first); reloaded on SIGHUP
-    /// and when it changes.
-    #[arg(long, env = "TIDEMARK_TLS_CERT", value_name = "FILE", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "TIDEMARK_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// CA certificates (PEM) a client certificate must chain to: clients
-    /// without one are refused (mutual TLS).
-    #[arg(long, env = "TIDEMARK_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
-    tls_client_ca: Option<PathBuf>,
-    /// Serve plaintext HTTP on a non-loopback `--listen`: only where a proxy
-    /// or mesh in front of ingest terminates TLS.
-    #[arg(long, env = "TIDEMARK_INSECURE_PLAINTEXT", conflicts_with = "tls_cert")]
-    insecure_plaintext: bool,
-    /// How long a client may take to send a request head (and finish the TLS handshake).
-    #[arg(long, env = "TIDEMARK_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
-    header_read_timeout_ms: u64,
+    #[command(flatten)]
+    front: FrontArgs,
     /// How long a client may take to send a request body; then 408 and the connection closes.
     #[arg(long, env = "TIDEMARK_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
     body_read_timeout_ms: u64,
-    /// Connections one client address may hold open; more are closed at once.
-    #[arg(long, env = "TIDEMARK_MAX_CONNECTIONS_PER_PEER", default_value_t = 64)]
-    max_connections_per_peer: usize,
-    /// Connections held open at once from all clients; more are closed at once.
-    #[arg(long, env = "TIDEMARK_MAX_CONNECTIONS", default_value_t = 4096)]
-    max_connections: usize,
     /// Where `/metrics` is served.
     #[arg(long, env = "TIDEMARK_METRICS_LISTEN", default_value = "127.0.0.1:9101")]
     metrics_listen: SocketAddr,
@@ -126,16 +105,12 @@ pub fn run(args: IngestArgs) -> anyhow::Result<Outcome> {
                 keys: args.keys,
                 catalog,
                 listen: args.listen,
-                tls: args.tls_cert.zip(args.tls_key).map(|(cert, key)| TlsFiles {
-                    cert,
-                    key,
-                    client_ca: args.tls_client_ca,
-                }),
-                insecure_plaintext: args.insecure_plaintext,
-                header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+                tls: args.front.tls(),
+                insecure_plaintext: args.front.insecure_plaintext,
+                header_read_timeout: args.front.header_read_timeout(),
                 body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
-                max_connections_per_peer: args.max_connections_per_peer,
-                max_connections: args.max_connections,
+                max_connections_per_peer: args.front.max_connections_per_peer,
+                max_connections: args.front.max_connections,
                 topic_prefix: args.kafka.topic_prefix,
                 partitions: args.partitions,
                 max_body_bytes: args.max_body_bytes,

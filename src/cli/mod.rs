@@ -9,11 +9,14 @@ mod archiver;
 pub(crate) mod config;
 mod demo;
 mod fold;
+mod front;
 mod ingest;
 mod keys;
 mod lines;
 mod loadgen;
 mod merger;
+mod query;
+mod read;
 mod sign;
 mod snapshot;
 mod snapshot_grant;
@@ -46,6 +49,8 @@ enum Command {
     Merger(merger::MergerArgs),
     /// Run the HTTP ingest service: verify signed edit events and produce them to Kafka.
     Ingest(ingest::IngestArgs),
+    /// Run the query service: signed, audited reads of patient views, read-your-writes, a change feed.
+    Query(query::QueryArgs),
     /// Run the archiver: consistent, encrypted Parquet snapshots of the state topic.
     Archiver(archiver::ArchiverArgs),
     /// Read snapshots: list, verify, decrypt.
@@ -53,6 +58,10 @@ enum Command {
         #[command(subcommand)]
         command: snapshot::SnapshotCommand,
     },
+    /// Read one patient's view from a query service (signed with a read key), as `tidemark fold` prints it.
+    Get(read::GetArgs),
+    /// Print the patients that changed, from a query service's change feed (signed with a read key).
+    Changes(read::ChangesArgs),
     /// Print one patient's latest view from the state topic, as `tidemark fold` prints it.
     State(state::StateArgs),
     /// Run the whole pipeline in one process on an embedded Kafka, driven by synthetic clinicians.
@@ -74,8 +83,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Fold(args) => fold::run(args),
         Command::Merger(args) => merger::run(args),
         Command::Ingest(args) => ingest::run(args),
+        Command::Query(args) => query::run(args),
         Command::Archiver(args) => archiver::run(args),
         Command::Snapshot { command } => snapshot::run(command),
+        Command::Get(args) => read::run_get(args),
+        Command::Changes(args) => read::run_changes(args),
         Command::State(args) => state::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Loadgen(args) => loadgen::run(args),

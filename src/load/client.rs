@@ -95,7 +95,7 @@ impl EventsClient {
 
 /// A TLS client configuration (ring's primitives, as ingest's server) that
 /// trusts exactly the CA certificates of the PEM file at `path`.
-fn tls_trusting(path: &Path) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn tls_trusting(path: &Path) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(Iterator::collect::<Result<Vec<_>, _>>)

@@ -1,10 +1,12 @@
 //! Sending load to an ingest: the HTTP client, the open-loop driver, and what
-//! was measured. Shared by `tidemark loadgen` and `tidemark demo`.
+//! was measured; and the query service's signing client. Shared by `tidemark loadgen` and `tidemark demo`.
 
 mod client;
 mod drive;
+mod read_client;
 mod stats;
 
 pub use client::{EventsClient, LineOutcome};
 pub use drive::{Load, OnAccepted, Shape, Source, Worker};
+pub use read_client::ReadClient;
 pub use stats::{Percentiles, Recorder, SecondSummary, Totals};

@@ -34,6 +34,12 @@ impl ServiceError for tidemark_merger::worker::WorkerError {
     }
 }
 
+impl ServiceError for tidemark_query::QueryError {
+    fn is_config_error(&self) -> bool {
+        self.is_config_error()
+    }
+}
+
 impl ServiceError for tidemark_archiver::snapshot::SnapshotError {
     fn is_config_error(&self) -> bool {
         matches!(self, tidemark_archiver::snapshot::SnapshotError::Config(_))
