@@ -322,17 +322,17 @@ fn every_template_parses_as_yaml_once_stripped() {
         *kinds.entry(kind.to_owned()).or_default() += 1;
     }
     for (kind, n) in [
-        ("Deployment", 3),
-        ("Service", 3),
+        ("Deployment", 4),
+        ("Service", 4),
         ("CronJob", 1),
         ("HorizontalPodAutoscaler", 1),
         ("Ingress", 1),
-        ("PodDisruptionBudget", 2),
+        ("PodDisruptionBudget", 3),
         ("ConfigMap", 4),
         ("Secret", 2),
         ("ServiceMonitor", 1),
         ("PrometheusRule", 1),
-        ("NetworkPolicy", 3),
+        ("NetworkPolicy", 4),
     ] {
         assert_eq!(kinds.get(kind).copied().unwrap_or(0), n, "{kind} objects in the chart: {kinds:?}");
     }
@@ -381,8 +381,8 @@ fn every_workload_is_locked_down() {
     let specs = pod_specs();
     assert_eq!(
         specs.len(),
-        3,
-        "ingest, merger, archiver pod specs: {:?}",
+        4,
+        "ingest, merger, query, archiver pod specs: {:?}",
         specs.iter().map(|s| &s.0).collect::<Vec<_>>()
     );
     for (file, spec) in &specs {
@@ -448,7 +448,12 @@ fn grace_periods_cover_the_drain() {
     ] {
         assert!(ingest.contains(wired), "ingest-deployment.yaml lacks `{wired}`");
     }
+    let query_grace_ms = int(&v, "query.terminationGracePeriodSeconds") * 1000;
+    let query_drain_ms = int(&v, "query.shutdownGraceMs") + int(&v, "query.preStopSleepSeconds") * 1000;
+    assert!(query_grace_ms > query_drain_ms, "query grace {query_grace_ms} ms <= preStop + drain {query_drain_ms} ms");
+    assert!(t["query-deployment.yaml"].contains("{{- fail"), "query-deployment.yaml refuses a short grace period");
     for (file, key) in [
+        ("query-deployment.yaml", "query.terminationGracePeriodSeconds"),
         ("merger-deployment.yaml", "merger.terminationGracePeriodSeconds"),
         ("_archiver.tpl", "archiver.terminationGracePeriodSeconds"),
     ] {
@@ -466,6 +471,10 @@ fn probes_use_endpoints_the_services_serve() {
     assert_eq!(path(&ingest, "readinessProbe").as_deref(), Some("/readyz"));
     assert_eq!(path(&ingest, "livenessProbe").as_deref(), Some("/healthz"));
     assert_eq!(path(&ingest, "startupProbe").as_deref(), Some("/healthz"));
+    // The query service is ready once its store caught up (src/cli/query.rs).
+    let query = container("query-deployment.yaml");
+    assert_eq!(path(&query, "readinessProbe").as_deref(), Some("/readyz"));
+    assert_eq!(path(&query, "livenessProbe").as_deref(), Some("/healthz"));
     // The merger and the archiver serve their worker's health beside
     // /metrics (src/cli/merger.rs, src/cli/archiver.rs).
     assert_eq!(path(&container("merger-deployment.yaml"), "livenessProbe").as_deref(), Some("/healthz"));
@@ -509,6 +518,7 @@ fn environment_and_flags_exist_in_the_binary() {
     };
     for (sub, files) in [
         ("ingest", ["ingest-deployment.yaml", "_helpers.tpl"]),
+        ("query", ["query-deployment.yaml", "_helpers.tpl"]),
         ("merger", ["merger-deployment.yaml", "_helpers.tpl"]),
         ("archiver", ["_archiver.tpl", "_helpers.tpl"]),
     ] {

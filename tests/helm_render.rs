@@ -31,14 +31,16 @@ fn the_chart_renders_with_helms_engine_into_valid_kubernetes_objects() {
     // Every scenario rendered something, and the workloads of each kind were
     // among what was validated.
     assert!(report["scenarios"].as_u64() >= Some(14), "{report}");
-    // Secure by default: Kafka over TLS, ingest serving TLS, and policies
+    // Secure by default: Kafka over TLS, ingest and query serving TLS, and policies
     // that let in only the API and scrapes and let out only DNS, Kafka and
     // the archiver's object storage.
     let defaults = &report["defaults"];
     assert_eq!(defaults["kafka_tls"], true, "{defaults}");
     assert_eq!(defaults["ingest_tls"], true, "{defaults}");
-    // The default archiver writes to a volume: no egress to object storage.
-    assert_eq!(defaults["network_policies"], 2, "{defaults}");
+    assert_eq!(defaults["query_tls"], true, "{defaults}");
+    // Ingest's, the query service's and the workers'; the default archiver
+    // writes to a volume: no egress to object storage.
+    assert_eq!(defaults["network_policies"], 3, "{defaults}");
     // Egress follows the brokers named in kafka.brokers, extraEgress and an
     // object store's ports.
     let egress = &report["egress"];

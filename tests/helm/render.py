@@ -20,7 +20,8 @@ import yaml
 KUBERNETES = "1.31.0"
 
 # What every install must give: a broker, the key registry, the archiver's
-# key and one recipient, and ingest's certificate (TLS is on by default).
+# key and one recipient, and ingest's and the query service's certificates
+# (TLS is on by default).
 REQUIRED = {
     "kafka": {"brokers": "kafka-0.kafka:9093"},
     "keyRegistry": {"toml": '[[key]]\nid = "site-a"\nsource = "site-a-ehr"\nalgorithm = "ed25519"\npublic_key = "A1FV40GHuF4bEp2EiG1n8LeFpfkAgBrclhjgFPqJ5TA="\n'},
@@ -29,6 +30,7 @@ REQUIRED = {
         "recipients": {"analytics.pub": "tidemark-recipient-v1 dummy"},
     },
     "ingest": {"tls": {"secretName": "tidemark-ingest-tls"}},
+    "query": {"tls": {"secretName": "tidemark-query-tls"}},
     "stateKey": {"existingSecret": "tidemark-state-key"},
 }
 
@@ -39,6 +41,9 @@ SCENARIOS = {
     "defaults": {},
     "ingest plaintext behind a mesh": {"ingest": {"tls": {"enabled": False, "secretName": ""}}},
     "ingest mutual TLS": {"ingest": {"tls": {"clientCaSecretName": "tidemark-sites-ca"}}},
+    "query plaintext behind a mesh": {"query": {"tls": {"enabled": False, "secretName": ""}}},
+    "query mutual TLS, no disruption budget": {"query": {"tls": {"clientCaSecretName": "tidemark-sites-ca"}, "pdb": {"enabled": False}}},
+    "query off": {"query": {"enabled": False}},
     "kafka mutual TLS and SASL": {
         "kafka": {
             "tls": {"enabled": True, "secretName": "kafka-ca", "clientCert": True},
@@ -100,7 +105,7 @@ SCENARIOS = {
             "recipientsExistingConfigMap": {"name": "tidemark-recipients", "files": ["analytics.pub"]},
         },
     },
-    "only the archiver": {"ingest": {"enabled": False}, "merger": {"enabled": False}},
+    "only the archiver": {"ingest": {"enabled": False}, "merger": {"enabled": False}, "query": {"enabled": False}},
     "state key inline, rotating, first start after the upgrade": {
         "stateKey": {
             "existingSecret": "",
@@ -139,6 +144,7 @@ def main(chart_dir):
             report["defaults"] = {
                 "kafka_tls": "security.protocol=SSL" in text,
                 "ingest_tls": "TIDEMARK_TLS_CERT" in text and "TIDEMARK_INSECURE_PLAINTEXT" not in text,
+                "query_tls": "secretName: tidemark-query-tls" in text,
                 "network_policies": text.count("kind: NetworkPolicy"),
             }
         if name == "network policies with peers":

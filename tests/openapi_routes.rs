@@ -1,5 +1,7 @@
-//! `schemas/openapi.v1.yaml` matches the routes and statuses the server has
-//! (`tidemark_ingest::ROUTES`); the statuses are exercised in `ingest_e2e.rs`.
+//! Each OpenAPI spec matches the routes and statuses its server has:
+//! `schemas/openapi.v1.yaml` ingest's (`tidemark_ingest::ROUTES`, exercised
+//! in `ingest_e2e.rs`), `schemas/openapi.query.v1.yaml` the query service's
+//! (`tidemark_query::ROUTES`, exercised in `query_e2e.rs`).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -40,6 +42,18 @@ fn ingest_openapi_lists_exactly_the_routes_and_statuses() {
     assert!(yaml.starts_with("openapi: 3."));
     let spec = spec_triples(&yaml);
     let code: BTreeSet<(String, String, u16)> = tidemark_ingest::ROUTES
+        .iter()
+        .flat_map(|(m, p, codes)| codes.iter().map(move |c| ((*m).to_owned(), (*p).to_owned(), *c)))
+        .collect();
+    assert_eq!(spec, code);
+}
+
+#[test]
+fn query_openapi_lists_exactly_the_routes_and_statuses() {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/openapi.query.v1.yaml")).unwrap();
+    assert!(yaml.starts_with("openapi: 3."));
+    let spec = spec_triples(&yaml);
+    let code: BTreeSet<(String, String, u16)> = tidemark_query::ROUTES
         .iter()
         .flat_map(|(m, p, codes)| codes.iter().map(move |c| ((*m).to_owned(), (*p).to_owned(), *c)))
         .collect();
