@@ -170,6 +170,24 @@ async fn reads_are_signed_scoped_audited_read_your_writes_and_resume() {
         requests += 1;
     }
 
+    // A client written from docs/query.md in Python (its own signature
+    // base, label `sig1`) reads the same view; its replay is refused.
+    let client = |nonce: &str| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/query/client.py");
+        let path = format!("/v1/patients/{}", want.keys().next().expect("a patient"));
+        let out = Command::new("python3").arg(script).args([&target, s(&reader_path), &path, nonce]).output();
+        let out = out.expect("python3 runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let first = client("python-nonce-1");
+    let (status, body) = first.trim().split_once(' ').expect("STATUS BODY");
+    assert_eq!(status, "200", "{first}");
+    let view: serde_json::Value = serde_json::from_str(body).expect("a view");
+    assert_eq!(&view, want.values().next().expect("a view"));
+    assert!(client("python-nonce-1").starts_with("401 "), "the same nonce again is a replay");
+    requests += 2;
+
     // Refusals: unsigned, a write-only key, a replay, a stale signature: 401.
     let patient = want.keys().next().expect("a patient").clone();
     let path = format!("/v1/patients/{patient}");
