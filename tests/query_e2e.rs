@@ -241,6 +241,22 @@ async fn reads_are_signed_scoped_audited_read_your_writes_and_resume() {
     assert_eq!(versions, want_versions);
     requests += 1;
 
+    // loadgen's read mode: signed reads at a rate, every one answered 200.
+    let load = tidemark(
+        &["loadgen", "--read", "--target", &target, "--key", s(&reader_path), "--rate", "100", "--duration", "2"]
+            .iter()
+            .chain(&["--patients", "24", "--patient-prefix", "pt-0", "--concurrency", "4", "--json"])
+            .copied()
+            .collect::<Vec<_>>(),
+        b"",
+        &[],
+    );
+    load.code(0);
+    let report: serde_json::Value = serde_json::from_str(load.stdout.trim()).expect("a JSON report");
+    let sent = report["totals"]["sent"].as_u64().expect("sent");
+    assert!(sent >= 150 && report["totals"]["accepted"] == sent, "{report}");
+    requests += usize::try_from(sent).expect("small");
+
     // Every request left an audit record; none holds view content.
     let audit_topic = format!("{prefix}tidemark.access-audit.v1");
     let audits = eventually("every request is audited", Duration::from_secs(20), || {

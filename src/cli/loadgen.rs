@@ -3,6 +3,11 @@
 //! latency percentiles and errors by status on stdout (text, or `--json` for
 //! harnesses). Exit 1 when the error rate passes `--max-error-rate`.
 //!
+//! With `--read`, it reads instead: signed `GET /v1/patients/{id}` against a
+//! query service, at `--rate` reads per second over the `--patients` the
+//! write side names, each signed afresh with a `--key` holding the `read`
+//! scope.
+//!
 //! For benchmarks, `--write-events FILE --events N` signs the events
 //! beforehand (no ingest needed) and `--replay FILE` sends them: on a small
 //! machine the sender then spends no CPU on Ed25519 signing beside the
@@ -21,7 +26,8 @@ use serde::Serialize;
 use super::Outcome;
 use crate::keyfiles::load_signing_key;
 use crate::load::{
-    EventsClient, Load, OnAccepted, Percentiles, Recorder, SecondSummary, Shape, Source, Totals, Worker,
+    EventsClient, Load, OnAccepted, Percentiles, ReadClient, ReadLoad, Recorder, SecondSummary, Shape, Source, Totals,
+    Worker,
 };
 use crate::service::shutdown;
 use crate::synth::{Clinic, ClinicConfig, SeededRng};
@@ -87,11 +93,17 @@ pub struct LoadgenArgs {
     /// Print the final report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Read instead of write: signed reads of the `--patients` patients from a
+    /// query service (`--target` its base URL, one `--key` with the read scope).
+    #[arg(long, conflicts_with_all = ["write_events", "replay", "record"])]
+    read: bool,
 }
 
 /// The final report.
 #[derive(Serialize)]
 struct Report {
+    /// `events` (the write side) or `reads`.
+    unit: &'static str,
     target: String,
     target_rate: Option<f64>,
     concurrency: usize,
@@ -169,6 +181,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
     if let Some(path) = &args.write_events {
         return write_events(&args, path);
     }
+    if args.read {
+        return read(&args);
+    }
     let target = args.target.as_deref().context("--target is required")?;
     let client = EventsClient::new(target, Duration::from_millis(args.timeout_ms), args.cacert.as_deref())?;
     let (source, default_duration) = match &args.replay {
@@ -226,6 +241,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
     let totals = recorder.totals();
     let elapsed_s = elapsed.as_secs_f64();
     let report = Report {
+        unit: "events",
         target: client.url().to_owned(),
         target_rate: shape.rate,
         concurrency: args.concurrency,
@@ -238,24 +254,77 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
         latency_from_schedule: recorder.scheduled_latency(),
         timeline: recorder.timeline(),
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&report).context("encoding the report")?);
+    finish(&report, args.json, args.max_error_rate)
+}
+
+/// Prints the report; the outcome by its error rate.
+fn finish(report: &Report, json: bool, max_error_rate: f64) -> anyhow::Result<Outcome> {
+    if json {
+        println!("{}", serde_json::to_string(report).context("encoding the report")?);
     } else {
-        print_report(&report);
+        print_report(report);
     }
     if report.totals.sent == 0 {
-        eprintln!("loadgen: no event was sent");
+        eprintln!("loadgen: nothing was sent");
         return Ok(Outcome::SomeInputFailed);
     }
-    if report.error_rate > args.max_error_rate {
+    if report.error_rate > max_error_rate {
         eprintln!(
             "loadgen: error rate {:.2}% is above --max-error-rate {:.2}%",
             report.error_rate * 100.0,
-            args.max_error_rate * 100.0
+            max_error_rate * 100.0
         );
         return Ok(Outcome::SomeInputFailed);
     }
     Ok(Outcome::Ok)
+}
+
+/// `--read`: signed reads at the rate, then the report.
+fn read(args: &LoadgenArgs) -> anyhow::Result<Outcome> {
+    let target = args.target.as_deref().context("--target is required")?;
+    let [key_path] = args.keys.as_slice() else {
+        anyhow::bail!("--read signs with one --key (a key with the read scope)");
+    };
+    let key = load_signing_key(key_path)?;
+    let client =
+        Arc::new(ReadClient::new(target, key, Duration::from_millis(args.timeout_ms), args.cacert.as_deref())?);
+    let mut cfg = ClinicConfig::new(args.patients);
+    cfg.patient_prefix.clone_from(&args.patient_prefix);
+    let patients = Arc::new((0..args.patients).map(|p| cfg.patient_id(p)).collect::<Vec<_>>());
+    let recorder = Arc::new(Recorder::default());
+    let load = ReadLoad {
+        client,
+        rate: (args.rate > 0.0).then_some(args.rate),
+        duration: Duration::from_secs_f64(args.duration.unwrap_or(10.0)),
+        concurrency: args.concurrency,
+        patients,
+        seed: args.seed,
+        recorder: Arc::clone(&recorder),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let elapsed = runtime.block_on(async {
+        let stop = shutdown::on_signals();
+        let started = tokio::time::Instant::now();
+        load.run(stop).await;
+        started.elapsed()
+    });
+    let totals = recorder.totals();
+    let elapsed_s = elapsed.as_secs_f64();
+    let report = Report {
+        unit: "reads",
+        target: target.to_owned(),
+        target_rate: (args.rate > 0.0).then_some(args.rate),
+        concurrency: args.concurrency,
+        batch: 1,
+        elapsed_s,
+        accepted_per_s: totals.accepted as f64 / elapsed_s,
+        error_rate: totals.error_rate(),
+        totals,
+        latency: recorder.service_latency(),
+        latency_from_schedule: recorder.scheduled_latency(),
+        timeline: recorder.timeline(),
+    };
+    finish(&report, args.json, args.max_error_rate)
 }
 
 async fn progress(recorder: Arc<Recorder>, started: tokio::time::Instant) {
@@ -279,18 +348,20 @@ async fn progress(recorder: Arc<Recorder>, started: tokio::time::Instant) {
 
 fn print_report(r: &Report) {
     let t = &r.totals;
-    let rate = r.target_rate.map_or_else(|| "unlimited".to_owned(), |x| format!("{x:.0} events/s"));
+    let unit = r.unit;
+    let rate = r.target_rate.map_or_else(|| "unlimited".to_owned(), |x| format!("{x:.0} {unit}/s"));
     println!("loadgen: {:.1} s against {}", r.elapsed_s, r.target);
     println!("  load:        target {rate}, concurrency {}, batch {}", r.concurrency, r.batch);
     println!(
-        "  events:      sent {}  accepted {}  failed {} ({:.2}%)",
+        "  {:<13}sent {}  accepted {}  failed {} ({:.2}%)",
+        format!("{unit}:"),
         t.sent,
         t.accepted,
         t.failed(),
         r.error_rate * 100.0
     );
     println!(
-        "  throughput:  {:.0} events/s accepted ({} requests, {:.1} requests/s)",
+        "  throughput:  {:.0} {unit}/s accepted ({} requests, {:.1} requests/s)",
         r.accepted_per_s,
         t.requests,
         t.requests as f64 / r.elapsed_s

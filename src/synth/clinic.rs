@@ -51,6 +51,12 @@ impl ClinicConfig {
     pub fn new(patients: usize) -> Self {
         Self { patients, patient_prefix: "pt-".to_owned(), stale_read: 0.2, hot_patients: 0.05, hot_share: 0.4 }
     }
+
+    /// The id of patient `patient` (the prefix, then six digits): one
+    /// naming for the write side and the read side of a load.
+    pub fn patient_id(&self, patient: usize) -> String {
+        format!("{}{patient:06}", self.patient_prefix)
+    }
 }
 
 /// One edit event, signed, waiting to be sent.
@@ -113,7 +119,7 @@ impl Clinic {
 
     /// The id of patient `patient`.
     pub fn patient_id(&self, patient: usize) -> String {
-        format!("{}{patient:06}", self.cfg.patient_prefix)
+        self.cfg.patient_id(patient)
     }
 
     fn book(&self, patient: usize) -> std::sync::MutexGuard<'_, Book> {
