@@ -216,6 +216,25 @@ async fn reads_are_signed_scoped_audited_read_your_writes_and_resume() {
     assert_eq!(status, 414);
     requests += 10;
 
+    // The narrow key's listings hold only its own patients.
+    let (status, body) = signed_get(&http, &narrow, "/v1/conflicts?limit=500");
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).expect("json");
+    for p in page["patients"].as_array().expect("patients") {
+        assert!(p["patient_id"].as_str().expect("id").starts_with("pt-000000"), "out of scope: {p}");
+    }
+    let feed = tidemark(&["changes", "--target", &target, "--key", s(&narrow_path), "--idle-ms", "1500"], b"", &[]);
+    feed.code(0);
+    let seen: BTreeSet<String> = feed
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a change line")["patient_id"].to_string())
+        .collect();
+    assert_eq!(seen.len(), 10, "pt-0000000 to pt-0000009 only: {seen:?}");
+    let token = tokens.values().next().expect("a token");
+    assert_eq!(signed_get(&http, &narrow, &format!("/v1/patients/{outside}?after={token}")).0, 403);
+    requests += 3;
+
     // Conflicts: exactly the reference patients with open conflicts.
     let (status, body) = signed_get(&http, &reader, "/v1/conflicts?limit=500");
     assert_eq!(status, 200, "{body}");

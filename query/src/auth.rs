@@ -4,6 +4,7 @@
 
 use axum::http::request::Parts;
 use tidemark_schemas::httpsig::{self, HttpSigError, Request};
+use tidemark_schemas::keys::{RegisteredKey, Scope};
 
 use crate::replay::Refused;
 use crate::state::AppState;
@@ -57,9 +58,25 @@ pub(crate) fn authorize(state: &AppState, parts: &Parts, now_s: u64) -> Result<R
         Refused::Replayed => Denied::Replayed,
         Refused::Full => Denied::Busy,
     })?;
-    Ok(Reader {
-        key_id: key.id().to_owned(),
-        source: key.source().to_owned(),
-        prefixes: key.patient_prefixes().map(<[String]>::to_vec),
-    })
+    Ok(Reader::of(key))
+}
+
+impl Reader {
+    fn of(key: &RegisteredKey) -> Self {
+        Self {
+            key_id: key.id().to_owned(),
+            source: key.source().to_owned(),
+            prefixes: key.patient_prefixes().map(<[String]>::to_vec),
+        }
+    }
+
+    /// The reader as the registry says now: `None` when the key was removed,
+    /// lost the `read` scope, or is revoked or expired (a long-lived feed
+    /// stops there; a narrowed scope applies from the next change).
+    pub(crate) fn current(&self, state: &AppState, now_s: u64) -> Option<Self> {
+        let verifier = state.verifier.get();
+        let key = verifier.registry().get_for(&self.key_id, Scope::Read)?;
+        key.validity().check(now_s.saturating_mul(1000)).ok()?;
+        Some(Self::of(key))
+    }
 }

@@ -91,12 +91,19 @@ pub fn run(
     let mut progress = Progress::default();
     while !stop.is_cancelled() {
         if refreshed.elapsed() >= REFRESH {
-            let added = assign(&consumer, topic, store, &assigned)?;
-            if added.len() > assigned.len() {
-                start_ends.extend(ends(&consumer, topic, &added[assigned.len()..])?);
-                assigned = added;
-            }
             refreshed = Instant::now();
+            // A broker that does not answer now is asked again at the next
+            // refresh: reading goes on with the partitions assigned.
+            match assign(&consumer, topic, store, &assigned) {
+                Ok(added) if added.len() > assigned.len() => {
+                    if let Ok(more) = ends(&consumer, topic, &added[assigned.len()..]) {
+                        start_ends.extend(more);
+                    }
+                    assigned = added;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "Looking up the state topic's partitions failed; retrying later."),
+            }
         }
         let batch = poll_batch(&consumer, keys, metrics)?;
         if !batch.records.is_empty() || !batch.passed_over.is_empty() {
@@ -122,7 +129,9 @@ pub fn run(
 /// the partitions assigned, sorted, `known` first.
 fn assign(consumer: &BaseConsumer, topic: &str, store: &Store, known: &[i32]) -> Result<Vec<i32>, CatchupError> {
     let all = partitions(consumer, topic, Duration::from_secs(10))?;
-    if all.len() == known.len() {
+    // Partitions are only ever added: metadata that lists fewer, or other
+    // ones, is a broker's momentary view and changes nothing.
+    if all.len() <= known.len() || !known.iter().all(|p| all.contains(p)) {
         return Ok(known.to_vec());
     }
     let stored = store.offsets()?;
@@ -179,7 +188,17 @@ fn poll_batch(consumer: &BaseConsumer, keys: &StateKeys, metrics: &QueryMetrics)
             }
             continue;
         };
-        let msg = polled.map_err(KafkaFailure::kafka("reading the state topic"))?;
+        let msg = match polled {
+            Ok(msg) => msg,
+            // librdkafka reports a lost connection or a broker restart here
+            // and recovers by itself: the next poll goes on from the
+            // position. Only a store or key error stops catching up.
+            Err(e) => {
+                tracing::warn!(error = %e, "Reading the state topic failed; librdkafka retries.");
+                std::thread::sleep(Duration::from_millis(100));
+                break;
+            }
+        };
         let key = msg.key().unwrap_or_default();
         let header = |name: &str| msg.headers().and_then(|h| h.iter().find(|x| x.key == name)).and_then(|h| h.value);
         match check(keys, msg.partition(), msg.offset(), key, msg.payload(), header, metrics)? {

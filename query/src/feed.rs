@@ -23,7 +23,7 @@ use serde_json::json;
 use crate::auth::Reader;
 use crate::cursor;
 use crate::routes::{ROUTE_CHANGES, admit, error, finish, parse_query};
-use crate::state::AppState;
+use crate::state::{AppState, now_ms};
 use crate::store::Cursor;
 
 /// Changes read from the store at once.
@@ -80,12 +80,14 @@ fn feed(state: Arc<AppState>, reader: Reader, cursor: Cursor) -> impl Stream<Ite
             if let Some(event) = f.ready.pop_front() {
                 return Some((Ok(event), f));
             }
-            if tokio::time::Instant::now() >= f.deadline {
+            if tokio::time::Instant::now() >= f.deadline || f.state.stop.is_cancelled() {
                 return None;
             }
+            // The key as the registry says now: a revoked key's feed ends.
+            f.reader = f.reader.current(&f.state, now_ms() / 1000)?;
             f.progress.mark_unchanged();
-            let reader = &f.reader;
-            let page = f.state.store.changes(&f.cursor, PAGE, |p| reader.may_read(p));
+            let (reader, from) = (f.reader.clone(), f.cursor.clone());
+            let page = f.state.read(move |store| store.changes(&from, PAGE, |p| reader.may_read(p))).await;
             let Ok((changes, next)) = page else {
                 tracing::error!("Reading the store for the change feed failed; the feed closes.");
                 return None;
@@ -105,12 +107,18 @@ fn feed(state: Arc<AppState>, reader: Reader, cursor: Cursor) -> impl Stream<Ite
                 f.ready.push_back(Event::default().event("cursor").id(cursor::encode(&next)).data("{}"));
             }
             f.cursor = next;
-            // Waits for the store to move; ends at the deadline or when the
-            // catch-up loop has stopped (the service is stopping).
-            if f.ready.is_empty()
-                && !matches!(tokio::time::timeout_at(f.deadline, f.progress.changed()).await, Ok(Ok(())))
-            {
-                return None;
+            // Waits for the store to move; ends at the deadline, at shutdown,
+            // or when the catch-up loop has stopped.
+            if f.ready.is_empty() {
+                let stop = f.state.stop.clone();
+                tokio::select! {
+                    moved = tokio::time::timeout_at(f.deadline, f.progress.changed()) => {
+                        if !matches!(moved, Ok(Ok(()))) {
+                            return None;
+                        }
+                    }
+                    () = stop.cancelled() => return None,
+                }
             }
         }
     })

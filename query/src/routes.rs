@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -47,6 +47,12 @@ pub(crate) fn error(status: StatusCode, reason: &str, message: &str) -> Response
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Signature"));
     }
     response
+}
+
+/// The answer when the store could not be read (logged without a patient id).
+pub(crate) fn store_unavailable(e: &crate::store::StoreError) -> Response {
+    tracing::error!(error = %e, "Reading the store failed.");
+    error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store could not be read")
 }
 
 /// The answer to a request that was not let in.
@@ -120,10 +126,13 @@ struct PatientQuery {
     after: Option<String>,
 }
 
-/// `GET /v1/patients/{id}`.
-pub(crate) async fn patient(State(state): State<Arc<AppState>>, Path(id): Path<String>, req: Request) -> Response {
+/// `GET /v1/patients/{id}`. The id is taken from the raw path, not an
+/// extractor, so that a path that is not an identifier (even one that is not
+/// UTF-8 once decoded) is answered, and audited, here.
+pub(crate) async fn patient(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let started = Instant::now();
     let (parts, _) = req.into_parts();
+    let id = parts.uri.path().strip_prefix("/v1/patients/").unwrap_or_default().to_owned();
     let reader = match admit(&state, &parts) {
         Ok(r) => r,
         Err(response) => return finish(&state, ROUTE_PATIENT, None, None, *response, started).await,
@@ -152,7 +161,10 @@ async fn read_patient(state: &AppState, reader: &Reader, id: &str, parts: &Parts
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, "bad_token", &e.to_string()),
     };
     let stored = match after {
-        None => state.store.get(id),
+        None => {
+            let id = id.to_owned();
+            state.read(move |store| store.get(&id)).await
+        }
         Some(token) => match wait_for(state, id, token).await {
             Ok(Some(stored)) => Ok(Some(stored)),
             Ok(None) => {
@@ -168,10 +180,7 @@ async fn read_patient(state: &AppState, reader: &Reader, id: &str, parts: &Parts
     let stored = match stored {
         Ok(Some(stored)) => stored,
         Ok(None) => return error(StatusCode::NOT_FOUND, "unknown_patient", "no view of this patient"),
-        Err(e) => {
-            tracing::error!(error = %e, "Reading the store failed.");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store could not be read");
-        }
+        Err(e) => return store_unavailable(&e),
     };
     let etag = stored.etag();
     let mut headers = HeaderMap::new();
@@ -196,18 +205,15 @@ async fn wait_for(
     let mut progress = state.progress.clone();
     loop {
         progress.mark_unchanged();
-        match state.store.get(id) {
+        let owned = id.to_owned();
+        match state.read(move |store| store.get(&owned)).await {
             Ok(Some(s)) if s.partition != token.partition => {
                 let why = "the token is not of this patient's partition";
                 return Err(Box::new(error(StatusCode::BAD_REQUEST, "bad_token", why)));
             }
             Ok(Some(s)) if i64::try_from(s.through).unwrap_or(i64::MAX) > token.offset => return Ok(Some(s)),
             Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, "Reading the store failed.");
-                let why = "the store could not be read";
-                return Err(Box::new(error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", why)));
-            }
+            Err(e) => return Err(Box::new(store_unavailable(&e))),
         }
         if !matches!(tokio::time::timeout_at(deadline, progress.changed()).await, Ok(Ok(()))) {
             return Ok(None);
@@ -241,11 +247,11 @@ pub(crate) async fn conflicts(State(state): State<Arc<AppState>>, req: Request) 
         Ok(r) => r,
         Err(response) => return finish(&state, ROUTE_CONFLICTS, None, None, *response, started).await,
     };
-    let response = list_conflicts(&state, &reader, &parts);
+    let response = list_conflicts(&state, &reader, &parts).await;
     finish(&state, ROUTE_CONFLICTS, Some(&reader), None, response, started).await
 }
 
-fn list_conflicts(state: &AppState, reader: &Reader, parts: &Parts) -> Response {
+async fn list_conflicts(state: &AppState, reader: &Reader, parts: &Parts) -> Response {
     let q = match parse_query::<ConflictsQuery>(parts) {
         Ok(q) => q,
         Err(response) => return *response,
@@ -254,21 +260,21 @@ fn list_conflicts(state: &AppState, reader: &Reader, parts: &Parts) -> Response 
     if !(1..=MAX_PAGE).contains(&limit) {
         return error(StatusCode::BAD_REQUEST, "bad_query", "limit must be 1 to 500");
     }
-    let prefix = q.prefix.unwrap_or_default();
-    let keep = |p: &str| p.starts_with(prefix.as_str()) && reader.may_read(p);
-    match state.store.conflicts(q.cursor.as_deref(), q.source.as_deref(), limit, keep) {
-        Ok(page) => {
-            let next = (page.len() == limit).then(|| page.last().map(|(p, _)| p.clone())).flatten();
+    let (prefix, reader) = (q.prefix.unwrap_or_default(), reader.clone());
+    let page = state
+        .read(move |store| {
+            store.conflicts(q.cursor.as_deref(), &prefix, q.source.as_deref(), limit, |p| reader.may_read(p))
+        })
+        .await;
+    match page {
+        Ok((page, next)) => {
             let patients: Vec<_> =
                 page.into_iter().map(|(patient, sources)| json!({"patient_id": patient, "sources": sources})).collect();
             let mut response = axum::Json(json!({"patients": patients, "next_cursor": next})).into_response();
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => {
-            tracing::error!(error = %e, "Reading the store failed.");
-            error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the store could not be read")
-        }
+        Err(e) => store_unavailable(&e),
     }
 }
 

@@ -33,6 +33,11 @@ pub(crate) async fn run(cfg: QueryConfig, shutdown: CancellationToken) -> Result
     let state_keys =
         tidemark_seal::load_state_keys(&key_files).map_err(|e| QueryError::Config(format!("--state-key: {e}")))?;
     let store = Arc::new(Store::open(&cfg.data_dir)?);
+    // Bound before anything runs beside it, so a port in use fails fast.
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| QueryError::Io { what: format!("binding {}", cfg.listen), source })?;
+    let addr = listener.local_addr().map_err(|source| QueryError::Io { what: "reading the address".into(), source })?;
     let audit_topic = format!("{}{AUDIT_TOPIC}", cfg.topic_prefix);
     let spec = TopicSpec { name: &audit_topic, configs: &[] };
     topics::ensure(&cfg.kafka, &[spec], cfg.audit_partitions, cfg.startup_timeout).await?;
@@ -45,21 +50,29 @@ pub(crate) async fn run(cfg: QueryConfig, shutdown: CancellationToken) -> Result
     // Catching up runs on its own thread (librdkafka's poll blocks).
     let (tx, progress) = watch::channel(Progress::default());
     let bg = CancellationToken::new();
+    // Whatever way this function returns, the background work stops.
+    let _stop_background = bg.clone().drop_guard();
     let state_topic = format!("{}{}", cfg.topic_prefix, tidemark_schemas::STATE_TOPIC);
     let catchup = {
         let (conn, store, metrics, stop) = (cfg.kafka.clone(), store.clone(), cfg.metrics.clone(), bg.clone());
-        let shutdown = shutdown.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = catchup::run(&conn, &state_topic, &store, &state_keys, &metrics, &tx, &stop);
-            if let Err(e) = &result {
-                tracing::error!(error = %e, "Catching up from the state topic stopped; the service stops.");
+        let reading = tokio::task::spawn_blocking(move || {
+            catchup::run(&conn, &state_topic, &store, &state_keys, &metrics, &tx, &stop)
+        });
+        // Catching up ending any way but at shutdown (an error, a panic)
+        // stops the service: it must not serve views that no longer move.
+        let (shutdown, bg) = (shutdown.clone(), bg.clone());
+        tokio::spawn(async move {
+            let ended = reading.await;
+            if !bg.is_cancelled() {
+                tracing::error!("Catching up from the state topic stopped; the service stops.");
                 shutdown.cancel();
             }
-            result
+            ended
         })
     };
     let verifier = Arc::new(Slot::new(Verifier::new(registry)));
     let state = Arc::new(AppState {
+        stop: shutdown.clone(),
         store,
         verifier: verifier.clone(),
         nonces: Nonces::new(cfg.max_nonces),
@@ -89,10 +102,6 @@ pub(crate) async fn run(cfg: QueryConfig, shutdown: CancellationToken) -> Result
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(routes::readyz))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| QueryError::Io { what: format!("binding {}", cfg.listen), source })?;
-    let addr = listener.local_addr().map_err(|source| QueryError::Io { what: "reading the address".into(), source })?;
     tracing::info!(%addr, tls = tls.is_some(), "query listening");
     if let Some(f) = &cfg.on_listening {
         f(addr);
@@ -118,9 +127,11 @@ pub(crate) async fn run(cfg: QueryConfig, shutdown: CancellationToken) -> Result
     watchers.shutdown().await;
     let _ = tokio::task::spawn_blocking(move || audit.flush(grace)).await;
     match catchup.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.into()),
-        Err(join) => return Err(QueryError::Task { what: "catching up".into(), cause: join.to_string() }),
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => return Err(e.into()),
+        Ok(Err(join)) | Err(join) => {
+            return Err(QueryError::Task { what: "catching up".into(), cause: join.to_string() });
+        }
     }
     result.map_err(|join| QueryError::Task { what: "serving HTTP".into(), cause: join.to_string() })
 }
@@ -135,6 +146,11 @@ fn check(cfg: &QueryConfig) -> Result<(), QueryError> {
     }
     if cfg.header_read_timeout.is_zero() || cfg.freshness.max_age_s == 0 {
         return Err(QueryError::Config("--header-read-timeout-ms and --max-signature-age-s must be at least 1".into()));
+    }
+    if cfg.max_wait.is_zero() || cfg.max_feed.is_zero() || cfg.audit_timeout.is_zero() || cfg.audit_partitions < 1 {
+        return Err(QueryError::Config(
+            "--max-wait-ms, --max-feed-ms, --audit-timeout-ms and --audit-partitions must be at least 1".into(),
+        ));
     }
     tidemark_front::check_plaintext("query", cfg.listen, cfg.tls.is_some(), cfg.insecure_plaintext)
         .map_err(QueryError::Config)

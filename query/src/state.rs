@@ -7,11 +7,12 @@ use rdkafka::producer::FutureProducer;
 use tidemark_reload::Slot;
 use tidemark_schemas::verify::Verifier;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::QueryConfig;
 use crate::catchup::Progress;
 use crate::replay::Nonces;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The state every handler holds an `Arc` of.
 pub(crate) struct AppState {
@@ -29,6 +30,20 @@ pub(crate) struct AppState {
     pub(crate) audit_topic: String,
     /// The catch-up loop's progress: wakes read-your-writes and the feed.
     pub(crate) progress: watch::Receiver<Progress>,
+    /// The service's shutdown: open feeds end with it.
+    pub(crate) stop: CancellationToken,
+}
+
+impl AppState {
+    /// Runs a store read on the blocking pool: redb reads are file reads,
+    /// and a scan must not hold a runtime worker.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(&store)).await.unwrap_or_else(|join| Err(StoreError::task(&join)))
+    }
 }
 
 /// Now, in milliseconds since the epoch.

@@ -32,6 +32,9 @@ const CONFLICTS: TableDefinition<&str, &str> = TableDefinition::new("conflicts")
 const CHANGES: TableDefinition<(i32, i64), &str> = TableDefinition::new("changes");
 /// Where each patient's feed entry is: (partition, offset).
 const FILED: TableDefinition<&str, (i32, i64)> = TableDefinition::new("filed");
+/// Entries one listing call looks at, at most: a key whose scope hides most
+/// patients must not make one request walk the whole store.
+pub const SCAN_BUDGET: usize = 10_000;
 /// Bytes before the view's JSON in a `VIEWS` value: through, partition, offset.
 const HEADER: usize = 8 + 4 + 8;
 
@@ -42,6 +45,13 @@ const HEADER: usize = 8 + 4 + 8;
 pub struct StoreError {
     what: &'static str,
     cause: String,
+}
+
+impl StoreError {
+    /// A read task that did not finish (it panicked).
+    pub fn task(join: &dyn std::fmt::Display) -> Self {
+        Self { what: "read task stopped", cause: join.to_string() }
+    }
 }
 
 fn fail<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> StoreError {
@@ -96,6 +106,10 @@ pub struct Change {
     /// The patient's version now; `None` when the patient was deleted.
     pub version: Option<VersionVector>,
 }
+
+/// A page of patients with open conflicts (each with the sources involved),
+/// and where the next page starts (`None`: nothing left).
+pub type ConflictPage = (Vec<(String, Vec<String>)>, Option<String>);
 
 /// A feed position: the last offset delivered for each partition (absent:
 /// nothing delivered yet).
@@ -201,46 +215,57 @@ impl Store {
         Ok(views.get(patient).map_err(fail("views"))?.map(|v| decode(v.value())))
     }
 
-    /// Patients with open conflicts, in id order, after `after`, whose id
-    /// passes `keep` and (when given) whose conflicts involve `source`; at
-    /// most `limit`, each with the sources involved.
+    /// Patients with open conflicts whose id starts with `prefix`, in id
+    /// order, after `after`, whose id passes `keep` and (when given) whose
+    /// conflicts involve `source`; at most `limit`, each with the sources
+    /// involved. Looks at no more than [`SCAN_BUDGET`] entries, so no call
+    /// holds the store long; the cursor returned (the last id looked at)
+    /// goes on from there, and is `None` once nothing is left.
     ///
     /// # Errors
     /// [`StoreError`] on a read failure.
     pub fn conflicts(
         &self,
         after: Option<&str>,
+        prefix: &str,
         source: Option<&str>,
         limit: usize,
         keep: impl Fn(&str) -> bool,
-    ) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    ) -> Result<ConflictPage, StoreError> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), after.map(str::to_owned)));
         }
         let txn = self.db.begin_read().map_err(fail("read"))?;
         let table = txn.open_table(CONFLICTS).map_err(fail("conflicts table"))?;
-        let rows = table.range(after.unwrap_or_default()..).map_err(fail("conflicts"))?;
+        let start = after.filter(|a| *a > prefix).unwrap_or(prefix);
         let mut out = Vec::new();
-        for row in rows {
+        let mut scanned = 0;
+        for row in table.range(start..).map_err(fail("conflicts"))? {
             let (patient, sources) = row.map_err(fail("conflicts"))?;
-            if after == Some(patient.value()) {
-                continue; // the cursor names the last patient already returned
+            let id = patient.value();
+            if !id.starts_with(prefix) {
+                return Ok((out, None)); // ids are sorted: no later one has the prefix
             }
+            if after == Some(id) {
+                continue; // the cursor names the last patient already looked at
+            }
+            scanned += 1;
             let sources: Vec<String> = sources.value().split('\n').map(str::to_owned).collect();
-            if keep(patient.value()) && source.is_none_or(|s| sources.iter().any(|x| x == s)) {
-                out.push((patient.value().to_owned(), sources));
-                if out.len() == limit {
-                    break;
-                }
+            if keep(id) && source.is_none_or(|s| sources.iter().any(|x| x == s)) {
+                out.push((id.to_owned(), sources));
+            }
+            if out.len() == limit || scanned == SCAN_BUDGET {
+                return Ok((out, Some(id.to_owned())));
             }
         }
-        Ok(out)
+        Ok((out, None))
     }
 
     /// Feed entries after `cursor`, partition by partition, whose patient
-    /// passes `keep`; at most `limit`. Also returns the cursor after them: it
-    /// moves past entries `keep` hid too, so a reader whose scope hides a run
-    /// of changes still advances.
+    /// passes `keep`; at most `limit`, looking at no more than
+    /// [`SCAN_BUDGET`] entries. Also returns the cursor after them: it moves
+    /// past entries `keep` hid too, so a reader whose scope hides a run of
+    /// changes still advances.
     ///
     /// # Errors
     /// [`StoreError`] on a read failure.
@@ -259,12 +284,17 @@ impl Store {
         let table = txn.open_table(CHANGES).map_err(fail("changes table"))?;
         let views = txn.open_table(VIEWS).map_err(fail("views table"))?;
         let partitions: Vec<i32> = self.offsets()?.into_iter().map(|(p, _)| p).collect();
+        let mut scanned = 0;
         'partitions: for p in partitions {
             let from = cursor.get(&p).map_or(0, |o| o.saturating_add(1));
             for row in table.range((p, from)..=(p, i64::MAX)).map_err(fail("changes"))? {
                 let (at, patient) = row.map_err(fail("changes"))?;
                 let (partition, offset) = at.value();
                 next.insert(partition, offset);
+                scanned += 1;
+                if scanned == SCAN_BUDGET {
+                    break 'partitions;
+                }
                 if !keep(patient.value()) {
                     continue;
                 }

@@ -55,8 +55,12 @@ pub struct GetArgs {
 
 pub fn run_get(args: GetArgs) -> anyhow::Result<Outcome> {
     let client = args.target.client()?;
-    let mut path = format!("/v1/patients/{}", args.patient_id);
+    // Percent-encoded: a mistyped id reaches the service as typed, and is
+    // refused there as not an identifier.
+    let mut path: String = url::form_urlencoded::byte_serialize(args.patient_id.as_bytes()).collect();
+    path.insert_str(0, "/v1/patients/");
     if let Some(token) = &args.after {
+        let token: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
         path.push_str(&format!("?after={token}"));
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
@@ -92,8 +96,14 @@ pub fn run_changes(args: ChangesArgs) -> anyhow::Result<Outcome> {
     runtime.block_on(async {
         let mut cursor = args.since.clone();
         loop {
-            let path = cursor.as_ref().map_or_else(|| "/v1/changes".to_owned(), |c| format!("/v1/changes?since={c}"));
-            let mut response = client.send(&path, &[("accept", "text/event-stream")]).await?;
+            // The cursor goes as Last-Event-ID (as EventSource sends it): a
+            // header holds a cursor of many partitions that a query string
+            // (2,048 bytes) would not.
+            let mut headers = vec![("accept", "text/event-stream")];
+            if let Some(c) = &cursor {
+                headers.push(("last-event-id", c.as_str()));
+            }
+            let mut response = client.send("/v1/changes", &headers).await?;
             if response.status() != 200 {
                 let status = response.status().as_u16();
                 let body = response.text().await.unwrap_or_default();
@@ -121,7 +131,9 @@ pub fn run_changes(args: ChangesArgs) -> anyhow::Result<Outcome> {
                     print_event(&event, &mut cursor);
                 }
             }
-            // The service closed the feed (--max-feed-ms): resume from the last cursor.
+            // The service closed the feed (--max-feed-ms, or it is
+            // restarting): resume from the last cursor, a moment later.
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })
 }

@@ -43,10 +43,12 @@ impl ReadLoad {
         let next = Arc::new(AtomicU64::new(0));
         let this = Arc::new(self);
         let mut readers = tokio::task::JoinSet::new();
-        for worker in 0..this.concurrency {
+        // Each reader's seed is a draw of one generator, as the write side's.
+        let mut seeds = SeededRng::new(this.seed);
+        for _ in 0..this.concurrency {
             let (this, next, stop) = (Arc::clone(&this), Arc::clone(&next), stop.clone());
+            let mut rng = SeededRng::new(seeds.next_u64());
             readers.spawn(async move {
-                let mut rng = SeededRng::new(this.seed.wrapping_add(worker as u64));
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let due = match this.rate {

@@ -47,7 +47,7 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     let got = store.get("pt-2").expect("get").expect("stored");
     assert_eq!((got.partition, got.through, got.offset, got.json), (1, 1, 0, view("pt-2", true, 80)));
     assert!(store.get("pt-9").expect("get").is_none());
-    let conflicted = store.conflicts(None, None, 10, all).expect("conflicts");
+    let conflicted = store.conflicts(None, "", None, 10, all).expect("conflicts").0;
     assert_eq!(
         conflicted,
         vec![
@@ -55,12 +55,16 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
             ("pt-3".into(), vec!["site-a".into(), "site-b".into()])
         ]
     );
-    assert_eq!(store.conflicts(Some("pt-2"), None, 10, all).expect("page 2").len(), 1);
-    assert!(store.conflicts(None, Some("site-c"), 10, all).expect("by source").is_empty());
-    assert_eq!(store.conflicts(None, None, 10, |p| p != "pt-2").expect("scoped").len(), 1);
+    assert_eq!(store.conflicts(Some("pt-2"), "", None, 10, all).expect("page 2").0.len(), 1);
+    assert!(store.conflicts(None, "", Some("site-c"), 10, all).expect("by source").0.is_empty());
+    assert_eq!(store.conflicts(None, "", None, 10, |p| p != "pt-2").expect("scoped").0.len(), 1);
+    assert_eq!(store.conflicts(None, "pt-3", None, 10, all).expect("by prefix").0.len(), 1);
+    assert!(store.conflicts(None, "zz", None, 10, all).expect("no such prefix").0.is_empty());
+    let (first, more) = store.conflicts(None, "", None, 1, all).expect("a page of one");
+    assert_eq!((first.len(), more.as_deref()), (1, Some("pt-2")), "a full page says where to go on");
     // pt-2's conflict resolves: it leaves the index and moves to the feed's end.
     store.apply(&[record(1, 1, "pt-2", false, 81)], &[]).expect("applies");
-    assert_eq!(store.conflicts(None, None, 10, all).expect("conflicts").len(), 1);
+    assert_eq!(store.conflicts(None, "", None, 10, all).expect("conflicts").0.len(), 1);
     let (feed, next) = store.changes(&Cursor::new(), 10, all).expect("feed");
     let order: Vec<(i32, i64, &str)> = feed.iter().map(|c| (c.partition, c.offset, c.patient.as_str())).collect();
     assert_eq!(order, vec![(0, 0, "pt-1"), (0, 1, "pt-3"), (1, 1, "pt-2")], "pt-2 filed at its newest record");
@@ -78,7 +82,7 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     assert!(store.changes(&next, 10, all).expect("feed").0.is_empty(), "a reseal is no change");
     store.apply(&[StateRecord { view: None, ..record(0, 2, "pt-3", false, 0) }], &[]).expect("tombstone");
     assert!(store.get("pt-3").expect("get").is_none());
-    assert!(store.conflicts(None, None, 10, all).expect("conflicts").is_empty());
+    assert!(store.conflicts(None, "", None, 10, all).expect("conflicts").0.is_empty());
     let (deleted, _) = store.changes(&next, 10, all).expect("feed");
     assert_eq!(deleted, vec![Change { partition: 0, offset: 2, patient: "pt-3".into(), version: None }]);
     assert_eq!(store.offsets().expect("offsets"), vec![(0, 3), (1, 3)]);
@@ -146,7 +150,7 @@ proptest! {
             start = cut;
         }
         prop_assert_eq!(a.offsets().expect("o"), b.offsets().expect("o"));
-        prop_assert_eq!(a.conflicts(None, None, 100, all).expect("c"), b.conflicts(None, None, 100, all).expect("c"));
+        prop_assert_eq!(a.conflicts(None, "", None, 100, all).expect("c"), b.conflicts(None, "", None, 100, all).expect("c"));
         let feed = |s: &Store| s.changes(&Cursor::new(), 1000, all).expect("f").0;
         prop_assert_eq!(feed(&a), feed(&b));
         for r in &records {

@@ -21,13 +21,13 @@
 //! component, `"@method": GET`, `"@path": /v1/patients/pt-1`, `"@query": ?`
 //! (a request without a query string covers `?`), then `"@signature-params":`
 //! and the inner list exactly as serialized above, lines joined by `\n`.
-//! Errors never quote a header's text: only key ids, which are not secret.
+//! Errors never quote a header's text: only the ids of registered keys.
 
 mod sf;
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 
-use crate::keys::{KeyRegistry, RegisteredKey, Scope, is_valid_id};
+use crate::keys::{KeyRegistry, RegisteredKey, Scope};
 use sf::{Bare, Member, Params};
 
 /// The label this crate's clients sign under (any label is accepted).
@@ -92,9 +92,10 @@ pub enum HttpSigError {
     /// The signature's parameters or components are not this profile's.
     #[error("the signature does not follow the profile: {0}")]
     Profile(String),
-    /// The key is not registered, or not for reading.
-    #[error("key `{0}` is not registered to read")]
-    UnknownKey(String),
+    /// The key is not registered, or not for reading. Its id is not quoted:
+    /// it is the client's text until the registry knows it.
+    #[error("the signing key is not registered to read")]
+    UnknownKey,
     /// The key is registered to read but revoked, expired or not yet valid.
     #[error("key `{0}` may not sign now: {1}")]
     KeyNotValid(String, String),
@@ -116,7 +117,7 @@ impl HttpSigError {
             HttpSigError::Missing => "unsigned",
             HttpSigError::Malformed { .. } => "malformed_signature",
             HttpSigError::Profile(_) => "signature_profile",
-            HttpSigError::UnknownKey(_) => "unknown_key",
+            HttpSigError::UnknownKey => "unknown_key",
             HttpSigError::KeyNotValid(..) => "key_not_valid",
             HttpSigError::Expired => "signature_expired",
             HttpSigError::FromTheFuture => "signature_from_the_future",
@@ -194,11 +195,7 @@ pub fn verify<'r>(
     };
     let covered = covered_components(items)?;
     let p = SigParams::of(params)?;
-    let Some(key) = registry.get_for(&p.keyid, Scope::Read) else {
-        // Only a well-formed id is echoed: the field is the client's text.
-        let named = if is_valid_id(&p.keyid) { p.keyid.clone() } else { "(not a key id)".to_owned() };
-        return Err(HttpSigError::UnknownKey(named));
-    };
+    let Some(key) = registry.get_for(&p.keyid, Scope::Read) else { return Err(HttpSigError::UnknownKey) };
     check_times(&p, now_s, freshness)?;
     if let Err(why) = key.validity().check(now_s.saturating_mul(1000)) {
         return Err(HttpSigError::KeyNotValid(key.id().to_owned(), why.to_string()));

@@ -126,11 +126,12 @@ fn every_refusal_is_named() {
     assert_eq!(check(&req, &hosted, NOW).as_deref(), Ok("reader"), "@authority may be covered too");
     assert!(check(&Request { authority: Some("elsewhere.example"), ..req }, &hosted, NOW).is_err());
     let by_writer = sign(&req, &writer(), "writer", NOW, "n");
-    assert_eq!(check(&req, &by_writer, NOW), Err(HttpSigError::UnknownKey("writer".into())), "write scope only");
+    assert_eq!(check(&req, &by_writer, NOW), Err(HttpSigError::UnknownKey), "write scope only");
     let unknown = sign(&req, &reader(), "nobody", NOW, "n");
-    assert_eq!(check(&req, &unknown, NOW), Err(HttpSigError::UnknownKey("nobody".into())));
+    assert_eq!(check(&req, &unknown, NOW), Err(HttpSigError::UnknownKey));
     let odd = sign(&req, &reader(), "pt-1 Jane Doe", NOW, "n");
-    assert_eq!(check(&req, &odd, NOW), Err(HttpSigError::UnknownKey("(not a key id)".into())), "never echoed");
+    let err = check(&req, &odd, NOW).expect_err("unknown").to_string();
+    assert!(!err.contains("Jane") && !err.contains("pt-1"), "never echoed: {err}");
     let repeated = good.signature_input.replace(";alg", r#";nonce="m";alg"#);
     assert_eq!(profile(check(&req, &with_input(&repeated), NOW)), "malformed_signature");
     let forged = sign(&req, &writer(), "reader", NOW, "n");

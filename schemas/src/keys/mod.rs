@@ -68,7 +68,7 @@ impl fmt::Display for Algorithm {
 }
 
 /// Whether `id` can name a key: 1-128 bytes of `A-Z a-z 0-9 . _ : -`.
-pub fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
