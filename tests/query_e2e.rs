@@ -295,7 +295,7 @@ async fn reads_are_signed_scoped_audited_read_your_writes_and_resume() {
     common::promtool_check(&metrics);
 
     // Kill it mid-stream, write more, restart: it resumes from its offsets.
-    let applied_before = common::metric(&metrics, "tidemark_query_records_applied_total").expect("applied");
+    let applied_before = common::metric(&metrics, "tidemark_query_records_read_total").expect("read");
     q.kill();
     let more = workload(4, 2, 72);
     let body: String = more.iter().map(|i| format!("{}\n", i.envelope)).collect();
@@ -311,7 +311,7 @@ async fn reads_are_signed_scoped_audited_read_your_writes_and_resume() {
     let (status, body) = signed_get(&http, &reader, &path);
     assert_eq!(status, 200, "{body}");
     assert_eq!(&serde_json::from_str::<serde_json::Value>(&body).expect("view"), &want[last]);
-    let applied_after = common::metric(&q.scrape(), "tidemark_query_records_applied_total").expect("applied");
+    let applied_after = common::metric(&q.scrape(), "tidemark_query_records_read_total").expect("read");
     assert!(applied_after < applied_before, "resumed, not re-read: {applied_after} vs {applied_before}");
     q.terminate(Duration::from_secs(20));
 }

@@ -19,7 +19,7 @@ use rdkafka::message::{Headers as _, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tidemark_kafka::scan::{partition_cut, partitions};
 use tidemark_kafka::{Connection, KafkaFailure};
-use tidemark_schemas::{EDITS_THROUGH_HEADER, PatientView};
+use tidemark_schemas::EDITS_THROUGH_HEADER;
 use tidemark_seal::{MacFailure, RecordKind, StateKeys};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,8 @@ use crate::store::{StateRecord, Store, StoreError};
 const BATCH: usize = 2_000;
 /// How long a batch waits to fill once it has a record.
 const LINGER: Duration = Duration::from_millis(20);
+/// How often the store's commits are made durable.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// How often the topic's partitions are looked up again (partitions added).
 const REFRESH: Duration = Duration::from_secs(30);
 
@@ -89,6 +91,7 @@ pub fn run(
     let mut start_ends = ends(&consumer, topic, &assigned)?;
     let mut refreshed = Instant::now();
     let mut progress = Progress::default();
+    let (mut synced, mut unsynced) = (Instant::now(), false);
     while !stop.is_cancelled() {
         if refreshed.elapsed() >= REFRESH {
             refreshed = Instant::now();
@@ -106,10 +109,22 @@ pub fn run(
             }
         }
         let batch = poll_batch(&consumer, keys, metrics)?;
-        if !batch.records.is_empty() || !batch.passed_over.is_empty() {
-            store.apply(&batch.records, &batch.passed_over)?;
+        let read = !batch.records.is_empty() || !batch.passed_over.is_empty();
+        // On disk within a second of being read; between, commits are
+        // visible at once and a crash costs only their reading again. With
+        // nothing new, an empty durable commit puts the last ones on disk.
+        let durable = synced.elapsed() >= SYNC_EVERY;
+        if read || (unsynced && durable) {
+            store.apply(&batch.records, &batch.passed_over, durable)?;
+            unsynced = !durable;
+            if durable {
+                synced = Instant::now();
+            }
+        }
+        if read {
             progress.batches += 1;
             metrics.records_applied.inc_by(batch.records.len() as u64);
+            metrics.records_read.inc_by((batch.records.len() + batch.passed_over.len()) as u64);
         }
         if !progress.caught_up {
             let offsets = store.offsets()?;
@@ -164,26 +179,18 @@ struct Batch {
     passed_over: Vec<(i32, i64)>,
 }
 
-impl Batch {
-    fn len(&self) -> usize {
-        self.records.len() + self.passed_over.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// Up to [`BATCH`] records: waits up to 100 ms for the first, and returns
 /// once [`LINGER`] has passed since the call began (or the batch is full).
 fn poll_batch(consumer: &BaseConsumer, keys: &StateKeys, metrics: &QueryMetrics) -> Result<Batch, CatchupError> {
     let mut batch = Batch::default();
+    let mut sealed = Vec::new();
     let first_wait = Duration::from_millis(100);
     let started = Instant::now();
-    while batch.len() < BATCH {
-        let wait = if batch.is_empty() { first_wait } else { LINGER.saturating_sub(started.elapsed()) };
+    while sealed.len() + batch.passed_over.len() < BATCH {
+        let empty = sealed.is_empty() && batch.passed_over.is_empty();
+        let wait = if empty { first_wait } else { LINGER.saturating_sub(started.elapsed()) };
         let Some(polled) = consumer.poll(wait) else {
-            if batch.is_empty() || started.elapsed() >= LINGER {
+            if empty || started.elapsed() >= LINGER {
                 break;
             }
             continue;
@@ -202,16 +209,26 @@ fn poll_batch(consumer: &BaseConsumer, keys: &StateKeys, metrics: &QueryMetrics)
         let key = msg.key().unwrap_or_default();
         let header = |name: &str| msg.headers().and_then(|h| h.iter().find(|x| x.key == name)).and_then(|h| h.value);
         match check(keys, msg.partition(), msg.offset(), key, msg.payload(), header, metrics)? {
-            Some(record) => batch.records.push(record),
+            Some(record) => sealed.push(record),
             None => batch.passed_over.push((msg.partition(), msg.offset())),
         }
     }
+    newest(sealed, &mut batch, metrics);
     Ok(batch)
 }
 
-/// A record the store may apply, or `None` (counted) when its MAC, key or
-/// view does not check. A passed-over record still advances the stored
-/// offset, so the store does not read it again.
+/// A record whose MAC and key checked, its view not read yet.
+struct Sealed {
+    partition: i32,
+    offset: i64,
+    patient: String,
+    view: Option<Vec<u8>>,
+    through: u64,
+}
+
+/// A record that may be applied once its view reads, or `None` (counted)
+/// when its MAC or key does not check. A passed-over record still advances
+/// the stored offset, so the store does not read it again.
 fn check<'h>(
     keys: &StateKeys,
     partition: i32,
@@ -220,11 +237,8 @@ fn check<'h>(
     value: Option<&[u8]>,
     header: impl Fn(&str) -> Option<&'h [u8]>,
     metrics: &QueryMetrics,
-) -> Result<Option<StateRecord>, CatchupError> {
-    let passed_over = |why: &'static str| {
-        metrics.records_passed_over.get_or_create(&crate::metrics::WhyLabels { why }).inc();
-        tracing::warn!(partition, offset, why, "A state record was passed over.");
-    };
+) -> Result<Option<Sealed>, CatchupError> {
+    let passed_over = |why: &'static str| passed_over(metrics, partition, offset, why);
     match keys.check(RecordKind::State, key, value, &header) {
         Ok(_) => {}
         Err(MacFailure::UnknownKey(key_id)) => return Err(CatchupError::UnknownStateKey { partition, offset, key_id }),
@@ -237,15 +251,42 @@ fn check<'h>(
         passed_over("key");
         return Ok(None);
     };
-    if let Some(json) = value
-        && serde_json::from_slice::<PatientView>(json).map_or(true, |v| v.patient_id != patient)
-    {
-        passed_over("view");
-        return Ok(None);
-    }
     let through = header(EDITS_THROUGH_HEADER)
         .and_then(|h| std::str::from_utf8(h).ok())
         .and_then(|t| t.parse::<u64>().ok())
         .unwrap_or(0);
-    Ok(Some(StateRecord { partition, offset, patient: patient.to_owned(), view: value.map(<[u8]>::to_vec), through }))
+    Ok(Some(Sealed { partition, offset, patient: patient.to_owned(), view: value.map(<[u8]>::to_vec), through }))
+}
+
+fn passed_over(metrics: &QueryMetrics, partition: i32, offset: i64, why: &'static str) {
+    metrics.records_passed_over.get_or_create(&crate::metrics::WhyLabels { why }).inc();
+    tracing::warn!(partition, offset, why, "A state record was passed over.");
+}
+
+/// The batch's records to apply: for each patient only the last one (a
+/// patient's records are in one partition, in order, so the last is its
+/// newest view; the edit offset kept is the greatest of them), its view
+/// read once. The records it supersedes count as read, not applied:
+/// catching up a topic that holds many versions of each patient writes
+/// each patient once per batch.
+fn newest(sealed: Vec<Sealed>, batch: &mut Batch, metrics: &QueryMetrics) {
+    let mut last: std::collections::HashMap<&str, (usize, u64)> = std::collections::HashMap::new();
+    for (i, r) in sealed.iter().enumerate() {
+        let through = last.get(r.patient.as_str()).map_or(r.through, |&(_, t)| t.max(r.through));
+        last.insert(&r.patient, (i, through));
+    }
+    let keep: std::collections::HashMap<usize, u64> = last.into_values().collect();
+    for (i, r) in sealed.into_iter().enumerate() {
+        let Some(&through) = keep.get(&i) else {
+            batch.passed_over.push((r.partition, r.offset));
+            continue;
+        };
+        match StateRecord::read_view(r.partition, r.offset, &r.patient, r.view, through) {
+            Some(record) => batch.records.push(record),
+            None => {
+                passed_over(metrics, r.partition, r.offset, "view");
+                batch.passed_over.push((r.partition, r.offset));
+            }
+        }
+    }
 }

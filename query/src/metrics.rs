@@ -45,6 +45,9 @@ pub struct KeyLabels {
 /// The query service's metrics.
 #[derive(Clone)]
 pub struct QueryMetrics {
+    /// State records read from the topic (applied, superseded in their
+    /// batch, or passed over).
+    pub records_read: Counter,
     /// State records applied to the store.
     pub records_applied: Counter,
     /// State records passed over, by why.
@@ -71,6 +74,7 @@ pub struct QueryMetrics {
 impl Default for QueryMetrics {
     fn default() -> Self {
         Self {
+            records_read: Counter::default(),
             records_applied: Counter::default(),
             records_passed_over: Family::default(),
             caught_up: Gauge::default(),
@@ -100,7 +104,12 @@ impl QueryMetrics {
             let _created = m.connections_refused.get_or_create(&cause);
         }
         let r = registry.sub_registry_with_prefix("tidemark_query");
-        r.register("records_applied", "State records applied to the store", m.records_applied.clone());
+        r.register("records_read", "State records read from the topic", m.records_read.clone());
+        r.register(
+            "records_applied",
+            "State records applied to the store (a patient's newest of a batch)",
+            m.records_applied.clone(),
+        );
         r.register(
             "records_passed_over",
             "State records not applied: no valid MAC, a bad key, or not a view of its patient",

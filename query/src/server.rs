@@ -43,7 +43,10 @@ pub(crate) async fn run(cfg: QueryConfig, shutdown: CancellationToken) -> Result
     topics::ensure(&cfg.kafka, &[spec], cfg.audit_partitions, cfg.startup_timeout).await?;
     let audit: FutureProducer = cfg
         .kafka
-        .durable_producer(&[("linger.ms", "0")], Some(cfg.audit_timeout))
+        // A millisecond of linger gathers the records of concurrent reads
+        // into one produce request: at thousands of reads a second, a request
+        // each would be the broker's load, for no latency worth having.
+        .durable_producer(&[("linger.ms", "1")], Some(cfg.audit_timeout))
         .create()
         .map_err(tidemark_kafka::KafkaFailure::kafka("creating the audit producer"))?;
     // The producer learns the audit topic's leaders now, not on the first
@@ -52,7 +55,10 @@ pub(crate) async fn run(cfg: QueryConfig, shutdown: CancellationToken) -> Result
     let (topic, timeout) = (audit_topic.clone(), cfg.startup_timeout);
     tokio::task::spawn_blocking(move || warm.client().fetch_metadata(Some(&topic), timeout))
         .await
-        .map_err(|join| QueryError::Task { what: "reading the audit topic's metadata".into(), cause: join.to_string() })?
+        .map_err(|join| QueryError::Task {
+            what: "reading the audit topic's metadata".into(),
+            cause: join.to_string(),
+        })?
         .map_err(tidemark_kafka::KafkaFailure::kafka("reading the audit topic's metadata"))?;
 
     // Catching up runs on its own thread (librdkafka's poll blocks).

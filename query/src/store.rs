@@ -22,7 +22,7 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use sha2::{Digest as _, Sha256};
 use tidemark_schemas::{FieldView, PatientView, VersionVector};
 
@@ -72,6 +72,28 @@ pub struct StateRecord {
     /// The edit-topic offset the view folds up to (exclusive), from the
     /// merger's header; 0 when absent.
     pub through: u64,
+    /// The sources in the view's open conflicts, one per line, sorted;
+    /// `None` when it has none (see [`StateRecord::read_view`]).
+    pub conflicts: Option<String>,
+}
+
+impl StateRecord {
+    /// A record of `patient`'s `view` (JSON; `None`: a tombstone), checked:
+    /// `None` when the JSON is not a view of that patient. The view is
+    /// parsed once, here, for its open conflicts.
+    pub fn read_view(partition: i32, offset: i64, patient: &str, view: Option<Vec<u8>>, through: u64) -> Option<Self> {
+        let conflicts = match &view {
+            None => None,
+            Some(json) => {
+                let parsed: PatientView = serde_json::from_slice(json).ok()?;
+                if parsed.patient_id != patient {
+                    return None;
+                }
+                conflict_sources(&parsed)
+            }
+        };
+        Some(Self { partition, offset, patient: patient.to_owned(), view, through, conflicts })
+    }
 }
 
 /// A patient's stored view.
@@ -154,10 +176,19 @@ impl Store {
     /// after the `passed_over` records (partition, offset) that were read
     /// but not applied, in one transaction.
     ///
+    /// With `durable`, the commit is on disk when this returns; without, it
+    /// is visible to readers at once and reaches the disk with the next
+    /// durable one. A crash in between loses those commits whole, offsets
+    /// and views together, so the store stays consistent and catching up
+    /// reads them again.
+    ///
     /// # Errors
     /// [`StoreError`]; nothing of the batch is applied then.
-    pub fn apply(&self, records: &[StateRecord], passed_over: &[(i32, i64)]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(fail("write"))?;
+    pub fn apply(&self, records: &[StateRecord], passed_over: &[(i32, i64)], durable: bool) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write().map_err(fail("write"))?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(fail("durability"))?;
+        }
         {
             let mut views = txn.open_table(VIEWS).map_err(fail("views table"))?;
             let mut offsets = txn.open_table(OFFSETS).map_err(fail("offsets table"))?;
@@ -195,8 +226,8 @@ impl Store {
                 }
                 changes.insert((r.partition, r.offset), patient).map_err(fail("changes"))?;
                 filed.insert(patient, (r.partition, r.offset)).map_err(fail("filed"))?;
-                match r.view.as_deref().and_then(conflict_sources) {
-                    Some(sources) => conflicts.insert(patient, sources.as_str()).map(drop),
+                match r.view.as_ref().and(r.conflicts.as_deref()) {
+                    Some(sources) => conflicts.insert(patient, sources).map(drop),
                     None => conflicts.remove(patient).map(drop),
                 }
                 .map_err(fail("conflicts"))?;
@@ -333,8 +364,7 @@ fn decode(bytes: &[u8]) -> Stored {
 
 /// The sources involved in the view's open conflicts (sorted, one per
 /// line), or `None` when it has none.
-fn conflict_sources(json: &[u8]) -> Option<String> {
-    let view: PatientView = serde_json::from_slice(json).ok()?;
+fn conflict_sources(view: &PatientView) -> Option<String> {
     let mut sources: Vec<&str> = Vec::new();
     for field in view.fields.values() {
         if let FieldView::Register { source, conflicts, .. } = field

@@ -22,13 +22,8 @@ fn view(patient: &str, conflict: bool, hr: u32) -> Vec<u8> {
 }
 
 fn record(partition: i32, offset: i64, patient: &str, conflict: bool, hr: u32) -> StateRecord {
-    StateRecord {
-        partition,
-        offset,
-        patient: patient.into(),
-        view: Some(view(patient, conflict, hr)),
-        through: u64::try_from(offset).expect("non-negative") + 1,
-    }
+    let through = u64::try_from(offset).expect("non-negative") + 1;
+    StateRecord::read_view(partition, offset, patient, Some(view(patient, conflict, hr)), through).expect("a view")
 }
 
 fn all(_: &str) -> bool {
@@ -41,7 +36,11 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     let store = Store::open(dir.path()).expect("opens");
     assert_eq!(store.offsets().expect("offsets"), vec![]);
     store
-        .apply(&[record(0, 0, "pt-1", false, 70), record(1, 0, "pt-2", true, 80), record(0, 1, "pt-3", true, 90)], &[])
+        .apply(
+            &[record(0, 0, "pt-1", false, 70), record(1, 0, "pt-2", true, 80), record(0, 1, "pt-3", true, 90)],
+            &[],
+            true,
+        )
         .expect("applies");
     assert_eq!(store.offsets().expect("offsets"), vec![(0, 2), (1, 1)]);
     let got = store.get("pt-2").expect("get").expect("stored");
@@ -63,7 +62,7 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     let (first, more) = store.conflicts(None, "", None, 1, all).expect("a page of one");
     assert_eq!((first.len(), more.as_deref()), (1, Some("pt-2")), "a full page says where to go on");
     // pt-2's conflict resolves: it leaves the index and moves to the feed's end.
-    store.apply(&[record(1, 1, "pt-2", false, 81)], &[]).expect("applies");
+    store.apply(&[record(1, 1, "pt-2", false, 81)], &[], true).expect("applies");
     assert_eq!(store.conflicts(None, "", None, 10, all).expect("conflicts").0.len(), 1);
     let (feed, next) = store.changes(&Cursor::new(), 10, all).expect("feed");
     let order: Vec<(i32, i64, &str)> = feed.iter().map(|c| (c.partition, c.offset, c.patient.as_str())).collect();
@@ -78,9 +77,9 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     assert!(hidden.is_empty() && moved == Cursor::from([(0, 1), (1, 1)]), "a hidden change still advances");
     // The same view again (a reseal) is not a change; a tombstone is one.
     // A reseal writes the same view at a new offset, without an edit offset.
-    store.apply(&[StateRecord { through: 0, ..record(1, 2, "pt-2", false, 81) }], &[]).expect("applies");
+    store.apply(&[StateRecord { through: 0, ..record(1, 2, "pt-2", false, 81) }], &[], true).expect("applies");
     assert!(store.changes(&next, 10, all).expect("feed").0.is_empty(), "a reseal is no change");
-    store.apply(&[StateRecord { view: None, ..record(0, 2, "pt-3", false, 0) }], &[]).expect("tombstone");
+    store.apply(&[StateRecord { view: None, ..record(0, 2, "pt-3", false, 0) }], &[], true).expect("tombstone");
     assert!(store.get("pt-3").expect("get").is_none());
     assert!(store.conflicts(None, "", None, 10, all).expect("conflicts").0.is_empty());
     let (deleted, _) = store.changes(&next, 10, all).expect("feed");
@@ -89,26 +88,38 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
 }
 
 #[test]
+fn a_view_of_another_patient_or_not_a_view_is_refused() {
+    assert!(StateRecord::read_view(0, 0, "pt-2", Some(view("pt-1", false, 70)), 1).is_none());
+    assert!(StateRecord::read_view(0, 0, "pt-1", Some(b"{}".to_vec()), 1).is_none());
+    assert!(StateRecord::read_view(0, 0, "pt-1", None, 1).is_some(), "a tombstone");
+}
+
+#[test]
 fn a_reopened_store_resumes_where_it_stood() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = Store::open(dir.path()).expect("opens");
-        store.apply(&[record(2, 41, "pt-1", false, 70)], &[]).expect("applies");
+        store.apply(&[record(2, 41, "pt-1", false, 70)], &[], true).expect("applies");
+        // Not yet durable, but visible at once.
+        store.apply(&[record(2, 42, "pt-2", false, 70)], &[], false).expect("applies");
+        assert!(store.get("pt-2").expect("get").is_some());
     }
     let store = Store::open(dir.path()).expect("reopens");
-    assert_eq!(store.offsets().expect("offsets"), vec![(2, 42)]);
+    let offsets = store.offsets().expect("offsets");
+    assert!(offsets == vec![(2, 42)] || offsets == vec![(2, 43)], "a whole commit or none: {offsets:?}");
+    assert_eq!(store.get("pt-2").expect("get").is_some(), offsets == vec![(2, 43)], "views and offsets together");
     assert_eq!(store.get("pt-1").expect("get").map(|s| s.offset), Some(41));
-    assert_eq!(store.changes(&Cursor::new(), 10, all).expect("feed").0.len(), 1);
+    assert!(!store.changes(&Cursor::new(), 10, all).expect("feed").0.is_empty());
 }
 
 #[test]
 fn through_never_goes_back_and_the_etag_follows_the_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("opens");
-    store.apply(&[StateRecord { through: 9, ..record(0, 5, "pt-1", false, 70) }], &[]).expect("applies");
+    store.apply(&[StateRecord { through: 9, ..record(0, 5, "pt-1", false, 70) }], &[], true).expect("applies");
     let first = store.get("pt-1").expect("get").expect("stored");
     // A record without the header (through 0), e.g. from an older merger.
-    store.apply(&[StateRecord { through: 0, ..record(0, 6, "pt-1", false, 71) }], &[]).expect("applies");
+    store.apply(&[StateRecord { through: 0, ..record(0, 6, "pt-1", false, 71) }], &[], true).expect("applies");
     let second = store.get("pt-1").expect("get").expect("stored");
     assert_eq!(second.through, 9);
     assert_ne!(first.etag(), second.etag());
@@ -141,12 +152,12 @@ proptest! {
         let whole = tempfile::tempdir().expect("tempdir");
         let split = tempfile::tempdir().expect("tempdir");
         let (a, b) = (Store::open(whole.path()).expect("opens"), Store::open(split.path()).expect("opens"));
-        a.apply(&records, &[]).expect("applies");
+        a.apply(&records, &[], true).expect("applies");
         let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(records.len() + 1)).collect();
         cuts.sort_unstable();
         let mut start = 0;
         for cut in cuts.into_iter().chain([records.len()]) {
-            b.apply(&records[start..cut], &[]).expect("applies");
+            b.apply(&records[start..cut], &[], true).expect("applies");
             start = cut;
         }
         prop_assert_eq!(a.offsets().expect("o"), b.offsets().expect("o"));
