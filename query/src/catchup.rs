@@ -28,7 +28,7 @@ use crate::metrics::QueryMetrics;
 use crate::store::{StateRecord, Store, StoreError};
 
 /// Records applied in one transaction at most.
-const BATCH: usize = 2_000;
+const BATCH: usize = 10_000;
 /// How long a batch waits to fill once it has a record.
 const LINGER: Duration = Duration::from_millis(20);
 /// How often the store's commits are made durable.
