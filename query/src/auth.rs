@@ -20,6 +20,23 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
+    /// The id prefixes that are both under `wanted` and readable by the key:
+    /// what a listing filtered by `wanted` may look at (none: nothing).
+    pub(crate) fn prefixes_within(&self, wanted: &str) -> Vec<String> {
+        let Some(own) = &self.prefixes else { return vec![wanted.to_owned()] };
+        own.iter()
+            .filter_map(|p| {
+                if p.starts_with(wanted) {
+                    Some(p.clone())
+                } else if wanted.starts_with(p.as_str()) {
+                    Some(wanted.to_owned())
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// Whether the key may read `patient`.
     pub(crate) fn may_read(&self, patient: &str) -> bool {
         self.prefixes.as_ref().is_none_or(|ps| ps.iter().any(|p| patient.starts_with(p.as_str())))

@@ -31,6 +31,9 @@ use crate::store::{StateRecord, Store, StoreError};
 const BATCH: usize = 10_000;
 /// How long a batch waits to fill once it has a record.
 const LINGER: Duration = Duration::from_millis(20);
+/// How long polls may fail without a record between them before catching
+/// up stops (and the service with it).
+const STALL_LIMIT: Duration = Duration::from_secs(120);
 /// How often the store's commits are made durable.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// How often the topic's partitions are looked up again (partitions added).
@@ -92,6 +95,8 @@ pub fn run(
     let mut refreshed = Instant::now();
     let mut progress = Progress::default();
     let (mut synced, mut unsynced) = (Instant::now(), false);
+    // Since when every poll has failed (`None`: the last one did not).
+    let mut failing: Option<Instant> = None;
     while !stop.is_cancelled() {
         if refreshed.elapsed() >= REFRESH {
             refreshed = Instant::now();
@@ -108,7 +113,7 @@ pub fn run(
                 Err(e) => tracing::warn!(error = %e, "Looking up the state topic's partitions failed; retrying later."),
             }
         }
-        let batch = poll_batch(&consumer, keys, metrics)?;
+        let batch = poll_batch(&consumer, keys, metrics, &mut failing)?;
         let read = !batch.records.is_empty() || !batch.passed_over.is_empty();
         // On disk within a second of being read; between, commits are
         // visible at once and a crash costs only their reading again. With
@@ -181,7 +186,12 @@ struct Batch {
 
 /// Up to [`BATCH`] records: waits up to 100 ms for the first, and returns
 /// once [`LINGER`] has passed since the call began (or the batch is full).
-fn poll_batch(consumer: &BaseConsumer, keys: &StateKeys, metrics: &QueryMetrics) -> Result<Batch, CatchupError> {
+fn poll_batch(
+    consumer: &BaseConsumer,
+    keys: &StateKeys,
+    metrics: &QueryMetrics,
+    failing: &mut Option<Instant>,
+) -> Result<Batch, CatchupError> {
     let mut batch = Batch::default();
     let mut sealed = Vec::new();
     let first_wait = Duration::from_millis(100);
@@ -199,13 +209,20 @@ fn poll_batch(consumer: &BaseConsumer, keys: &StateKeys, metrics: &QueryMetrics)
             Ok(msg) => msg,
             // librdkafka reports a lost connection or a broker restart here
             // and recovers by itself: the next poll goes on from the
-            // position. Only a store or key error stops catching up.
+            // position. Errors without a record between them for
+            // STALL_LIMIT (a deleted topic, a revoked ACL) stop the service,
+            // which must not serve views that no longer move.
             Err(e) => {
+                let since = *failing.get_or_insert_with(Instant::now);
+                if since.elapsed() >= STALL_LIMIT {
+                    return Err(KafkaFailure::kafka("reading the state topic")(e).into());
+                }
                 tracing::warn!(error = %e, "Reading the state topic failed; librdkafka retries.");
                 std::thread::sleep(Duration::from_millis(100));
                 break;
             }
         };
+        *failing = None;
         let key = msg.key().unwrap_or_default();
         let header = |name: &str| msg.headers().and_then(|h| h.iter().find(|x| x.key == name)).and_then(|h| h.value);
         match check(keys, msg.partition(), msg.offset(), key, msg.payload(), header, metrics)? {

@@ -263,7 +263,7 @@ async fn list_conflicts(state: &AppState, reader: &Reader, parts: &Parts) -> Res
     let (prefix, reader) = (q.prefix.unwrap_or_default(), reader.clone());
     let page = state
         .read(move |store| {
-            store.conflicts(q.cursor.as_deref(), &prefix, q.source.as_deref(), limit, |p| reader.may_read(p))
+            store.conflicts(q.cursor.as_deref(), &reader.prefixes_within(&prefix), q.source.as_deref(), limit)
         })
         .await;
     match page {

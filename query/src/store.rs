@@ -4,9 +4,11 @@
 //!
 //! Key decisions:
 //! - **Offsets live with the data.** A batch of state records and the
-//!   offsets after it commit in one transaction, so a restart resumes
-//!   exactly where the store stands: nothing is applied twice or skipped,
-//!   whatever moment the process died.
+//!   offsets after it commit in one transaction, so the store is always a
+//!   prefix of the topic: nothing is skipped, whatever moment the process
+//!   died. Commits reach the disk within a second; a crash loses the last
+//!   ones whole, and catching up reads them again (reads may briefly show
+//!   the older views meanwhile).
 //! - **The store is a cache of the topic.** Losing the file costs a
 //!   catch-up, never data: the state topic is the source of truth.
 //! - **The feed is keyed by the state topic's positions.** A change is
@@ -215,7 +217,9 @@ impl Store {
                     changes.remove(at).map_err(fail("changes"))?;
                 }
                 match &r.view {
-                    None if was_filed.is_none() => continue, // deleting what was never seen
+                    // A deletion is always filed, even of a patient this store
+                    // never saw (its view may have been superseded in the same
+                    // batch): every replica then lists the same deletions.
                     None => {
                         views.remove(patient).map_err(fail("views"))?;
                     }
@@ -246,47 +250,55 @@ impl Store {
         Ok(views.get(patient).map_err(fail("views"))?.map(|v| decode(v.value())))
     }
 
-    /// Patients with open conflicts whose id starts with `prefix`, in id
-    /// order, after `after`, whose id passes `keep` and (when given) whose
-    /// conflicts involve `source`; at most `limit`, each with the sources
-    /// involved. Looks at no more than [`SCAN_BUDGET`] entries, so no call
-    /// holds the store long; the cursor returned (the last id looked at)
-    /// goes on from there, and is `None` once nothing is left.
+    /// Patients with open conflicts whose id starts with one of
+    /// `prefixes` (`[""]`: any), in id order, after `after`, whose
+    /// conflicts involve `source` when given; at most `limit`, each with the
+    /// sources involved. Only entries under the prefixes are looked at, so
+    /// with a key's own prefixes every id looked at is one the key may read
+    /// (the cursor returned is such an id). Looks at no more than
+    /// [`SCAN_BUDGET`] entries, so no call holds the store long; the cursor
+    /// (the last id looked at) goes on from there, and is `None` once
+    /// nothing is left.
     ///
     /// # Errors
     /// [`StoreError`] on a read failure.
     pub fn conflicts(
         &self,
         after: Option<&str>,
-        prefix: &str,
+        prefixes: &[String],
         source: Option<&str>,
         limit: usize,
-        keep: impl Fn(&str) -> bool,
     ) -> Result<ConflictPage, StoreError> {
         if limit == 0 {
             return Ok((Vec::new(), after.map(str::to_owned)));
         }
         let txn = self.db.begin_read().map_err(fail("read"))?;
         let table = txn.open_table(CONFLICTS).map_err(fail("conflicts table"))?;
-        let start = after.filter(|a| *a > prefix).unwrap_or(prefix);
+        let mut prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+        prefixes.sort_unstable();
+        // A prefix another one extends adds nothing: its ids are under both.
+        prefixes.dedup_by(|longer, shorter| longer.starts_with(*shorter));
         let mut out = Vec::new();
         let mut scanned = 0;
-        for row in table.range(start..).map_err(fail("conflicts"))? {
-            let (patient, sources) = row.map_err(fail("conflicts"))?;
-            let id = patient.value();
-            if !id.starts_with(prefix) {
-                return Ok((out, None)); // ids are sorted: no later one has the prefix
-            }
-            if after == Some(id) {
-                continue; // the cursor names the last patient already looked at
-            }
-            scanned += 1;
-            let sources: Vec<String> = sources.value().split('\n').map(str::to_owned).collect();
-            if keep(id) && source.is_none_or(|s| sources.iter().any(|x| x == s)) {
-                out.push((id.to_owned(), sources));
-            }
-            if out.len() == limit || scanned == SCAN_BUDGET {
-                return Ok((out, Some(id.to_owned())));
+        for prefix in prefixes {
+            let start = after.filter(|a| *a > prefix).unwrap_or(prefix);
+            for row in table.range(start..).map_err(fail("conflicts"))? {
+                let (patient, sources) = row.map_err(fail("conflicts"))?;
+                let id = patient.value();
+                if !id.starts_with(prefix) {
+                    break; // ids are sorted: no later one has this prefix
+                }
+                if after == Some(id) {
+                    continue; // the cursor names the last patient already looked at
+                }
+                scanned += 1;
+                let sources: Vec<String> = sources.value().split('\n').map(str::to_owned).collect();
+                if source.is_none_or(|s| sources.iter().any(|x| x == s)) {
+                    out.push((id.to_owned(), sources));
+                }
+                if out.len() == limit || scanned == SCAN_BUDGET {
+                    return Ok((out, Some(id.to_owned())));
+                }
             }
         }
         Ok((out, None))
@@ -319,13 +331,15 @@ impl Store {
         'partitions: for p in partitions {
             let from = cursor.get(&p).map_or(0, |o| o.saturating_add(1));
             for row in table.range((p, from)..=(p, i64::MAX)).map_err(fail("changes"))? {
-                let (at, patient) = row.map_err(fail("changes"))?;
-                let (partition, offset) = at.value();
-                next.insert(partition, offset);
-                scanned += 1;
+                // The budget is checked before the entry moves the cursor, so
+                // an entry the cursor passes has always been handled.
                 if scanned == SCAN_BUDGET {
                     break 'partitions;
                 }
+                scanned += 1;
+                let (at, patient) = row.map_err(fail("changes"))?;
+                let (partition, offset) = at.value();
+                next.insert(partition, offset);
                 if !keep(patient.value()) {
                     continue;
                 }

@@ -55,13 +55,11 @@ pub struct GetArgs {
 
 pub fn run_get(args: GetArgs) -> anyhow::Result<Outcome> {
     let client = args.target.client()?;
-    // Percent-encoded: a mistyped id reaches the service as typed, and is
-    // refused there as not an identifier.
-    let mut path: String = url::form_urlencoded::byte_serialize(args.patient_id.as_bytes()).collect();
-    path.insert_str(0, "/v1/patients/");
+    // Identifier characters go as they are; anything else percent-encoded,
+    // so a mistyped id reaches the service as typed and is refused there.
+    let mut path = format!("/v1/patients/{}", escape(&args.patient_id));
     if let Some(token) = &args.after {
-        let token: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
-        path.push_str(&format!("?after={token}"));
+        path.push_str(&format!("?after={}", escape(token)));
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
     let reply = runtime.block_on(client.get(&path))?;
@@ -136,6 +134,19 @@ pub fn run_changes(args: ChangesArgs) -> anyhow::Result<Outcome> {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     })
+}
+
+/// `text` with every byte outside `[A-Za-z0-9._:@-]` percent-encoded.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Prints one SSE event as a JSON line with its cursor; moves `cursor`.

@@ -200,6 +200,10 @@ fn main() -> anyhow::Result<()> {
     // A patient the workload never edited answers 404: the report counts it.
     r.extend(args(["--max-error-rate", "1"]));
     let reads: serde_json::Value = serde_json::from_str(run(t, &r)?.trim()).context("loadgen's report")?;
+    let failed = reads["totals"]["failed_by_status"].as_object().cloned().unwrap_or_default();
+    if let Some(status) = failed.keys().find(|s| *s != "404") {
+        anyhow::bail!("reads failed with status {status} (only 404s, patients never edited, are expected): {failed:?}");
+    }
     let _ = writes.kill();
     let _ = writes.wait();
 

@@ -26,6 +26,10 @@ fn record(partition: i32, offset: i64, patient: &str, conflict: bool, hr: u32) -
     StateRecord::read_view(partition, offset, patient, Some(view(patient, conflict, hr)), through).expect("a view")
 }
 
+fn everyone() -> [String; 1] {
+    [String::new()]
+}
+
 fn all(_: &str) -> bool {
     true
 }
@@ -46,7 +50,7 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     let got = store.get("pt-2").expect("get").expect("stored");
     assert_eq!((got.partition, got.through, got.offset, got.json), (1, 1, 0, view("pt-2", true, 80)));
     assert!(store.get("pt-9").expect("get").is_none());
-    let conflicted = store.conflicts(None, "", None, 10, all).expect("conflicts").0;
+    let conflicted = store.conflicts(None, &everyone(), None, 10).expect("conflicts").0;
     assert_eq!(
         conflicted,
         vec![
@@ -54,16 +58,17 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
             ("pt-3".into(), vec!["site-a".into(), "site-b".into()])
         ]
     );
-    assert_eq!(store.conflicts(Some("pt-2"), "", None, 10, all).expect("page 2").0.len(), 1);
-    assert!(store.conflicts(None, "", Some("site-c"), 10, all).expect("by source").0.is_empty());
-    assert_eq!(store.conflicts(None, "", None, 10, |p| p != "pt-2").expect("scoped").0.len(), 1);
-    assert_eq!(store.conflicts(None, "pt-3", None, 10, all).expect("by prefix").0.len(), 1);
-    assert!(store.conflicts(None, "zz", None, 10, all).expect("no such prefix").0.is_empty());
-    let (first, more) = store.conflicts(None, "", None, 1, all).expect("a page of one");
+    assert_eq!(store.conflicts(Some("pt-2"), &everyone(), None, 10).expect("page 2").0.len(), 1);
+    assert!(store.conflicts(None, &everyone(), Some("site-c"), 10).expect("by source").0.is_empty());
+    assert_eq!(store.conflicts(None, &["pt-3".to_owned(), "pt-1".to_owned()], None, 10).expect("scoped").0.len(), 1);
+    let overlapping = ["pt-3".to_owned(), "pt-".to_owned(), "pt-3".to_owned()];
+    assert_eq!(store.conflicts(None, &overlapping, None, 10).expect("overlapping prefixes").0.len(), 2, "each once");
+    assert!(store.conflicts(None, &["zz".to_owned()], None, 10).expect("no such prefix").0.is_empty());
+    let (first, more) = store.conflicts(None, &everyone(), None, 1).expect("a page of one");
     assert_eq!((first.len(), more.as_deref()), (1, Some("pt-2")), "a full page says where to go on");
     // pt-2's conflict resolves: it leaves the index and moves to the feed's end.
     store.apply(&[record(1, 1, "pt-2", false, 81)], &[], true).expect("applies");
-    assert_eq!(store.conflicts(None, "", None, 10, all).expect("conflicts").0.len(), 1);
+    assert_eq!(store.conflicts(None, &everyone(), None, 10).expect("conflicts").0.len(), 1);
     let (feed, next) = store.changes(&Cursor::new(), 10, all).expect("feed");
     let order: Vec<(i32, i64, &str)> = feed.iter().map(|c| (c.partition, c.offset, c.patient.as_str())).collect();
     assert_eq!(order, vec![(0, 0, "pt-1"), (0, 1, "pt-3"), (1, 1, "pt-2")], "pt-2 filed at its newest record");
@@ -81,7 +86,7 @@ fn views_offsets_conflicts_and_the_feed_follow_the_records() {
     assert!(store.changes(&next, 10, all).expect("feed").0.is_empty(), "a reseal is no change");
     store.apply(&[StateRecord { view: None, ..record(0, 2, "pt-3", false, 0) }], &[], true).expect("tombstone");
     assert!(store.get("pt-3").expect("get").is_none());
-    assert!(store.conflicts(None, "", None, 10, all).expect("conflicts").0.is_empty());
+    assert!(store.conflicts(None, &everyone(), None, 10).expect("conflicts").0.is_empty());
     let (deleted, _) = store.changes(&next, 10, all).expect("feed");
     assert_eq!(deleted, vec![Change { partition: 0, offset: 2, patient: "pt-3".into(), version: None }]);
     assert_eq!(store.offsets().expect("offsets"), vec![(0, 3), (1, 3)]);
@@ -161,11 +166,29 @@ proptest! {
             start = cut;
         }
         prop_assert_eq!(a.offsets().expect("o"), b.offsets().expect("o"));
-        prop_assert_eq!(a.conflicts(None, "", None, 100, all).expect("c"), b.conflicts(None, "", None, 100, all).expect("c"));
+        prop_assert_eq!(a.conflicts(None, &everyone(), None, 100).expect("c"), b.conflicts(None, &everyone(), None, 100).expect("c"));
         let feed = |s: &Store| s.changes(&Cursor::new(), 1000, all).expect("f").0;
         prop_assert_eq!(feed(&a), feed(&b));
         for r in &records {
             prop_assert_eq!(a.get(&r.patient).expect("g").map(|s| s.json), b.get(&r.patient).expect("g").map(|s| s.json));
         }
     }
+}
+
+#[test]
+fn a_listing_that_spends_its_budget_drops_no_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("opens");
+    let n = i64::try_from(SCAN_BUDGET).expect("small");
+    let records: Vec<StateRecord> = (0..=n).map(|o| record(0, o, &format!("pt-{o:06}"), o == n, 70)).collect();
+    store.apply(&records, &[], true).expect("applies");
+    let last = format!("pt-{n:06}");
+    let only_last = |p: &str| p == last;
+    let (first, at) = store.changes(&Cursor::new(), 10, only_last).expect("first call");
+    assert!(first.is_empty(), "the budget ends the first call before the visible change");
+    assert_eq!(at, Cursor::from([(0, n - 1)]), "the cursor stops at the last entry looked at");
+    let (second, _) = store.changes(&at, 10, only_last).expect("second call");
+    assert_eq!(second.iter().map(|c| c.patient.as_str()).collect::<Vec<_>>(), [last.as_str()]);
+    let (page, more) = store.conflicts(None, &everyone(), None, 10).expect("conflicts");
+    assert_eq!((page.len(), more), (1, None));
 }
