@@ -90,8 +90,22 @@ pub fn run(
     stop: &CancellationToken,
 ) -> Result<(), CatchupError> {
     let consumer = conn.reader("tidemark-query")?;
-    let mut assigned = assign(&consumer, topic, store, &[])?;
-    let mut start_ends = ends(&consumer, topic, &assigned)?;
+    // The state topic may not exist yet (the service started before the
+    // mergers, on a new cluster): wait for it, not ready meanwhile.
+    let (mut assigned, mut start_ends) = loop {
+        let found = assign(&consumer, topic, store, &[]).and_then(|p| Ok((ends(&consumer, topic, &p)?, p)));
+        match found {
+            Ok((ends, parts)) => break (parts, ends),
+            Err(CatchupError::Kafka(e)) => {
+                tracing::warn!(error = %e, "The state topic cannot be read yet; trying again shortly.");
+                if stop.is_cancelled() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut refreshed = Instant::now();
     let mut progress = Progress::default();
     let (mut synced, mut unsynced) = (Instant::now(), false);

@@ -115,3 +115,29 @@ async fn catches_up_passes_over_forgeries_and_resumes_after_a_restart() {
     assert!(!err.to_string().contains("pt-1"), "no patient id in the error: {err}");
     assert_eq!(store.offsets().expect("offsets"), vec![(0, 2), (1, 3)], "nothing passed over");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_a_state_topic_that_does_not_exist_yet() {
+    let broker = MockBroker::start().expect("mock broker");
+    let conn = Connection::new(broker.bootstrap(), vec![]);
+    let keys = Arc::new(StateKeys::new(&[StateKey::generate().expect("key")]).expect("keys"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let (tx, mut rx) = watch::channel(Progress::default());
+    let stop = CancellationToken::new();
+    let (conn2, store2, keys2, stop2) = (conn.clone(), store.clone(), keys.clone(), stop.clone());
+    let reader =
+        std::thread::spawn(move || catchup::run(&conn2, TOPIC, &store2, &keys2, &QueryMetrics::default(), &tx, &stop2));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!reader.is_finished(), "a missing topic is waited for, not an error");
+    broker.create_topic(TOPIC, 1).await.expect("topic");
+    let producer: FutureProducer = conn.durable_producer(&[], None).create().expect("producer");
+    produce(&producer, &keys, 0, "pt-1", 70, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while store.get("pt-1").expect("get").is_none() {
+        assert!(Instant::now() < deadline, "the view never arrived: {:?}", *rx.borrow());
+        let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+    }
+    stop.cancel();
+    reader.join().expect("no panic").expect("stopped cleanly");
+}
