@@ -5,14 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use common::pipeline::{Signed, latest_views, produce, read_all, workload};
+use common::pipeline::{Signed, fold_reference, latest_views, produce, read_all, workload};
 use common::service::{Service, tidemark_service};
 use common::{data, eventually, eventually_every, s};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
@@ -31,26 +29,6 @@ fn merger(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &'static
     let mut m = tidemark_service(name, args, dir);
     m.set_env("RUST_LOG", "info");
     m.started()
-}
-
-/// `tidemark fold --keys` of the envelopes: the reference views by patient.
-fn reference(items: &[Signed], dir: &Path) -> BTreeMap<String, serde_json::Value> {
-    let input = dir.join("envelopes.ndjson");
-    let text: Vec<&str> = items.iter().map(|i| i.envelope.as_str()).collect();
-    fs::write(&input, text.join("\n")).expect("write envelopes");
-    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["fold", "--keys", s(&data("test-registry.toml")), s(&input)])
-        .env_remove("TIDEMARK_KEYS")
-        .output()
-        .expect("fold runs");
-    String::from_utf8(out.stdout)
-        .expect("utf-8 views")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("view JSON");
-            (v["patient_id"].as_str().expect("patient_id").to_owned(), v)
-        })
-        .collect()
 }
 
 /// Same event, other author, old signature: the signature no longer matches.
@@ -110,7 +88,7 @@ async fn state_topic_equals_the_reference_fold_and_poison_goes_to_the_dlq() {
     produce(broker.bootstrap(), &edits, &items).await;
 
     let mut merger = merger(broker.bootstrap(), &prefix, &unique_group("merge"), dir.path(), "m1", &[]);
-    let want = reference(&items, dir.path());
+    let want = fold_reference(&items, dir.path());
     assert_eq!(want.len(), 40, "the reference folds every patient");
     let state = format!("{prefix}tidemark.patient-state.v1");
     wait_for_views(broker.bootstrap(), &state, &want, Duration::from_secs(90), &[&merger]);
@@ -220,7 +198,7 @@ async fn two_replicas_and_a_third_joining_mid_stream_converge_to_the_fold() {
     produce(broker.bootstrap(), &edits, first).await;
     let c = merger(broker.bootstrap(), &prefix, &group, dir.path(), "c", &[]);
     produce(broker.bootstrap(), &edits, second).await;
-    let want = reference(&items, dir.path());
+    let want = fold_reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&a, &b, &c]);
 }
 
@@ -236,7 +214,7 @@ async fn a_replica_killed_mid_stream_and_restarted_replays_harmlessly() {
     kill_mid_stream(&mut a, &mut [], first.len());
     produce(broker.bootstrap(), &edits, second).await;
     let a2 = merger(broker.bootstrap(), &prefix, &group, dir.path(), "a2", &[]);
-    let want = reference(&items, dir.path());
+    let want = fold_reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&a, &a2]);
 }
 
@@ -256,7 +234,7 @@ async fn a_group_member_killed_mid_batch_then_a_third_joining_and_the_killed_one
     let c = merger(broker.bootstrap(), &prefix, &group, dir.path(), "c", &[]);
     produce(broker.bootstrap(), &edits, second).await;
     let a_again = merger(broker.bootstrap(), &prefix, &group, dir.path(), "a-again", &[]);
-    let want = reference(&items, dir.path());
+    let want = fold_reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&a, &b, &c, &a_again]);
 }
 
@@ -276,7 +254,7 @@ async fn killed_between_producing_and_committing_the_replay_is_harmless() {
     assert!(!before.is_empty(), "the crashed merger produced outputs before dying");
 
     let again = merger(broker.bootstrap(), &prefix, &group, dir.path(), "again", &[]);
-    let want = reference(&items, dir.path());
+    let want = fold_reference(&items, dir.path());
     assert_converges(&broker, &prefix, &want, &[&crashed, &again]);
 }
 

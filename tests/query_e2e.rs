@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::ingest::Ingest;
-use common::pipeline::{Signed, read_all, workload};
+use common::pipeline::{Signed, fold_reference, read_all, workload};
 use common::service::{START_TIMEOUT, Service, tidemark_service};
 use common::{data, eventually, s, tidemark};
 use tidemark_schemas::httpsig::{self, Request};
@@ -53,26 +53,6 @@ fn query(bootstrap: &str, prefix: &str, registry: &Path, store: &Path, dir: &Pat
     q.start();
     let http = q.wait_for("tidemark-query listening", "http=", START_TIMEOUT);
     (q, http)
-}
-
-/// `tidemark fold --keys` of the envelopes: the reference views by patient.
-fn reference(items: &[&Signed], dir: &Path) -> BTreeMap<String, serde_json::Value> {
-    let input = dir.join("envelopes.ndjson");
-    let text: Vec<&str> = items.iter().map(|i| i.envelope.as_str()).collect();
-    fs::write(&input, text.join("\n")).expect("write envelopes");
-    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
-        .args(["fold", "--keys", s(&data("test-registry.toml")), s(&input)])
-        .env_remove("TIDEMARK_KEYS")
-        .output()
-        .expect("fold runs");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("view");
-            (v["patient_id"].as_str().expect("id").to_owned(), v)
-        })
-        .collect()
 }
 
 /// A raw `GET` with these headers: (status, body).
@@ -152,7 +132,7 @@ async fn reads_are_signed_scoped_audited_read_your_writes_and_resume() {
     for (item, line) in items.iter().zip(resp["results"].as_array().expect("results")) {
         tokens.insert(item.patient.clone(), line["consistency"].as_str().expect("a token").to_owned());
     }
-    let want = reference(&items.iter().collect::<Vec<_>>(), dir.path());
+    let want = fold_reference(&items, dir.path());
     let target = format!("http://{http}");
     for (patient, token) in tokens.iter().step_by(3) {
         let got =
@@ -305,7 +285,7 @@ async fn reads_are_signed_scoped_audited_read_your_writes_and_resume() {
     let last_token = resp["results"].as_array().expect("results").last().expect("a line")["consistency"].clone();
     let (mut q, http) = query(&bootstrap, &prefix, &registry, &store, dir.path());
     let all: Vec<&Signed> = items.iter().chain(&more).collect();
-    let want = reference(&all, dir.path());
+    let want = fold_reference(all, dir.path());
     let last = &more.last().expect("an item").patient;
     let path = format!("/v1/patients/{last}?after={}", last_token.as_str().expect("token"));
     let (status, body) = signed_get(&http, &reader, &path);

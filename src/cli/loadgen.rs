@@ -117,6 +117,36 @@ struct Report {
     timeline: Vec<SecondSummary>,
 }
 
+impl Report {
+    /// The report of a run of `elapsed` that `recorder` measured.
+    fn of(
+        unit: &'static str,
+        target: &str,
+        target_rate: Option<f64>,
+        concurrency: usize,
+        batch: usize,
+        elapsed: Duration,
+        recorder: &Recorder,
+    ) -> Self {
+        let totals = recorder.totals();
+        let elapsed_s = elapsed.as_secs_f64();
+        Self {
+            unit,
+            target: target.to_owned(),
+            target_rate,
+            concurrency,
+            batch,
+            elapsed_s,
+            accepted_per_s: totals.accepted as f64 / elapsed_s,
+            error_rate: totals.error_rate(),
+            totals,
+            latency: recorder.service_latency(),
+            latency_from_schedule: recorder.scheduled_latency(),
+            timeline: recorder.timeline(),
+        }
+    }
+}
+
 /// The longest `--duration`, and how long a replay may run.
 const YEAR_S: f64 = 31_536_000.0;
 
@@ -238,22 +268,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<Outcome> {
         let mut f = file.lock().unwrap_or_else(PoisonError::into_inner);
         f.flush().context("writing the --record file")?;
     }
-    let totals = recorder.totals();
-    let elapsed_s = elapsed.as_secs_f64();
-    let report = Report {
-        unit: "events",
-        target: client.url().to_owned(),
-        target_rate: shape.rate,
-        concurrency: args.concurrency,
-        batch: args.batch,
-        elapsed_s,
-        accepted_per_s: totals.accepted as f64 / elapsed_s,
-        error_rate: totals.error_rate(),
-        totals,
-        latency: recorder.service_latency(),
-        latency_from_schedule: recorder.scheduled_latency(),
-        timeline: recorder.timeline(),
-    };
+    let report = Report::of("events", client.url(), shape.rate, args.concurrency, args.batch, elapsed, &recorder);
     finish(&report, args.json, args.max_error_rate)
 }
 
@@ -308,22 +323,8 @@ fn read(args: &LoadgenArgs) -> anyhow::Result<Outcome> {
         load.run(stop).await;
         started.elapsed()
     });
-    let totals = recorder.totals();
-    let elapsed_s = elapsed.as_secs_f64();
-    let report = Report {
-        unit: "reads",
-        target: target.to_owned(),
-        target_rate: (args.rate > 0.0).then_some(args.rate),
-        concurrency: args.concurrency,
-        batch: 1,
-        elapsed_s,
-        accepted_per_s: totals.accepted as f64 / elapsed_s,
-        error_rate: totals.error_rate(),
-        totals,
-        latency: recorder.service_latency(),
-        latency_from_schedule: recorder.scheduled_latency(),
-        timeline: recorder.timeline(),
-    };
+    let rate = (args.rate > 0.0).then_some(args.rate);
+    let report = Report::of("reads", target, rate, args.concurrency, 1, elapsed, &recorder);
     finish(&report, args.json, args.max_error_rate)
 }
 

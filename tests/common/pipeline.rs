@@ -1,6 +1,8 @@
 //! A signed workload for pipeline tests and a reader of compacted topics.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -234,6 +236,30 @@ pub fn fold(items: &[Signed]) -> BTreeMap<String, String> {
         .map(|l| {
             let view: serde_json::Value = serde_json::from_str(l).expect("fold prints JSON lines");
             (view["patient_id"].as_str().expect("a view names its patient").to_owned(), l.to_owned())
+        })
+        .collect()
+}
+
+/// `tidemark fold --keys` (the test registry) of the envelopes of `items`:
+/// the reference views by patient, which the live pipeline must equal.
+pub fn fold_reference<'a>(
+    items: impl IntoIterator<Item = &'a Signed>,
+    dir: &Path,
+) -> BTreeMap<String, serde_json::Value> {
+    let input = dir.join("envelopes.ndjson");
+    let text: Vec<&str> = items.into_iter().map(|i| i.envelope.as_str()).collect();
+    std::fs::write(&input, text.join("\n")).expect("write envelopes");
+    let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        .args(["fold", "--keys", super::s(&data("test-registry.toml")), super::s(&input)])
+        .env_remove("TIDEMARK_KEYS")
+        .output()
+        .expect("fold runs");
+    String::from_utf8(out.stdout)
+        .expect("utf-8 views")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("view JSON");
+            (v["patient_id"].as_str().expect("patient_id").to_owned(), v)
         })
         .collect()
 }
