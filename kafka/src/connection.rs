@@ -64,7 +64,11 @@ impl Connection {
     /// the cluster. `group_id` only names the client in broker logs.
     ///
     /// Fetches do not wait for more data (a reader up to a cut wants what is
-    /// already there). Never committing and starting from the oldest record
+    /// already there). A reader that falls behind its prefetch (its queue
+    /// over librdkafka's thresholds) fetches again 10 ms after the queue
+    /// drains, not librdkafka's default 1 s: with the default, the query
+    /// service's catch-up stood idle for most of its time (docs/benchmarks.md,
+    /// "Query service"). Never committing and starting from the oldest record
     /// are set after the operator's options, so no option changes them.
     ///
     /// # Errors
@@ -79,6 +83,7 @@ impl Connection {
             ("fetch.wait.max.ms", "20"),
             ("fetch.max.bytes", "67108864"),
             ("max.partition.fetch.bytes", "16777216"),
+            ("fetch.queue.backoff.ms", "10"),
         ]);
         // A start offset the retention already dropped must mean "from the
         // oldest record", never "from the end": that would be an empty read.
@@ -130,5 +135,6 @@ mod tests {
         assert_eq!(c.get("enable.auto.commit"), Some("false"), "a reader never commits");
         assert_eq!(c.get("fetch.wait.max.ms"), Some("500"), "tuning stays the operator's");
         assert_eq!(c.get("group.id"), Some("probe"));
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"), "a reader behind its prefetch does not idle");
     }
 }

@@ -25,6 +25,8 @@ use tidemark_testkit::{TansuBroker, TansuStorage};
 tidemark_benches::service_allocator!();
 
 const STATE: &str = "tidemark.patient-state.v1";
+/// The query service's audit topic (`tidemark_query::AUDIT_TOPIC`).
+const AUDIT: &str = "tidemark.access-audit.v1";
 
 /// Measures the query service.
 #[derive(Debug, Parser)]
@@ -199,11 +201,29 @@ fn main() -> anyhow::Result<()> {
     r.extend(args(["--concurrency", &a.read_concurrency.to_string(), "--patients", &a.patients.to_string(), "--json"]));
     // A patient the workload never edited answers 404: the report counts it.
     r.extend(args(["--max-error-rate", "1"]));
+    let scraped_before = scrape::metrics(&query_metrics)?;
     let reads: serde_json::Value = serde_json::from_str(run(t, &r)?.trim()).context("loadgen's report")?;
+    // The service's own view of the same requests: where the tail is spent.
+    let scraped_after = scrape::metrics(&query_metrics)?;
+    let duration = "tidemark_query_request_duration_seconds";
+    let service_ms = |q: f64| scrape::quantile_bound(&scraped_before, &scraped_after, duration, q).map(|s| s * 1e3);
     let failed = reads["totals"]["failed_by_status"].as_object().cloned().unwrap_or_default();
     if let Some(status) = failed.keys().find(|s| *s != "404") {
         anyhow::bail!("reads failed with status {status} (only 404s, patients never edited, are expected): {failed:?}");
     }
+    // The bound on those reads: the broker's own acknowledgement latency
+    // for audit-sized records at the same rate, sent one at a time as the
+    // reads' audit records are, with the edits still arriving.
+    say("the bound: acks=all records of an audit record's size at the read rate, alone");
+    let audit_like: Vec<bound::Record> = (0..(a.read_rate * a.read_seconds / 2.0) as usize)
+        .map(|n| {
+            let value = format!(
+                r#"{{"time":"2026-12-05T00:00:00.000Z","key_id":"bench-reader","source":"bench-ehr","route":"/v1/patients/{{id}}","patient_id":"pt-{n:06}","status":200}}"#
+            );
+            ("bench-reader".to_owned(), value.into_bytes())
+        })
+        .collect();
+    let audit_bound = bound::paced_latency(&brokers, AUDIT, &audit_like, a.read_rate, 1)?;
     let _ = writes.kill();
     let _ = writes.wait();
 
@@ -232,6 +252,8 @@ fn main() -> anyhow::Result<()> {
         "store_bytes": store_bytes,
         "store_bytes_per_patient": store_bytes as f64 / a.patients as f64,
         "reads": reads,
+        "service_request_ms_bound": {"p50": service_ms(0.5), "p99": service_ms(0.99)},
+        "audit_produce_bound": audit_bound,
         "state_lookup_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": state_ms[state_ms.len() - 1]},
     });
     if let Some(dir) = a.out.parent() {
@@ -254,6 +276,15 @@ fn main() -> anyhow::Result<()> {
         latency["p50_ms"].as_f64().unwrap_or(f64::NAN),
         latency["p99_ms"].as_f64().unwrap_or(f64::NAN),
         reads["error_rate"].as_f64().unwrap_or(f64::NAN) * 100.0
+    );
+    println!(
+        "  in the service  p50 <= {:?} ms   p99 <= {:?} ms (request_duration buckets, audit included)",
+        service_ms(0.5),
+        service_ms(0.99)
+    );
+    println!(
+        "  bound           p50 {:.2} ms   p99 {:.2} ms: acks=all records of an audit record's size, {:.0}/s, one at a time, alone",
+        audit_bound.p50_ms, audit_bound.p99_ms, audit_bound.achieved_per_s
     );
     println!(
         "  tidemark state  p50 {:.0} ms   p99 {:.0} ms per lookup (a process, one partition scanned)",

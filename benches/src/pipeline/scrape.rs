@@ -43,9 +43,59 @@ pub fn sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// The cumulative bucket counts of histogram `name` in `text`, as
+/// (upper bound, count), summed over label sets, sorted by bound.
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    let series = format!("{name}_bucket{{");
+    for line in text.lines().filter(|l| l.starts_with(&series)) {
+        let Some(le) = line.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else { continue };
+        let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
+        let count: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        match out.iter_mut().find(|(b, _)| *b == bound) {
+            Some((_, c)) => *c += count,
+            None => out.push((bound, count)),
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The upper bound of the bucket of histogram `name` that holds quantile `q`
+/// of the observations made between scrapes `before` and `after`: a bound
+/// on that quantile, as fine as the histogram's buckets. `None` when no
+/// observation was made.
+pub fn quantile_bound(before: &str, after: &str, name: &str, q: f64) -> Option<f64> {
+    let earlier = buckets(before, name);
+    let deltas: Vec<(f64, f64)> = buckets(after, name)
+        .into_iter()
+        .map(|(bound, count)| (bound, count - earlier.iter().find(|(b, _)| *b == bound).map_or(0.0, |(_, c)| *c)))
+        .collect();
+    let total = deltas.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    deltas.into_iter().find(|(_, count)| *count >= q * total).map(|(bound, _)| bound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quantile_bound_is_the_bucket_holding_it_between_two_scrapes() {
+        let h = |a: u32, b: u32, c: u32| {
+            format!(
+                "# TYPE d histogram\nd_bucket{{le=\"0.001\"}} {a}\nd_bucket{{le=\"0.01\"}} {b}\nd_bucket{{le=\"+Inf\"}} {c}\nd_count {c}\n"
+            )
+        };
+        // 100 observations between the scrapes: 90 under 1 ms, 9 more under 10 ms, 1 above.
+        let (before, after) = (h(5, 5, 5), h(95, 104, 105));
+        assert_eq!(quantile_bound(&before, &after, "d", 0.5), Some(0.001));
+        assert_eq!(quantile_bound(&before, &after, "d", 0.99), Some(0.01));
+        assert_eq!(quantile_bound(&before, &after, "d", 0.999), Some(f64::INFINITY));
+        assert_eq!(quantile_bound(&after, &after, "d", 0.99), None, "nothing observed");
+    }
 
     #[test]
     fn sums_every_label_set_and_only_that_name() {
