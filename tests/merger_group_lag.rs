@@ -35,9 +35,10 @@ fn merger(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &str, ex
 /// `name{partition="N"} V` samples of one family, by partition.
 fn by_partition(text: &str, name: &str) -> Vec<(i32, f64)> {
     text.lines()
-        .filter_map(|l| l.strip_prefix(name)?.strip_prefix("{partition=\""))
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix('{'))
         .filter_map(|rest| {
-            let (p, v) = rest.split_once("\"} ")?;
+            let (labels, v) = rest.split_once("} ")?;
+            let p = labels.split(',').find_map(|kv| kv.strip_prefix("partition=\""))?.trim_end_matches('"');
             Some((p.parse().ok()?, v.trim().parse().ok()?))
         })
         .collect()

@@ -65,8 +65,9 @@ fn exposition(service: &str) -> Exposition {
             let metrics = MergerMetrics::register(&mut registry);
             let fresh = encode(&registry);
             let label = tidemark_merger::worker::metrics::PartitionLabel { partition: 0 };
-            metrics.consumer_lag.get_or_create(&label).set(0);
-            metrics.group_lag.get_or_create(&label).set(0);
+            let topic = tidemark_merger::worker::metrics::TopicPartitionLabel { topic: "t".into(), partition: 0 };
+            metrics.consumer_lag.get_or_create(&topic).set(0);
+            metrics.group_lag.get_or_create(&topic).set(0);
             metrics.partition_assigned.get_or_create(&label).set(1);
             Exposition { fresh, touched: encode(&registry) }
         }

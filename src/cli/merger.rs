@@ -41,6 +41,14 @@ pub struct MergerArgs {
     /// Record catalog file (TOML) [default: the built-in v1 catalog].
     #[arg(long, env = "TIDEMARK_CATALOG", value_name = "FILE")]
     catalog: Option<PathBuf>,
+    /// An edit topic to fold (repeatable, full names: `--topic-prefix` is
+    /// not applied). The first is the region's own, the one its ingest
+    /// writes and read-your-writes tokens name; the others are mirrored in
+    /// from other regions (MirrorMaker 2 names them `REGION.tidemark.edits.v1`)
+    /// and must have as many partitions. Every replica of the group needs
+    /// the same list (docs/regions.md) [default: PREFIX + tidemark.edits.v1].
+    #[arg(long = "edits-topic", env = "TIDEMARK_EDITS_TOPICS", value_name = "TOPIC", value_delimiter = ',')]
+    edits_topics: Vec<String>,
     /// The consumer group every merger replica joins.
     #[arg(long, env = "TIDEMARK_GROUP", default_value = "tidemark-merger")]
     group: String,
@@ -79,6 +87,10 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     if args.max_batch_events == 0 {
         anyhow::bail!("--max-batch-events must be at least 1");
     }
+    let mut topics = Topics::with_prefix(&args.kafka.topic_prefix);
+    if !args.edits_topics.is_empty() {
+        topics.edits = edit_topics(&args.edits_topics)?;
+    }
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
     let verifier = Arc::new(Slot::new(Verifier::new(crate::keyfiles::load_registry(&args.keys)?)));
     let state_keys = tidemark_seal::load_state_keys(&args.state_keys).context("loading --state-key")?;
@@ -112,7 +124,7 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
                 status,
                 kafka: args.kafka.connection(),
                 group: args.group,
-                topics: Topics::with_prefix(&args.kafka.topic_prefix),
+                topics,
                 partitions: args.partitions,
                 max_batch_events: args.max_batch_events,
                 max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),
@@ -139,4 +151,41 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
             }
         },
     )
+}
+
+/// The `--edits-topic` list, checked: names Kafka takes, each once.
+fn edit_topics(given: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(given.len());
+    for (n, topic) in given.iter().enumerate() {
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) {
+            anyhow::bail!(
+                "--edits-topic number {}, {topic:?}, is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)",
+                n + 1
+            );
+        }
+        if out.contains(topic) {
+            anyhow::bail!("--edits-topic {topic} is given twice");
+        }
+        out.push(topic.clone());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_topics;
+
+    #[test]
+    fn edit_topics_keep_their_order_and_refuse_duplicates_and_bad_names() {
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let ok = edit_topics(&list(&["tidemark.edits.v1", "west.tidemark.edits.v1"])).expect("two topics");
+        assert_eq!(ok, list(&["tidemark.edits.v1", "west.tidemark.edits.v1"]));
+        let twice = edit_topics(&list(&["a", "b", "a"])).expect_err("a duplicate");
+        assert!(twice.to_string().contains("given twice"), "{twice}");
+        for bad in ["", "has space", "slash/name"] {
+            let e = edit_topics(&list(&["ok", bad])).expect_err(bad);
+            assert!(e.to_string().contains("number 2"), "{e}");
+        }
+    }
 }

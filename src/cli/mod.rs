@@ -7,6 +7,7 @@ pub use crate::outcome::{EXIT_USAGE, Outcome};
 
 mod archiver;
 pub(crate) mod config;
+mod converge;
 mod demo;
 mod fold;
 mod front;
@@ -64,6 +65,8 @@ enum Command {
     Changes(read::ChangesArgs),
     /// Print one patient's latest view from the state topic, as `tidemark fold` prints it.
     State(state::StateArgs),
+    /// Compare two regions' state topics: exit 0 when every patient's view is the same in both.
+    Converge(converge::ConvergeArgs),
     /// Run the whole pipeline in one process on an embedded Kafka, driven by synthetic clinicians.
     Demo(demo::DemoArgs),
     /// Send signed synthetic edits at a target rate to a running ingest; report throughput and latency.
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Get(args) => read::run_get(args),
         Command::Changes(args) => read::run_changes(args),
         Command::State(args) => state::run(args),
+        Command::Converge(args) => converge::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Loadgen(args) => loadgen::run(args),
     }

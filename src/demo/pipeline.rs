@@ -77,7 +77,7 @@ impl Pipeline {
                 let broker = MockBroker::start().context("starting the embedded Kafka (librdkafka's mock cluster)")?;
                 // The mock has no admin API: the topics are made here, and the
                 // services find them as they would on a prepared cluster.
-                for topic in [&topics.edits, &topics.changelog, &topics.state, &topics.dlq] {
+                for topic in topics.edits.iter().chain([&topics.changelog, &topics.state, &topics.dlq]) {
                     broker.create_topic(topic, opts.partitions).await.context("creating the demo topics")?;
                 }
                 let bootstrap = broker.bootstrap().to_owned();

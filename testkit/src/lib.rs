@@ -34,6 +34,7 @@
 mod admin;
 mod error;
 mod http;
+mod mirror;
 mod mock;
 mod names;
 mod ports;
@@ -46,6 +47,7 @@ pub mod workload;
 pub use admin::{DEFAULT_TOPIC_TIMEOUT, create_topic};
 pub use error::Error;
 pub use http::http_get;
+pub use mirror::Mirror;
 pub use mock::{Cluster as MockCluster, MockBroker};
 pub use names::{unique_group, unique_topic};
 pub use ports::free_port;

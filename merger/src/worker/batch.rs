@@ -38,8 +38,9 @@ pub mod dlq_headers {
 /// What a processed batch leaves to commit.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
-    /// Next offset to consume, per partition.
-    pub offsets: BTreeMap<i32, i64>,
+    /// Next offset to consume, per (edit topic's index in
+    /// [`super::Topics::edits`], partition).
+    pub offsets: BTreeMap<(usize, i32), i64>,
     /// Events folded.
     pub folded: u64,
     /// Events dead-lettered.
@@ -75,7 +76,7 @@ pub async fn process(
     let mut touched: BTreeSet<(i32, String)> = BTreeSet::new();
     let mut pending: Pending = Vec::new();
     for (msg, result) in batch.iter().zip(checked) {
-        out.offsets.insert(msg.partition(), msg.offset() + 1);
+        out.offsets.insert((cfg.topics.edits_index(msg.topic()), msg.partition()), msg.offset() + 1);
         let docs = parts.get_mut(&msg.partition()).expect("the loop restores a partition before folding it");
         let folded = result.and_then(|event| {
             check_key(msg.key(), &event)?;
@@ -98,7 +99,9 @@ pub async fn process(
         }
     }
     for (partition, patient) in touched {
-        let through = out.offsets.get(&partition).copied();
+        // Read-your-writes tokens name the region's own edit topic (index
+        // 0): a batch of mirrored edits alone claims no offset of it.
+        let through = out.offsets.get(&(0, partition)).copied();
         emit(cfg, producer, partition, &parts[&partition][&patient], through, &mut pending).await?;
     }
     out.fold_time = fold_started.elapsed();

@@ -8,11 +8,14 @@ use tidemark_schemas::Catalog;
 use tidemark_schemas::verify::Verifier;
 use tidemark_seal::StateKeys;
 
-/// The four topics the merger touches.
+/// The topics the merger touches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topics {
-    /// Signed edit events, keyed by patient (input).
-    pub edits: String,
+    /// Signed edit events, keyed by patient (input), never empty: the
+    /// region's own topic first (its ingest writes there, and the
+    /// read-your-writes tokens name its offsets), then any mirrored in from
+    /// other regions. Partition p of every one folds into the same documents.
+    pub edits: Vec<String>,
     /// Binary CRDT state per patient, compacted, co-partitioned with `edits` (restore).
     pub changelog: String,
     /// JSON view per patient, compacted, co-partitioned with `edits` (public contract).
@@ -25,11 +28,22 @@ impl Topics {
     /// The default names behind `prefix` (empty for none).
     pub fn with_prefix(prefix: &str) -> Self {
         Self {
-            edits: format!("{prefix}{}", tidemark_schemas::EDITS_TOPIC),
+            edits: vec![format!("{prefix}{}", tidemark_schemas::EDITS_TOPIC)],
             changelog: format!("{prefix}tidemark.patient-changelog.v1"),
             state: format!("{prefix}{}", tidemark_schemas::STATE_TOPIC),
             dlq: format!("{prefix}tidemark.edits.dlq.v1"),
         }
+    }
+
+    /// The region's own edit topic: the first.
+    pub fn local_edits(&self) -> &str {
+        self.edits.first().map_or("", String::as_str)
+    }
+
+    /// The index of edit topic `topic` in [`Self::edits`] (0 for a topic
+    /// the merger does not read, which its consumer never delivers).
+    pub fn edits_index(&self, topic: &str) -> usize {
+        self.edits.iter().position(|t| t == topic).unwrap_or(0)
     }
 }
 

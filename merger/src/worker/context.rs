@@ -13,17 +13,18 @@ use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 
-/// An assignment change, in the order librdkafka reported it.
+/// An assignment change, in the order librdkafka reported it: (edit
+/// topic, partition) pairs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebalanceEvent {
-    /// These partitions of the edit topic are now ours.
-    Assigned(Vec<i32>),
+    /// These partitions are now ours.
+    Assigned(Vec<(String, i32)>),
     /// These partitions are no longer ours.
-    Revoked(Vec<i32>),
+    Revoked(Vec<(String, i32)>),
 }
 
 /// Collects rebalance events for the loop to drain, and the lag of each
-/// partition of `topic` from librdkafka's statistics.
+/// partition of the edit topics from librdkafka's statistics.
 ///
 /// Key decision: lag comes from the statistics librdkafka already keeps (the
 /// high watermark of every fetch response minus the committed offset), not
@@ -33,18 +34,18 @@ pub enum RebalanceEvent {
 #[derive(Default)]
 pub struct MergerContext {
     events: Mutex<Vec<RebalanceEvent>>,
-    topic: String,
-    lag: Mutex<HashMap<i32, i64>>,
+    topics: Vec<String>,
+    lag: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl MergerContext {
-    /// A context that reports the lag of `topic`'s partitions.
-    pub fn new(topic: &str) -> Self {
-        Self { topic: topic.to_owned(), ..Self::default() }
+    /// A context that reports the lag of the partitions of `topics`.
+    pub fn new(topics: &[String]) -> Self {
+        Self { topics: topics.to_vec(), ..Self::default() }
     }
 
-    /// The latest known lag (records) of each partition librdkafka fetches.
-    pub fn lag(&self) -> HashMap<i32, i64> {
+    /// The latest known lag (records) of each (topic, partition) librdkafka fetches.
+    pub fn lag(&self) -> HashMap<(String, i32), i64> {
         self.lag.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -60,20 +61,22 @@ impl MergerContext {
 
 impl ClientContext for MergerContext {
     fn stats(&self, statistics: Statistics) {
-        let Some(topic) = statistics.topics.get(&self.topic) else { return };
         let mut lag = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
         lag.clear();
-        // Partition -1 is librdkafka's internal unassigned queue. Before the
-        // group's first commit librdkafka reports a lag of -1; the lag is then
-        // measured from the consumer's position (or the log start), so a group
-        // stuck on its first batch still shows its backlog.
-        for p in topic.partitions.values().filter(|p| p.partition >= 0 && p.hi_offset >= 0) {
-            let records = if p.consumer_lag >= 0 {
-                p.consumer_lag
-            } else {
-                (p.hi_offset - p.app_offset.max(p.lo_offset).max(0)).max(0)
-            };
-            lag.insert(p.partition, records);
+        for name in &self.topics {
+            let Some(topic) = statistics.topics.get(name) else { continue };
+            // Partition -1 is librdkafka's internal unassigned queue. Before the
+            // group's first commit librdkafka reports a lag of -1; the lag is then
+            // measured from the consumer's position (or the log start), so a group
+            // stuck on its first batch still shows its backlog.
+            for p in topic.partitions.values().filter(|p| p.partition >= 0 && p.hi_offset >= 0) {
+                let records = if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else {
+                    (p.hi_offset - p.app_offset.max(p.lo_offset).max(0)).max(0)
+                };
+                lag.insert((name.clone(), p.partition), records);
+            }
         }
     }
 }
@@ -81,17 +84,22 @@ impl ClientContext for MergerContext {
 impl ConsumerContext for MergerContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.push(RebalanceEvent::Revoked(tpl.elements().iter().map(|e| e.partition()).collect()));
+            self.push(RebalanceEvent::Revoked(pairs(tpl)));
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                self.push(RebalanceEvent::Assigned(tpl.elements().iter().map(|e| e.partition()).collect()));
+                self.push(RebalanceEvent::Assigned(pairs(tpl)));
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "consumer group rebalance failed"),
         }
     }
+}
+
+/// The (topic, partition) pairs of a rebalance.
+fn pairs(tpl: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
 }

@@ -19,7 +19,8 @@ pub enum WorkerError {
     /// The topics are not co-partitioned; fix the topics, a restart will not help.
     #[error(
         "topics are not co-partitioned: {edits} has {edits_partitions} partitions but {other} has {other_partitions}; \
-         the changelog and state topics must have exactly as many partitions as the edit topic"
+         every edit topic, the changelog and the state topic must have exactly as many partitions as the region's \
+         own edit topic"
     )]
     CoPartitioning {
         /// The edit topic.
@@ -30,6 +31,23 @@ pub enum WorkerError {
         other: String,
         /// Its partitions.
         other_partitions: usize,
+    },
+    /// The group handed this worker partition p of some edit topics but not
+    /// of others: folding it would split a patient's edits between two
+    /// workers, each writing a view without the other's. A configuration
+    /// error (replicas of one group with different `--edits-topic` lists, or
+    /// an assignment strategy other than `range`); a restart will not help.
+    #[error(
+        "partition {partition} of edit topic(s) {held} was assigned without partition {partition} of {missing}: \
+         every merger of the group must read the same --edits-topic list, with the range assignment strategy"
+    )]
+    SplitAssignment {
+        /// The partition.
+        partition: i32,
+        /// The edit topics whose partition this worker holds.
+        held: String,
+        /// Those whose partition it was not given.
+        missing: String,
     },
     /// A changelog record does not decode: a broken invariant; stop and investigate.
     #[error("changelog {topic}/{partition} offset {offset} does not hold a patient document: {cause}")]

@@ -1,4 +1,4 @@
-//! The group's lag on every partition of the edit topic, whoever holds it,
+//! The group's lag on every partition of each edit topic, whoever holds it,
 //! and the partitions this member holds, for the alerts that must see a
 //! group whose partitions are held by nobody alive (docs/metrics.md).
 //!
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::{MergerMetrics, PartitionLabel};
+use super::metrics::{MergerMetrics, TopicPartitionLabel};
 use super::{MergerConfig, WorkerError};
 
 /// Failed reads in a row after which the last values read are withdrawn.
@@ -20,7 +20,8 @@ const STALE_AFTER_FAILURES: u32 = 3;
 
 /// Reads the group's lag every `cfg.lag_interval` until `shutdown`, on a
 /// blocking thread (the observer's calls block), and sets
-/// `group_lag_messages{partition}` for every partition.
+/// `group_lag_messages{topic, partition}` for every partition of every edit
+/// topic.
 ///
 /// # Errors
 /// [`WorkerError`] only if the observer cannot be created; a failed read is
@@ -30,16 +31,22 @@ pub(super) fn spawn(
     shutdown: &CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
     let observer = cfg.kafka.group_observer(&cfg.group)?;
-    let (topic, interval, metrics, shutdown) =
+    let (topics, interval, metrics, shutdown) =
         (cfg.topics.edits.clone(), cfg.lag_interval, cfg.metrics.clone(), shutdown.clone());
     Ok(tokio::task::spawn_blocking(move || {
         let timeout = interval.max(Duration::from_secs(5));
         let mut failures_in_a_row = 0u32;
         while !shutdown.is_cancelled() {
-            match tidemark_kafka::group::group_lag(&observer, &topic, timeout) {
+            let read: Result<Vec<_>, _> = topics
+                .iter()
+                .map(|topic| tidemark_kafka::group::group_lag(&observer, topic, timeout).map(|lags| (topic, lags)))
+                .collect();
+            match read {
                 Ok(lags) => {
                     failures_in_a_row = 0;
-                    record(&metrics, &lags);
+                    for (topic, lags) in lags {
+                        record(&metrics, topic, &lags);
+                    }
                 }
                 Err(e) => {
                     metrics.group_lag_failures.inc();
@@ -63,8 +70,9 @@ pub(super) fn spawn(
     }))
 }
 
-fn record(metrics: &MergerMetrics, lags: &[tidemark_kafka::group::PartitionLag]) {
+fn record(metrics: &MergerMetrics, topic: &str, lags: &[tidemark_kafka::group::PartitionLag]) {
     for l in lags {
-        metrics.group_lag.get_or_create(&PartitionLabel { partition: l.partition }).set(l.lag());
+        let label = TopicPartitionLabel { topic: topic.to_owned(), partition: l.partition };
+        metrics.group_lag.get_or_create(&label).set(l.lag());
     }
 }

@@ -52,6 +52,16 @@ pub struct PartitionLabel {
     pub partition: i32,
 }
 
+/// Labels: a partition of one edit topic (topic names are the operator's,
+/// never a patient's).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicPartitionLabel {
+    /// The edit topic.
+    pub topic: String,
+    /// The partition number.
+    pub partition: i32,
+}
+
 /// Every metric the merger exports.
 #[derive(Clone, Debug)]
 pub struct MergerMetrics {
@@ -67,10 +77,10 @@ pub struct MergerMetrics {
     pub batch_size: Histogram,
     /// Wall time per batch, from fold to committed offsets.
     pub batch_duration: Histogram,
-    /// Messages behind the partition's end, per assigned partition.
-    pub consumer_lag: Family<PartitionLabel, Gauge>,
-    /// The group's lag on every partition of the edit topic, held or not.
-    pub group_lag: Family<PartitionLabel, Gauge>,
+    /// Messages behind the partition's end, per assigned partition of each edit topic.
+    pub consumer_lag: Family<TopicPartitionLabel, Gauge>,
+    /// The group's lag on every partition of each edit topic, held or not.
+    pub group_lag: Family<TopicPartitionLabel, Gauge>,
     /// Reads of the group's lag that failed (retried at the next interval).
     pub group_lag_failures: Counter,
     /// 1 for each partition this member holds (absent otherwise).
@@ -142,7 +152,7 @@ impl MergerMetrics {
         );
         r.register_with_unit(
             "group_lag",
-            "The consumer group's lag on each partition of the edit topic, whoever holds it: high watermark minus \
+            "The consumer group's lag on each partition of each edit topic, whoever holds it: high watermark minus \
              the group's committed offset (every member reports the same; take the max, never the sum)",
             Unit::Other("messages".into()),
             m.group_lag.clone(),
@@ -154,7 +164,7 @@ impl MergerMetrics {
         );
         r.register(
             "partition_assigned",
-            "1 for each partition of the edit topic this member holds",
+            "1 for each partition this member holds (of every edit topic)",
             m.partition_assigned.clone(),
         );
         r.register("documents", "Patient documents held in memory", m.documents.clone());

@@ -1,4 +1,5 @@
-//! The merger worker: one member of the consumer group on the edit topic.
+//! The merger worker: one member of the consumer group on the edit topics
+//! (the region's own, and any mirrored in from other regions).
 //!
 //! Loop: gather a batch (bounded by count and time), fold it, produce one
 //! changelog and one state record per touched patient plus DLQ records, wait
@@ -11,6 +12,14 @@
 //! partition before any of its events is folded; on revoke they are dropped
 //! together with the partition's unprocessed messages, which the next owner
 //! re-reads from the committed offset.
+//!
+//! Several edit topics: partition p of every edit topic holds the same
+//! patients (one partitioner, equal partition counts, checked at start), so
+//! all of them fold into partition p's documents and one worker must hold
+//! them together. The range assignor gives exactly that when every member
+//! subscribes to the same topics, so it is forced; an assignment that
+//! splits a partition's topics anyway stops the worker
+//! ([`WorkerError::SplitAssignment`]) rather than fold half a patient.
 //!
 //! Authentication: every changelog and state record is sealed with the
 //! state key's MAC, and restore refuses a changelog record whose MAC does
@@ -28,7 +37,7 @@ mod restore;
 mod status;
 mod topics;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
@@ -68,7 +77,7 @@ fn producer_config(cfg: &MergerConfig) -> rdkafka::ClientConfig {
 pub async fn run(cfg: MergerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let metrics = cfg.metrics.clone();
     let partitions = topics::ensure_topics(&cfg).await?;
-    tracing::info!(topic = %cfg.topics.edits, partitions, group = %cfg.group, "merger starting");
+    tracing::info!(topics = ?cfg.topics.edits, partitions, group = %cfg.group, "merger starting");
     let producer: FutureProducer =
         producer_config(&cfg).create().map_err(WorkerError::kafka("creating the producer"))?;
     let consumer: Consumer = cfg
@@ -80,9 +89,12 @@ pub async fn run(cfg: MergerConfig, shutdown: CancellationToken) -> Result<(), W
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", cfg.lag_interval.as_millis().max(100).to_string())
+        // Partition p of every edit topic to the same member (module docs).
+        .set("partition.assignment.strategy", "range")
         .create_with_context(MergerContext::new(&cfg.topics.edits))
         .map_err(WorkerError::kafka("creating the consumer"))?;
-    consumer.subscribe(&[&cfg.topics.edits]).map_err(WorkerError::kafka("subscribing to the edit topic"))?;
+    let topics: Vec<&str> = cfg.topics.edits.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics).map_err(WorkerError::kafka("subscribing to the edit topics"))?;
     let watch_stop = shutdown.child_token();
     let group_watch = group_watch::spawn(&cfg, &watch_stop)?;
     let mut worker = Worker {
@@ -90,6 +102,7 @@ pub async fn run(cfg: MergerConfig, shutdown: CancellationToken) -> Result<(), W
         metrics: &metrics,
         consumer: &consumer,
         parts: HashMap::new(),
+        held: BTreeMap::new(),
         reseal: BTreeSet::new(),
         batches: 0,
     };
@@ -110,6 +123,8 @@ struct Worker<'a> {
     metrics: &'a MergerMetrics,
     consumer: &'a Consumer,
     parts: HashMap<i32, Docs>,
+    /// The edit topics whose partition p this worker holds, by p.
+    held: BTreeMap<i32, BTreeSet<String>>,
     /// Restored patients whose records are to be sealed again.
     reseal: BTreeSet<(i32, String)>,
     batches: u64,
@@ -189,34 +204,72 @@ impl Worker<'_> {
     fn apply_rebalances(&mut self, batch: &mut Vec<OwnedMessage>) -> Result<(), WorkerError> {
         for event in self.consumer.context().drain() {
             match event {
-                RebalanceEvent::Revoked(ps) => {
-                    batch.retain(|m| !ps.contains(&m.partition()));
-                    self.reseal.retain(|(p, _)| !ps.contains(p));
-                    for p in &ps {
+                RebalanceEvent::Revoked(pairs) => {
+                    batch.retain(|m| !pairs.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
+                    let mut dropped = Vec::new();
+                    for (topic, p) in &pairs {
+                        let Some(topics) = self.held.get_mut(p) else { continue };
+                        topics.remove(topic);
+                        if topics.is_empty() {
+                            self.held.remove(p);
+                            dropped.push(*p);
+                        }
+                    }
+                    self.reseal.retain(|(p, _)| !dropped.contains(p));
+                    for p in &dropped {
                         self.parts.remove(p);
-                        self.metrics.consumer_lag.remove(&metrics::PartitionLabel { partition: *p });
                         self.metrics.partition_assigned.remove(&metrics::PartitionLabel { partition: *p });
                     }
-                    tracing::info!(partitions = ?ps, "partitions revoked; their documents dropped");
+                    for (topic, partition) in pairs {
+                        self.metrics.consumer_lag.remove(&metrics::TopicPartitionLabel { topic, partition });
+                    }
+                    tracing::info!(partitions = ?dropped, "partitions revoked; their documents dropped");
                 }
-                RebalanceEvent::Assigned(ps) => {
-                    tracing::info!(partitions = ?ps, "partitions assigned; restoring their documents");
+                RebalanceEvent::Assigned(pairs) => {
+                    let mut added = BTreeSet::new();
+                    for (topic, p) in pairs {
+                        let topics = self.held.entry(p).or_default();
+                        if topics.is_empty() {
+                            added.insert(p);
+                        }
+                        topics.insert(topic);
+                    }
+                    let added: Vec<i32> = added.into_iter().collect();
+                    tracing::info!(partitions = ?added, "partitions assigned; restoring their documents");
                     // Held from now on, restore included: a long restore is
                     // not a partition nobody holds.
-                    for p in &ps {
+                    for p in &added {
                         self.metrics
                             .partition_assigned
                             .get_or_create(&metrics::PartitionLabel { partition: *p })
                             .set(1);
                     }
-                    self.restore_all(&ps)?;
+                    self.restore_all(&added)?;
                 }
             }
         }
+        self.check_assignment()?;
         self.metrics
             .documents
             .set(i64::try_from(self.parts.values().map(HashMap::len).sum::<usize>()).unwrap_or(i64::MAX));
         self.cfg.status.set_assigned(self.parts.len());
+        Ok(())
+    }
+
+    /// Every partition held is held for every edit topic (module docs).
+    fn check_assignment(&self) -> Result<(), WorkerError> {
+        let all = &self.cfg.topics.edits;
+        for (&partition, topics) in &self.held {
+            if topics.len() < all.len() {
+                let missing: Vec<&str> = all.iter().filter(|t| !topics.contains(*t)).map(String::as_str).collect();
+                let held: Vec<&str> = topics.iter().map(String::as_str).collect();
+                return Err(WorkerError::SplitAssignment {
+                    partition,
+                    held: held.join(", "),
+                    missing: missing.join(", "),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -293,8 +346,8 @@ impl Worker<'_> {
         self.batches += 1;
         self.cfg.faults.before_commit(self.batches);
         let mut tpl = TopicPartitionList::new();
-        for (p, next) in &outcome.offsets {
-            tpl.add_partition_offset(&self.cfg.topics.edits, *p, Offset::Offset(*next))
+        for (&(topic, p), next) in &outcome.offsets {
+            tpl.add_partition_offset(&self.cfg.topics.edits[topic], p, Offset::Offset(*next))
                 .map_err(WorkerError::kafka("building the offset commit"))?;
         }
         if let Err(e) = tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync)) {
@@ -322,13 +375,13 @@ impl Worker<'_> {
     }
 
     /// Lag = the partition's high watermark - our committed offset, for each
-    /// assigned partition, from librdkafka's statistics (see [`MergerContext`]).
+    /// assigned partition of each edit topic, from librdkafka's statistics
+    /// (see [`MergerContext`]).
     fn record_lag(&self) {
-        let lag = self.consumer.context().lag();
-        for p in self.parts.keys() {
-            if let Some(records) = lag.get(p) {
-                let label = metrics::PartitionLabel { partition: *p };
-                self.metrics.consumer_lag.get_or_create(&label).set(*records);
+        for ((topic, partition), records) in self.consumer.context().lag() {
+            if self.held.get(&partition).is_some_and(|topics| topics.contains(&topic)) {
+                let label = metrics::TopicPartitionLabel { topic, partition };
+                self.metrics.consumer_lag.get_or_create(&label).set(records);
             }
         }
     }

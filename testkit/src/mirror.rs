@@ -1,0 +1,194 @@
+//! A stand-in for MirrorMaker 2 in the multi-region tests: copies every
+//! record of one cluster's topic to another cluster's topic, keeping key,
+//! value, headers and partition number, and can be paused (the regions cut
+//! off from each other) and resumed (the partition heals).
+//!
+//! It keeps its position in memory only and acknowledges nothing back:
+//! enough to stand in for a mirror that resumes where it stopped, which is
+//! what MirrorMaker 2's own offset tracking gives. Records are produced
+//! idempotently with `acks=all`, and a record the target never acknowledged
+//! stops the mirror with an error ([`Mirror::stop`] returns it), so a test
+//! never passes on a mirror that silently dropped data.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+
+use crate::Error;
+
+/// A running mirror; stops when dropped (or with [`Mirror::stop`]).
+pub struct Mirror {
+    paused: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    copied: Arc<AtomicU64>,
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Mirror {
+    /// Starts copying `partitions` partitions of `from_topic` on
+    /// `from_bootstrap`, from their start, to the same partitions of
+    /// `to_topic` on `to_bootstrap` (which must exist with as many). Starts
+    /// paused when `paused`.
+    ///
+    /// # Errors
+    /// [`Error::Kafka`] when a client cannot be made.
+    pub fn start(
+        (from_bootstrap, from_topic): (&str, &str),
+        (to_bootstrap, to_topic): (&str, &str),
+        partitions: i32,
+        paused: bool,
+    ) -> Result<Self, Error> {
+        let kafka = |what: String| move |source| Error::Kafka { what, source };
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", from_bootstrap)
+            .set("group.id", "testkit-mirror")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "20")
+            .create()
+            .map_err(kafka(format!("creating the mirror's consumer on {from_bootstrap}")))?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(from_topic, p, Offset::Beginning)
+                .map_err(kafka(format!("listing {from_topic}/{p}")))?;
+        }
+        consumer.assign(&tpl).map_err(kafka(format!("assigning {from_topic}")))?;
+        let producer: BaseProducer<Delivery> = ClientConfig::new()
+            .set("bootstrap.servers", to_bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .create_with_context(Delivery::default())
+            .map_err(kafka(format!("creating the mirror's producer on {to_bootstrap}")))?;
+        let paused = Arc::new(AtomicBool::new(paused));
+        let stop = Arc::new(AtomicBool::new(false));
+        let copied = Arc::new(AtomicU64::new(0));
+        let to_topic = to_topic.to_owned();
+        let (p, s, c) = (Arc::clone(&paused), Arc::clone(&stop), Arc::clone(&copied));
+        let thread = std::thread::spawn(move || copy(&consumer, &producer, &to_topic, &p, &s, &c));
+        Ok(Self { paused, stop, copied, thread: Some(thread) })
+    }
+
+    /// Stops copying (records already sent still arrive).
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Copies again, from where it stopped.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Records sent to the target so far.
+    pub fn copied(&self) -> u64 {
+        self.copied.load(Ordering::SeqCst)
+    }
+
+    /// Stops the mirror; its error, if it stopped on one.
+    ///
+    /// # Errors
+    /// What stopped it: a record the target did not acknowledge.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().map_or(Ok(()), |t| t.join().unwrap_or_else(|_| Err("the mirror panicked".into())))
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The copy loop: a record at a time, flushed whenever the source is idle
+/// or the mirror pauses, so a paused mirror has delivered all it read.
+fn copy(
+    consumer: &BaseConsumer,
+    producer: &BaseProducer<Delivery>,
+    to_topic: &str,
+    paused: &AtomicBool,
+    stop: &AtomicBool,
+    copied: &AtomicU64,
+) -> Result<(), String> {
+    let flush = |why: &str| {
+        producer.flush(Duration::from_secs(60)).map_err(|e| format!("{why}: {e}"))?;
+        producer.context().failed().map_or(Ok(()), |e| Err(format!("a record was not acknowledged: {e}")))
+    };
+    let mut unflushed = false;
+    while !stop.load(Ordering::SeqCst) {
+        if paused.load(Ordering::SeqCst) {
+            if unflushed {
+                flush("flushing at a pause")?;
+                unflushed = false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let Some(polled) = consumer.poll(Duration::from_millis(50)) else {
+            if unflushed {
+                flush("flushing while idle")?;
+                unflushed = false;
+            }
+            continue;
+        };
+        // A source broker restarting shows here; librdkafka recovers.
+        let Ok(msg) = polled else { continue };
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to_topic).partition(msg.partition());
+        if let Some(key) = msg.key() {
+            record = record.key(key);
+        }
+        if let Some(value) = msg.payload() {
+            record = record.payload(value);
+        }
+        if let Some(headers) = msg.headers() {
+            record = record.headers(headers.detach());
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(format!("sending to {to_topic}: {e}")),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        copied.fetch_add(1, Ordering::SeqCst);
+        unflushed = true;
+    }
+    flush("flushing at the stop")
+}
+
+/// Remembers the first delivery failure.
+#[derive(Default)]
+struct Delivery(std::sync::Mutex<Option<String>>);
+
+impl Delivery {
+    fn failed(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
+impl ClientContext for Delivery {}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        if let Err((e, _)) = result {
+            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert_with(|| e.to_string());
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Two regions, each a Tansu broker with its own ingest and merger, joined
+//! by a mirror standing in for MirrorMaker 2 (testkit's [`Mirror`]: each
+//! region's edit topic copied into the other's `REGION.`-prefixed topic,
+//! partitions kept). Edits to the same patients in both regions while the
+//! mirrors are paused (a network partition), some sent to both regions (an
+//! EHR that retried against the other region), then the mirrors resumed:
+//! both regions' views must equal each other and `tidemark fold` of every
+//! accepted envelope, and `tidemark converge` must say so (and must have
+//! said they differed before the heal).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::ingest::{Ingest, PARTITIONS};
+use common::pipeline::{Signed, fold_reference, latest_views, read_all, workload};
+use common::service::{Service, tidemark_service};
+use common::{data, eventually, s, state_key, tidemark};
+use tidemark_testkit::{Mirror, TansuBroker, unique_group, unique_topic};
+
+/// One region: its broker, ingest and merger.
+struct Region {
+    name: &'static str,
+    broker: TansuBroker,
+    ingest: Ingest,
+    merger: Service,
+}
+
+/// Starts `tidemark merger` reading the region's own edit topic and the
+/// one mirrored in from `other`.
+fn merger(broker: &TansuBroker, prefix: &str, name: &'static str, other: &str, dir: &Path) -> Service {
+    let registry = data("test-registry.toml");
+    let own = format!("{prefix}tidemark.edits.v1");
+    let mirrored = format!("{other}.{own}");
+    let args = ["merger", "--brokers", broker.bootstrap(), "--keys", s(&registry)]
+        .iter()
+        .chain(&["--topic-prefix", prefix, "--group", &unique_group(name), "--partitions", "4"])
+        .chain(&["--edits-topic", &own, "--edits-topic", &mirrored])
+        .chain(&["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
+        .chain(&["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"])
+        .map(|a| (*a).to_owned())
+        .collect();
+    let mut m = tidemark_service(name, args, dir);
+    m.set_env("RUST_LOG", "info");
+    m.started()
+}
+
+fn region(name: &'static str, other: &str, prefix: &str, dir: &Path) -> Region {
+    let broker = TansuBroker::start().expect("tansu starts");
+    // The merger creates every topic it reads, the mirrored one included.
+    let merger = merger(&broker, prefix, name, other, dir);
+    let ingest = Ingest::spawn(broker.bootstrap(), prefix, &[]);
+    Region { name, broker, ingest, merger }
+}
+
+fn send(region: &Region, items: &[Signed]) {
+    let body: String = items.iter().map(|i| format!("{}\n", i.envelope)).collect();
+    let (status, _, answer) = region.ingest.post("application/x-ndjson", body.as_bytes());
+    assert_eq!(status, 202, "{}: {answer}", region.name);
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("ingest answers JSON");
+    assert_eq!(answer["accepted"], items.len(), "{}: {answer}", region.name);
+}
+
+fn views(region: &Region, prefix: &str) -> BTreeMap<String, serde_json::Value> {
+    latest_views(&read_all(region.broker.bootstrap(), &format!("{prefix}tidemark.patient-state.v1"), PARTITIONS))
+}
+
+fn converge(a: &Region, b: &Region, prefix: &str) -> common::Run {
+    let args = ["converge", "--brokers", a.broker.bootstrap(), "--topic-prefix", prefix];
+    let other = ["--other-brokers", b.broker.bootstrap(), "--other-topic-prefix", prefix];
+    let key = ["--state-key", s(state_key())];
+    let all: Vec<&str> = args.iter().chain(&other).chain(&key).copied().collect();
+    tidemark(&all, b"", &[])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn regions_cut_off_from_each_other_converge_once_the_mirrors_resume() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let prefix = format!("{}.", unique_topic("regions"));
+    let east = region("east", "west", &prefix, dir.path());
+    let west = region("west", "east", &prefix, dir.path());
+    let own = format!("{prefix}tidemark.edits.v1");
+    let (to_west, to_east) = (format!("east.{own}"), format!("west.{own}"));
+    let mirror_ew =
+        Mirror::start((east.broker.bootstrap(), &own), (west.broker.bootstrap(), &to_west), PARTITIONS, true)
+            .expect("east to west mirror");
+    let mirror_we =
+        Mirror::start((west.broker.bootstrap(), &own), (east.broker.bootstrap(), &to_east), PARTITIONS, true)
+            .expect("west to east mirror");
+
+    // The partition: the same 12 patients edited in both regions (concurrent
+    // register writes, so conflicts), and 6 events an EHR sent to both.
+    let east_edits = workload(12, 4, 101);
+    let west_edits = workload(12, 4, 202);
+    let retried = workload(6, 1, 303);
+    send(&east, &east_edits);
+    send(&east, &retried);
+    send(&west, &west_edits);
+    send(&west, &retried);
+    let each_alone = |own: &[Signed]| {
+        let mine: Vec<&Signed> = own.iter().chain(&retried).collect();
+        fold_reference(mine, dir.path())
+    };
+    let (east_alone, west_alone) = (each_alone(&east_edits), each_alone(&west_edits));
+    eventually("each region folds its own edits", Duration::from_secs(60), || {
+        (views(&east, &prefix) == east_alone && views(&west, &prefix) == west_alone).then_some(()).ok_or("not yet")
+    });
+    let apart = converge(&east, &west, &prefix);
+    apart.code(1).stdout_has("diverged");
+
+    mirror_ew.resume();
+    mirror_we.resume();
+    let all: Vec<&Signed> = east_edits.iter().chain(&west_edits).chain(&retried).collect();
+    let want = fold_reference(all.iter().copied(), dir.path());
+    assert!(
+        want.values().any(|v| v["open_conflicts"].as_u64() > Some(0)),
+        "the workload makes concurrent edits across regions"
+    );
+    eventually("both regions hold the fold of every accepted envelope", Duration::from_secs(90), || {
+        let (e, w) = (views(&east, &prefix), views(&west, &prefix));
+        if e == want && w == want {
+            return Ok(());
+        }
+        Err(format!(
+            "east {} of {} right, west {} of {} right\n--- east merger\n{}\n--- west merger\n{}",
+            want.iter().filter(|(k, v)| e.get(*k) == Some(v)).count(),
+            want.len(),
+            want.iter().filter(|(k, v)| w.get(*k) == Some(v)).count(),
+            want.len(),
+            east.merger.log_text(),
+            west.merger.log_text()
+        ))
+    });
+    // An event sent to both regions arrives twice in each (its own ingest
+    // and the mirror) and counts once: distinct events per patient.
+    for (patient, view) in &want {
+        let distinct = all.iter().filter(|i| &i.patient == patient).count() as u64;
+        assert_eq!(view["event_count"].as_u64(), Some(distinct), "{patient}: a retried event counts once");
+    }
+    let together = converge(&east, &west, &prefix);
+    together.code(0).stdout_has("converged").stdout_has(&format!("identical {}", want.len()));
+    assert!(mirror_ew.copied() >= (east_edits.len() + retried.len()) as u64);
+    mirror_ew.stop().expect("the east to west mirror lost nothing");
+    mirror_we.stop().expect("the west to east mirror lost nothing");
+}
