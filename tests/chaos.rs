@@ -30,6 +30,7 @@ use std::fs::{self, File};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::broker::{restart_broker, tansu_panics};
 use common::pipeline::{latest_views, read_all};
 use common::service::{Service, tidemark_service};
 use common::{data, eventually, s, tidemark};
@@ -47,26 +48,6 @@ sys.exit(len(ids) != len(set(ids)))";
 /// A pause of `lo..hi` milliseconds drawn from the fault schedule's generator.
 fn millis(rng: &mut SeededRng, lo: u64, hi: u64) -> Duration {
     Duration::from_millis(lo + rng.below((hi - lo) as usize) as u64)
-}
-
-/// Restarts the broker, again after a pause when it does not come up (a
-/// restarted Tansu whose storage task panics again at once never answers
-/// metadata); gives up after five tries.
-fn restart_broker(broker: &mut TansuBroker) {
-    for attempt in 1..=5 {
-        match broker.restart() {
-            Ok(()) => return,
-            Err(e) if attempt < 5 => {
-                eprintln!("tansu restart {attempt} failed ({e}); trying again");
-                std::thread::sleep(Duration::from_secs(2));
-            }
-            Err(e) => panic!("tansu never came back: {e}"),
-        }
-    }
-}
-
-fn tansu_panics(broker: &TansuBroker) -> usize {
-    fs::read_to_string(broker.log_path()).unwrap_or_default().matches("panicked").count()
 }
 
 /// Restarts every service that exited on its own, and the broker when its

@@ -53,6 +53,15 @@ fn the_chart_renders_with_helms_engine_into_valid_kubernetes_objects() {
     for check in ["secret_with_previous", "both_keys_to_merger_and_archiver", "trust_unsealed", "copied_private"] {
         assert_eq!(state[check], true, "{check}: {state}");
     }
+    // Several regions: the merger reads its own edit topic first (prefixed),
+    // then the mirrored one as given; one region alone passes no --edits-topic.
+    assert_eq!(defaults["merger_edits_topics"], serde_json::json!([]), "{defaults}");
+    let regions = &report["regions"];
+    assert_eq!(
+        regions["merger_edits_topics"],
+        serde_json::json!(["prod.tidemark.edits.v1", "west.prod.tidemark.edits.v1"]),
+        "{regions}"
+    );
     for kind in ["Deployment", "CronJob", "Service", "NetworkPolicy", "Ingress", "HorizontalPodAutoscaler", "Secret"] {
         assert!(report["kinds"][kind].as_u64() > Some(0), "no {kind} was rendered: {report}");
     }

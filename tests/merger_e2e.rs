@@ -271,3 +271,17 @@ async fn topics_that_are_not_co_partitioned_are_refused_with_both_counts() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirrored_edit_topic_with_another_partition_count_is_refused_with_both_counts() {
+    let (broker, dir, prefix, edits) = setup("copart-mirror").await;
+    let mirrored = format!("west.{edits}");
+    broker.create_topic(&mirrored, 6).await.expect("mirrored edit topic");
+    let extra = ["--edits-topic", edits.as_str(), "--edits-topic", mirrored.as_str()];
+    let mut m = merger(broker.bootstrap(), &prefix, &unique_group("copart-mirror"), dir.path(), "m", &extra);
+    let status = m.wait_exit(Duration::from_secs(60)).expect("the merger refuses to start");
+    assert_eq!(status.code(), Some(2), "configuration error\n{}", m.log_text());
+    let log = m.log_text();
+    let both = format!("{edits} has 4 partitions but {mirrored} has 6");
+    assert!(log.contains("not co-partitioned") && log.contains(&both), "{log}");
+}

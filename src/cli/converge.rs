@@ -70,6 +70,8 @@ struct Region {
     patients: HashMap<String, Latest>,
     records: u64,
     passed_over: u64,
+    /// The first record passed over: (partition, offset).
+    first_passed_over: Option<(i32, i64)>,
 }
 
 impl Region {
@@ -89,6 +91,14 @@ pub fn run(args: ConvergeArgs) -> anyhow::Result<Outcome> {
     for (name, (conn, topic, brokers)) in [("A", here), ("B", there)] {
         let region =
             read(&conn, &topic, &keys, timeout).with_context(|| format!("reading region {name} ({brokers})"))?;
+        if region.records > 0 && region.passed_over == region.records {
+            // Nothing checked: the wrong key, not a region without patients.
+            anyhow::bail!(
+                "none of the {} records of region {name}'s {topic} is sealed under the --state-key given: give the \
+                 state key that region's mergers use",
+                region.records
+            );
+        }
         println!(
             "region {name}: {} patients ({} records read, {} passed over) in {topic} at {brokers}",
             region.live(),
@@ -148,22 +158,37 @@ fn read(conn: &Connection, topic: &str, keys: &StateKeys, timeout: Duration) -> 
             let patient = std::str::from_utf8(r.key).ok().filter(|_| checked.is_ok());
             let Some(patient) = patient else {
                 region.passed_over += 1;
-                eprintln!("warning: passed over the record at {topic}/{partition} offset {}: not a merger's", r.offset);
+                region.first_passed_over.get_or_insert((partition, r.offset));
                 return Ok(());
             };
-            let hash = r.value.map(view_hash).transpose().with_context(|| {
-                format!("the record at {topic}/{partition} offset {} is not a patient view", r.offset)
+            let hash = r.value.map(view_hash).transpose().map_err(|e| {
+                // serde's message may quote the value: say where, not what.
+                anyhow::anyhow!(
+                    "the record at {topic}/{partition} offset {} is not a patient view ({:?} error at line {}, \
+                     column {})",
+                    r.offset,
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                )
             })?;
             region.patients.insert(patient.to_owned(), Latest { partition, offset: r.offset, hash });
             Ok::<_, anyhow::Error>(())
         })?;
+    }
+    if let Some((partition, offset)) = region.first_passed_over {
+        eprintln!(
+            "warning: {} records of {topic} are not sealed under the --state-key given and were passed over, the \
+             first at partition {partition} offset {offset}",
+            region.passed_over
+        );
     }
     Ok(region)
 }
 
 /// The view's hash, over its canonical encoding: two regions whose mergers
 /// encode alike (field order, spacing) or not compare by content.
-fn view_hash(json: &[u8]) -> anyhow::Result<[u8; 32]> {
+fn view_hash(json: &[u8]) -> Result<[u8; 32], serde_json::Error> {
     let view: PatientView = serde_json::from_slice(json)?;
     Ok(Sha256::digest(serde_json::to_vec(&view)?).into())
 }
@@ -211,7 +236,7 @@ mod tests {
             .enumerate()
             .map(|(n, (id, h))| ((*id).to_owned(), Latest { partition: 0, offset: n as i64, hash: h.map(|b| [b; 32]) }))
             .collect();
-        Region { patients, records: entries.len() as u64, passed_over: 0 }
+        Region { patients, records: entries.len() as u64, ..Region::default() }
     }
 
     #[test]

@@ -89,7 +89,17 @@ pub fn run(args: MergerArgs) -> anyhow::Result<Outcome> {
     }
     let mut topics = Topics::with_prefix(&args.kafka.topic_prefix);
     if !args.edits_topics.is_empty() {
+        let own = topics.local_edits().to_owned();
         topics.edits = edit_topics(&args.edits_topics)?;
+        if topics.local_edits() != own {
+            // Allowed (an ingest on another prefix), but read-your-writes
+            // tokens name the offsets of the topic ingest writes.
+            eprintln!(
+                "warning: the first --edits-topic, {}, is not {own}: read-your-writes tokens name offsets of the \
+                 first edit topic, which must be the one this region's ingest writes",
+                topics.local_edits()
+            );
+        }
     }
     let catalog = CatalogChoice::load(args.catalog.as_deref())?.get().clone();
     let verifier = Arc::new(Slot::new(Verifier::new(crate::keyfiles::load_registry(&args.keys)?)));
@@ -158,7 +168,7 @@ fn edit_topics(given: &[String]) -> anyhow::Result<Vec<String>> {
     let mut out: Vec<String> = Vec::with_capacity(given.len());
     for (n, topic) in given.iter().enumerate() {
         let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) {
+        if topic.is_empty() || topic.len() > 249 || !topic.chars().all(legal) || topic == "." || topic == ".." {
             anyhow::bail!(
                 "--edits-topic number {}, {topic:?}, is not a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)",
                 n + 1
@@ -183,7 +193,7 @@ mod tests {
         assert_eq!(ok, list(&["tidemark.edits.v1", "west.tidemark.edits.v1"]));
         let twice = edit_topics(&list(&["a", "b", "a"])).expect_err("a duplicate");
         assert!(twice.to_string().contains("given twice"), "{twice}");
-        for bad in ["", "has space", "slash/name"] {
+        for bad in ["", "has space", "slash/name", ".", ".."] {
             let e = edit_topics(&list(&["ok", bad])).expect_err(bad);
             assert!(e.to_string().contains("number 2"), "{e}");
         }

@@ -27,6 +27,7 @@ pub struct Mirror {
     paused: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     copied: Arc<AtomicU64>,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
     thread: Option<JoinHandle<Result<(), String>>>,
 }
 
@@ -50,6 +51,9 @@ impl Mirror {
             .set("group.id", "testkit-mirror")
             .set("enable.auto.commit", "false")
             .set("fetch.wait.max.ms", "20")
+            // A position the source no longer has is an error, never a
+            // silent jump to the end (records skipped).
+            .set("auto.offset.reset", "error")
             .create()
             .map_err(kafka(format!("creating the mirror's consumer on {from_bootstrap}")))?;
         let mut tpl = TopicPartitionList::new();
@@ -69,12 +73,26 @@ impl Mirror {
         let stop = Arc::new(AtomicBool::new(false));
         let copied = Arc::new(AtomicU64::new(0));
         let to_topic = to_topic.to_owned();
-        let (p, s, c) = (Arc::clone(&paused), Arc::clone(&stop), Arc::clone(&copied));
-        let thread = std::thread::spawn(move || copy(&consumer, &producer, &to_topic, &p, &s, &c));
-        Ok(Self { paused, stop, copied, thread: Some(thread) })
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let (p, s, c, f) = (Arc::clone(&paused), Arc::clone(&stop), Arc::clone(&copied), Arc::clone(&failure));
+        let thread = std::thread::spawn(move || {
+            let result = copy(&consumer, &producer, &to_topic, &p, &s, &c);
+            if let Err(e) = &result {
+                *f.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.clone());
+            }
+            result
+        });
+        Ok(Self { paused, stop, copied, failure, thread: Some(thread) })
     }
 
-    /// Stops copying (records already sent still arrive).
+    /// Why the mirror stopped on its own, if it did: a test waiting for
+    /// the regions to converge checks it, rather than time out.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Stops copying. Not a barrier: a record read just before may still
+    /// be copied after this returns.
     pub fn pause(&self) {
         self.paused.store(true, Ordering::SeqCst);
     }
@@ -139,8 +157,16 @@ fn copy(
             }
             continue;
         };
-        // A source broker restarting shows here; librdkafka recovers.
-        let Ok(msg) = polled else { continue };
+        let msg = match polled {
+            Ok(msg) => msg,
+            Err(e) => {
+                use rdkafka::types::RDKafkaErrorCode::{AutoOffsetReset, OffsetOutOfRange};
+                if matches!(e.rdkafka_error_code(), Some(AutoOffsetReset | OffsetOutOfRange)) {
+                    return Err(format!("the source lost the mirror's position: {e}"));
+                }
+                continue; // a source broker restarting: librdkafka recovers
+            }
+        };
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(to_topic).partition(msg.partition());
         if let Some(key) = msg.key() {
             record = record.key(key);

@@ -127,6 +127,7 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("temp paths are utf-8")
 }
 
+pub mod broker;
 pub mod ingest;
 pub mod pipeline;
 pub mod service;

@@ -115,7 +115,26 @@ SCENARIOS = {
         }
     },
     "state key rotating in an existing Secret": {"stateKey": {"previousInSecret": True}},
+    "two regions: an edit topic mirrored in": {
+        "kafka": {"topicPrefix": "prod."},
+        "merger": {"extraEditTopics": ["west.prod.tidemark.edits.v1"]},
+    },
 }
+
+
+def edits_topics(rendered):
+    """The values of the merger's `--edits-topic` arguments, in order."""
+    out = []
+    for template, text in rendered.items():
+        if not template.endswith("merger-deployment.yaml"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if not doc or doc.get("kind") != "Deployment":
+                continue
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                args = container.get("args", [])
+                out += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--edits-topic"]
+    return out
 
 
 def merge(base, over):
@@ -146,6 +165,7 @@ def main(chart_dir):
                 "ingest_tls": "TIDEMARK_TLS_CERT" in text and "TIDEMARK_INSECURE_PLAINTEXT" not in text,
                 "query_tls": "secretName: tidemark-query-tls" in text,
                 "network_policies": text.count("kind: NetworkPolicy"),
+                "merger_edits_topics": edits_topics(rendered),
             }
         if name == "network policies with peers":
             text = "".join(rendered.values())
@@ -163,6 +183,8 @@ def main(chart_dir):
                 "trust_unsealed": "TIDEMARK_TRUST_UNSEALED_CHANGELOG" in text,
                 "copied_private": text.count("install -m 0400") >= 3,
             }
+        if name == "two regions: an edit topic mirrored in":
+            report["regions"] = {"merger_edits_topics": edits_topics(rendered)}
         for template, text in sorted(rendered.items()):
             if not template.endswith((".yaml", ".yml")):
                 continue

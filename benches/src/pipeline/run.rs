@@ -300,7 +300,7 @@ impl Drop for KeepLog {
 }
 
 /// The envelopes of `file` with their patient ids, decoded before any timing.
-fn records(file: &Path) -> anyhow::Result<Vec<Record>> {
+pub fn records(file: &Path) -> anyhow::Result<Vec<Record>> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     text.lines()
         .map(|line| {

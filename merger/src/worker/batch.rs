@@ -76,7 +76,9 @@ pub async fn process(
     let mut touched: BTreeSet<(i32, String)> = BTreeSet::new();
     let mut pending: Pending = Vec::new();
     for (msg, result) in batch.iter().zip(checked) {
-        out.offsets.insert((cfg.topics.edits_index(msg.topic()), msg.partition()), msg.offset() + 1);
+        let topic =
+            cfg.topics.edits_index(msg.topic()).expect("the consumer delivers only the topics it subscribed to");
+        out.offsets.insert((topic, msg.partition()), msg.offset() + 1);
         let docs = parts.get_mut(&msg.partition()).expect("the loop restores a partition before folding it");
         let folded = result.and_then(|event| {
             check_key(msg.key(), &event)?;

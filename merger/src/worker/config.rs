@@ -40,10 +40,10 @@ impl Topics {
         self.edits.first().map_or("", String::as_str)
     }
 
-    /// The index of edit topic `topic` in [`Self::edits`] (0 for a topic
-    /// the merger does not read, which its consumer never delivers).
-    pub fn edits_index(&self, topic: &str) -> usize {
-        self.edits.iter().position(|t| t == topic).unwrap_or(0)
+    /// The index of edit topic `topic` in [`Self::edits`]; `None` for a
+    /// topic the merger does not read.
+    pub fn edits_index(&self, topic: &str) -> Option<usize> {
+        self.edits.iter().position(|t| t == topic)
     }
 }
 

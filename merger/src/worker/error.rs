@@ -35,8 +35,9 @@ pub enum WorkerError {
     /// The group handed this worker partition p of some edit topics but not
     /// of others: folding it would split a patient's edits between two
     /// workers, each writing a view without the other's. A configuration
-    /// error (replicas of one group with different `--edits-topic` lists, or
-    /// an assignment strategy other than `range`); a restart will not help.
+    /// error (replicas of one group with different `--edits-topic` lists),
+    /// unless the group's leader briefly lacked a topic's metadata: the
+    /// worker exits 3 and its restart rejoins the group.
     #[error(
         "partition {partition} of edit topic(s) {held} was assigned without partition {partition} of {missing}: \
          every merger of the group must read the same --edits-topic list, with the range assignment strategy"

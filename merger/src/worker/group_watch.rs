@@ -35,27 +35,30 @@ pub(super) fn spawn(
         (cfg.topics.edits.clone(), cfg.lag_interval, cfg.metrics.clone(), shutdown.clone());
     Ok(tokio::task::spawn_blocking(move || {
         let timeout = interval.max(Duration::from_secs(5));
-        let mut failures_in_a_row = 0u32;
+        // Each topic on its own: one that cannot be read (a mirrored topic
+        // gone) blinds the alerts to it alone.
+        let mut failures_in_a_row = vec![0u32; topics.len()];
+        // The partitions each topic's series were set for.
+        let mut set: Vec<Vec<i32>> = vec![Vec::new(); topics.len()];
         while !shutdown.is_cancelled() {
-            let read: Result<Vec<_>, _> = topics
-                .iter()
-                .map(|topic| tidemark_kafka::group::group_lag(&observer, topic, timeout).map(|lags| (topic, lags)))
-                .collect();
-            match read {
-                Ok(lags) => {
-                    failures_in_a_row = 0;
-                    for (topic, lags) in lags {
+            for ((topic, failures), set) in topics.iter().zip(&mut failures_in_a_row).zip(&mut set) {
+                match tidemark_kafka::group::group_lag(&observer, topic, timeout) {
+                    Ok(lags) => {
+                        *failures = 0;
                         record(&metrics, topic, &lags);
+                        set.extend(lags.iter().map(|l| l.partition).filter(|p| !set.contains(p)).collect::<Vec<_>>());
                     }
-                }
-                Err(e) => {
-                    metrics.group_lag_failures.inc();
-                    failures_in_a_row += 1;
-                    tracing::warn!(error = %e, "reading the consumer group's lag failed; retrying");
-                    // A lag that cannot be read is not the last one read:
-                    // drop the series rather than let alerts judge stale data.
-                    if failures_in_a_row == STALE_AFTER_FAILURES {
-                        metrics.group_lag.clear();
+                    Err(e) => {
+                        metrics.group_lag_failures.inc();
+                        *failures += 1;
+                        tracing::warn!(error = %e, topic = %topic, "reading the consumer group's lag failed; retrying");
+                        // A lag that cannot be read is not the last one read:
+                        // drop the series rather than let alerts judge stale data.
+                        if *failures == STALE_AFTER_FAILURES {
+                            for partition in set.drain(..) {
+                                metrics.group_lag.remove(&TopicPartitionLabel { topic: topic.clone(), partition });
+                            }
+                        }
                     }
                 }
             }

@@ -208,9 +208,11 @@ impl Worker<'_> {
                     batch.retain(|m| !pairs.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
                     let mut dropped = Vec::new();
                     for (topic, p) in &pairs {
-                        let Some(topics) = self.held.get_mut(p) else { continue };
-                        topics.remove(topic);
-                        if topics.is_empty() {
+                        let emptied = self.held.get_mut(p).is_none_or(|topics| {
+                            topics.remove(topic);
+                            topics.is_empty()
+                        });
+                        if emptied && !dropped.contains(p) {
                             self.held.remove(p);
                             dropped.push(*p);
                         }
@@ -235,6 +237,8 @@ impl Worker<'_> {
                         topics.insert(topic);
                     }
                     let added: Vec<i32> = added.into_iter().collect();
+                    // Refused before a restore that would be wasted.
+                    self.check_assignment()?;
                     tracing::info!(partitions = ?added, "partitions assigned; restoring their documents");
                     // Held from now on, restore included: a long restore is
                     // not a partition nobody holds.
@@ -337,6 +341,11 @@ impl Worker<'_> {
     async fn process(&mut self, producer: &FutureProducer, batch: &[OwnedMessage]) -> Result<(), WorkerError> {
         let started = Instant::now();
         for m in batch {
+            // Held from its first message on, so that its revocation drops it.
+            let topics = self.held.entry(m.partition()).or_default();
+            if !topics.contains(m.topic()) {
+                topics.insert(m.topic().to_owned());
+            }
             if !self.parts.contains_key(&m.partition()) {
                 // Assigned before this worker saw the callback (first poll).
                 self.restore(m.partition())?;
