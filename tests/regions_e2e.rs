@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::broker::{restart_broker, tansu_panics};
 use common::ingest::{Ingest, PARTITIONS};
-use common::pipeline::{Signed, fold_reference, latest_views, read_all, workload};
+use common::pipeline::{Signed, fold_reference, latest_views, produce_raw, read_all, workload};
 use common::service::{Service, tidemark_service};
 use common::{data, eventually, s, state_key, tidemark};
 use tidemark_testkit::{Mirror, TansuBroker, unique_group, unique_topic};
@@ -144,6 +144,31 @@ async fn regions_cut_off_from_each_other_converge_once_the_mirrors_resume() {
     let together = converge(&east, &west, &prefix);
     together.code(0).stdout_has("converged").stdout_has(&format!("identical {}", want.len()));
     assert!(mirror_ew.copied() >= (east_edits.len() + retried.len()) as u64);
+
+    // Per input topic: west's group commits its offsets on the mirrored
+    // topic too (its lag there reaches 0), and a poison record that arrives
+    // through the mirror is dead-lettered in each region naming the topic
+    // it was read from.
+    produce_raw(east.broker.bootstrap(), &own, "pt-poison", Some(b"not an envelope"), None).await;
+    for (region, topic) in [(&east, own.clone()), (&west, to_west.clone())] {
+        let dlq = format!("{prefix}tidemark.edits.dlq.v1");
+        eventually(
+            &format!("{} dead-letters the poison record from {topic}", region.name),
+            Duration::from_secs(60),
+            || {
+                let records = read_all(region.broker.bootstrap(), &dlq, PARTITIONS);
+                let from = |r: &&common::pipeline::Read| r.headers.get("tidemark-original-topic") == Some(&topic);
+                records.iter().any(|r| from(&r) && r.key == "pt-poison").then_some(()).ok_or("not yet")
+            },
+        );
+    }
+    let lag_series = format!("tidemark_merger_group_lag_messages{{topic=\"{to_west}\",partition=");
+    eventually("west's group lag on the mirrored topic reaches 0", Duration::from_secs(60), || {
+        let text = west.merger.scrape();
+        let lags: Vec<&str> = text.lines().filter(|l| l.starts_with(&lag_series)).collect();
+        let caught_up = lags.len() == PARTITIONS as usize && lags.iter().all(|l| l.ends_with(" 0"));
+        caught_up.then_some(()).ok_or(format!("{lags:?}"))
+    });
 
     // Apart again, then a heal during which west's merger and broker die.
     mirror_ew.pause();
