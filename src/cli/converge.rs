@@ -87,10 +87,18 @@ pub fn run(args: ConvergeArgs) -> anyhow::Result<Outcome> {
     let here = (args.kafka.connection(), format!("{}{state}", args.kafka.topic_prefix), &args.kafka.brokers);
     let other = Connection::new(args.other_brokers.clone(), args.other_kafka_options.clone());
     let there = (other, format!("{}{state}", args.other_topic_prefix), &args.other_brokers);
+    // Both regions at once: each read waits mostly on its own cluster.
+    let read_both: Vec<anyhow::Result<Region>> = std::thread::scope(|scope| {
+        let keys = &keys;
+        let reads: Vec<_> = [&here, &there]
+            .map(|(conn, topic, _)| scope.spawn(move || read(conn, topic, keys, timeout)))
+            .into_iter()
+            .collect();
+        reads.into_iter().map(|r| r.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a reader panicked")))).collect()
+    });
     let mut regions = Vec::new();
-    for (name, (conn, topic, brokers)) in [("A", here), ("B", there)] {
-        let region =
-            read(&conn, &topic, &keys, timeout).with_context(|| format!("reading region {name} ({brokers})"))?;
+    for ((name, (_, topic, brokers)), region) in [("A", here), ("B", there)].into_iter().zip(read_both) {
+        let region = region.with_context(|| format!("reading region {name} ({brokers})"))?;
         if region.records > 0 && region.passed_over == region.records {
             // Nothing checked: the wrong key, not a region without patients.
             anyhow::bail!(

@@ -11,7 +11,7 @@
 //! never passes on a mirror that silently dropped data.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,7 +24,8 @@ use crate::Error;
 
 /// A running mirror; stops when dropped (or with [`Mirror::stop`]).
 pub struct Mirror {
-    paused: Arc<AtomicBool>,
+    /// [`RUNNING`], [`PAUSING`] or [`PAUSED`].
+    paused: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
     copied: Arc<AtomicU64>,
     failure: Arc<std::sync::Mutex<Option<String>>>,
@@ -62,21 +63,21 @@ impl Mirror {
                 .map_err(kafka(format!("listing {from_topic}/{p}")))?;
         }
         consumer.assign(&tpl).map_err(kafka(format!("assigning {from_topic}")))?;
+        let copied = Arc::new(AtomicU64::new(0));
         let producer: BaseProducer<Delivery> = ClientConfig::new()
             .set("bootstrap.servers", to_bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .create_with_context(Delivery::default())
+            .create_with_context(Delivery { failed: std::sync::Mutex::default(), delivered: Arc::clone(&copied) })
             .map_err(kafka(format!("creating the mirror's producer on {to_bootstrap}")))?;
-        let paused = Arc::new(AtomicBool::new(paused));
+        let paused = Arc::new(AtomicU8::new(if paused { PAUSED } else { RUNNING }));
         let stop = Arc::new(AtomicBool::new(false));
-        let copied = Arc::new(AtomicU64::new(0));
         let to_topic = to_topic.to_owned();
         let failure = Arc::new(std::sync::Mutex::new(None));
-        let (p, s, c, f) = (Arc::clone(&paused), Arc::clone(&stop), Arc::clone(&copied), Arc::clone(&failure));
+        let (p, s, f) = (Arc::clone(&paused), Arc::clone(&stop), Arc::clone(&failure));
         let thread = std::thread::spawn(move || {
-            let result = copy(&consumer, &producer, &to_topic, &p, &s, &c);
+            let result = copy(&consumer, &producer, &to_topic, &p, &s);
             if let Err(e) = &result {
                 *f.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.clone());
             }
@@ -91,18 +92,26 @@ impl Mirror {
         self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Stops copying. Not a barrier: a record read just before may still
-    /// be copied after this returns.
+    /// Stops copying, and returns once the copy loop has stopped and every
+    /// record it copied is acknowledged: a record written to the source
+    /// after this returns is not copied until [`Mirror::resume`].
     pub fn pause(&self) {
-        self.paused.store(true, Ordering::SeqCst);
+        let _ = self.paused.compare_exchange(RUNNING, PAUSING, Ordering::SeqCst, Ordering::SeqCst);
+        let give_up = std::time::Instant::now() + Duration::from_secs(120);
+        while self.paused.load(Ordering::SeqCst) != PAUSED
+            && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+            && std::time::Instant::now() < give_up
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Copies again, from where it stopped.
     pub fn resume(&self) {
-        self.paused.store(false, Ordering::SeqCst);
+        self.paused.store(RUNNING, Ordering::SeqCst);
     }
 
-    /// Records sent to the target so far.
+    /// Records the target has acknowledged so far.
     pub fn copied(&self) -> u64 {
         self.copied.load(Ordering::SeqCst)
     }
@@ -126,15 +135,21 @@ impl Drop for Mirror {
     }
 }
 
+/// The mirror copies.
+const RUNNING: u8 = 0;
+/// A pause is asked for: the loop flushes, then says [`PAUSED`].
+const PAUSING: u8 = 1;
+/// The loop copies nothing until resumed.
+const PAUSED: u8 = 2;
+
 /// The copy loop: a record at a time, flushed whenever the source is idle
 /// or the mirror pauses, so a paused mirror has delivered all it read.
 fn copy(
     consumer: &BaseConsumer,
     producer: &BaseProducer<Delivery>,
     to_topic: &str,
-    paused: &AtomicBool,
+    paused: &AtomicU8,
     stop: &AtomicBool,
-    copied: &AtomicU64,
 ) -> Result<(), String> {
     let flush = |why: &str| {
         producer.flush(Duration::from_secs(60)).map_err(|e| format!("{why}: {e}"))?;
@@ -142,12 +157,13 @@ fn copy(
     };
     let mut unflushed = false;
     while !stop.load(Ordering::SeqCst) {
-        if paused.load(Ordering::SeqCst) {
+        if paused.load(Ordering::SeqCst) != RUNNING {
             if unflushed {
                 flush("flushing at a pause")?;
                 unflushed = false;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            let _ = paused.compare_exchange(PAUSING, PAUSED, Ordering::SeqCst, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
             continue;
         }
         let Some(polled) = consumer.poll(Duration::from_millis(50)) else {
@@ -191,19 +207,20 @@ fn copy(
             }
         }
         producer.poll(Duration::ZERO);
-        copied.fetch_add(1, Ordering::SeqCst);
         unflushed = true;
     }
     flush("flushing at the stop")
 }
 
-/// Remembers the first delivery failure.
-#[derive(Default)]
-struct Delivery(std::sync::Mutex<Option<String>>);
+/// Counts acknowledged records and remembers the first delivery failure.
+struct Delivery {
+    failed: std::sync::Mutex<Option<String>>,
+    delivered: Arc<AtomicU64>,
+}
 
 impl Delivery {
     fn failed(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
@@ -213,8 +230,16 @@ impl ProducerContext for Delivery {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
-        if let Err((e, _)) = result {
-            self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_or_insert_with(|| e.to_string());
+        match result {
+            Ok(_) => {
+                self.delivered.fetch_add(1, Ordering::SeqCst);
+            }
+            Err((e, _)) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_or_insert_with(|| e.to_string());
+            }
         }
     }
 }

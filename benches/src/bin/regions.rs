@@ -163,8 +163,11 @@ fn main() -> anyhow::Result<()> {
     drop(broker);
 
     say("time to converge after a partition heals, by backlog");
-    let east = TansuBroker::start_with(TansuStorage::Memory).context("starting east's Tansu")?;
-    let west = TansuBroker::start_with(TansuStorage::Memory).context("starting west's Tansu")?;
+    // sqlite storage: Tansu's memory engine reports high watermarks that lag
+    // what it holds (bound.rs), so `tidemark converge`, which reads each
+    // partition to its high watermark, would compare partial topics.
+    let east = TansuBroker::start().context("starting east's Tansu")?;
+    let west = TansuBroker::start().context("starting west's Tansu")?;
     let own = "tidemark.edits.v1".to_owned();
     let (east_edits, west_edits) = (vec![own.clone(), format!("west.{own}")], vec![own.clone(), format!("east.{own}")]);
     let (_east_merger, east_metrics) = ctx.merger("east", east.bootstrap(), "", &east_edits);
@@ -200,7 +203,13 @@ fn main() -> anyhow::Result<()> {
         c.extend(args(["--other-kafka-option", &ctx.fetch_wait]));
         // A merger counts events folded once their state records are
         // acknowledged: both regions' views are in place by now.
-        let report = run(t, &c).context("the regions did not converge")?;
+        let out = std::process::Command::new(t).args(&c).output().context("running tidemark converge")?;
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        anyhow::ensure!(
+            out.status.success(),
+            "the regions did not converge:\n{report}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let check_s = check.elapsed().as_secs_f64();
         say(&format!(
             "  backlog {backlog}: converged {converge_s:.2} s after the heal (mirror copy {:.2} s); {}",
