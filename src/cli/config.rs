@@ -81,20 +81,30 @@ impl std::str::FromStr for Secret {
 impl KafkaArgs {
     /// The librdkafka options: `--kafka-option`s, then the SASL credentials.
     pub fn options(&self) -> Vec<(String, String)> {
-        let mut out = self.kafka_options.clone();
-        if let Some(user) = &self.kafka_sasl_username {
-            out.push(("sasl.username".to_owned(), user.clone()));
-        }
-        if let Some(Secret(password)) = &self.kafka_sasl_password {
-            out.push(("sasl.password".to_owned(), password.clone()));
-        }
-        out
+        with_sasl(&self.kafka_options, self.kafka_sasl_username.as_ref(), self.kafka_sasl_password.as_ref())
     }
 
     /// The connection every Kafka client of the command is built from.
     pub fn connection(&self) -> tidemark_kafka::Connection {
         tidemark_kafka::Connection::new(self.brokers.clone(), self.options())
     }
+}
+
+/// `options`, then the SASL credentials given (librdkafka's `sasl.username`
+/// and `sasl.password`).
+pub fn with_sasl(
+    options: &[(String, String)],
+    user: Option<&String>,
+    password: Option<&Secret>,
+) -> Vec<(String, String)> {
+    let mut out = options.to_vec();
+    if let Some(user) = user {
+        out.push(("sasl.username".to_owned(), user.clone()));
+    }
+    if let Some(Secret(password)) = password {
+        out.push(("sasl.password".to_owned(), password.clone()));
+    }
+    out
 }
 
 /// Parses `KEY=VALUE`.

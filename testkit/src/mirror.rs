@@ -95,6 +95,10 @@ impl Mirror {
     /// Stops copying, and returns once the copy loop has stopped and every
     /// record it copied is acknowledged: a record written to the source
     /// after this returns is not copied until [`Mirror::resume`].
+    ///
+    /// # Panics
+    /// When the mirror stopped on an error, or did not pause within two
+    /// minutes: a test must never run its "apart" phase with a live mirror.
     pub fn pause(&self) {
         let _ = self.paused.compare_exchange(RUNNING, PAUSING, Ordering::SeqCst, Ordering::SeqCst);
         let give_up = std::time::Instant::now() + Duration::from_secs(120);
@@ -104,6 +108,12 @@ impl Mirror {
         {
             std::thread::sleep(Duration::from_millis(5));
         }
+        let failure = self.failure();
+        assert!(
+            self.paused.load(Ordering::SeqCst) == PAUSED && failure.is_none(),
+            "the mirror did not pause: {}",
+            failure.as_deref().unwrap_or("not within two minutes")
+        );
     }
 
     /// Copies again, from where it stopped.

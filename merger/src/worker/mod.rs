@@ -32,12 +32,13 @@ mod config;
 mod context;
 mod error;
 mod group_watch;
+mod held;
 pub mod metrics;
 mod restore;
 mod status;
 mod topics;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
@@ -102,7 +103,7 @@ pub async fn run(cfg: MergerConfig, shutdown: CancellationToken) -> Result<(), W
         metrics: &metrics,
         consumer: &consumer,
         parts: HashMap::new(),
-        held: BTreeMap::new(),
+        held: held::Held::default(),
         reseal: BTreeSet::new(),
         batches: 0,
     };
@@ -123,8 +124,8 @@ struct Worker<'a> {
     metrics: &'a MergerMetrics,
     consumer: &'a Consumer,
     parts: HashMap<i32, Docs>,
-    /// The edit topics whose partition p this worker holds, by p.
-    held: BTreeMap<i32, BTreeSet<String>>,
+    /// The (edit topic, partition) pairs this worker holds.
+    held: held::Held,
     /// Restored patients whose records are to be sealed again.
     reseal: BTreeSet<(i32, String)>,
     batches: u64,
@@ -206,17 +207,7 @@ impl Worker<'_> {
             match event {
                 RebalanceEvent::Revoked(pairs) => {
                     batch.retain(|m| !pairs.iter().any(|(t, p)| t == m.topic() && *p == m.partition()));
-                    let mut dropped = Vec::new();
-                    for (topic, p) in &pairs {
-                        let emptied = self.held.get_mut(p).is_none_or(|topics| {
-                            topics.remove(topic);
-                            topics.is_empty()
-                        });
-                        if emptied && !dropped.contains(p) {
-                            self.held.remove(p);
-                            dropped.push(*p);
-                        }
-                    }
+                    let dropped = self.held.revoke(&pairs);
                     self.reseal.retain(|(p, _)| !dropped.contains(p));
                     for p in &dropped {
                         self.parts.remove(p);
@@ -228,15 +219,7 @@ impl Worker<'_> {
                     tracing::info!(partitions = ?dropped, "partitions revoked; their documents dropped");
                 }
                 RebalanceEvent::Assigned(pairs) => {
-                    let mut added = BTreeSet::new();
-                    for (topic, p) in pairs {
-                        let topics = self.held.entry(p).or_default();
-                        if topics.is_empty() {
-                            added.insert(p);
-                        }
-                        topics.insert(topic);
-                    }
-                    let added: Vec<i32> = added.into_iter().collect();
+                    let added = self.held.assign(pairs);
                     // Refused before a restore that would be wasted.
                     self.check_assignment()?;
                     tracing::info!(partitions = ?added, "partitions assigned; restoring their documents");
@@ -262,19 +245,14 @@ impl Worker<'_> {
 
     /// Every partition held is held for every edit topic (module docs).
     fn check_assignment(&self) -> Result<(), WorkerError> {
-        let all = &self.cfg.topics.edits;
-        for (&partition, topics) in &self.held {
-            if topics.len() < all.len() {
-                let missing: Vec<&str> = all.iter().filter(|t| !topics.contains(*t)).map(String::as_str).collect();
-                let held: Vec<&str> = topics.iter().map(String::as_str).collect();
-                return Err(WorkerError::SplitAssignment {
-                    partition,
-                    held: held.join(", "),
-                    missing: missing.join(", "),
-                });
-            }
+        match self.held.split(&self.cfg.topics.edits) {
+            None => Ok(()),
+            Some(split) => Err(WorkerError::SplitAssignment {
+                partition: split.partition,
+                held: split.held.join(", "),
+                missing: split.missing.join(", "),
+            }),
         }
-        Ok(())
     }
 
     /// Restores several partitions, up to [`RESTORE_PARALLELISM`] at a time:
@@ -341,10 +319,12 @@ impl Worker<'_> {
     async fn process(&mut self, producer: &FutureProducer, batch: &[OwnedMessage]) -> Result<(), WorkerError> {
         let started = Instant::now();
         for m in batch {
-            // Held from its first message on, so that its revocation drops it.
-            let topics = self.held.entry(m.partition()).or_default();
-            if !topics.contains(m.topic()) {
-                topics.insert(m.topic().to_owned());
+            if !self.held.holds(m.topic(), m.partition()) {
+                // A message before its assignment was seen (first poll):
+                // take the consumer's own assignment as what is held.
+                let assigned = self.consumer.assignment().map_err(WorkerError::kafka("reading the assignment"))?;
+                self.held.reset(assigned.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+                self.check_assignment()?;
             }
             if !self.parts.contains_key(&m.partition()) {
                 // Assigned before this worker saw the callback (first poll).
@@ -388,7 +368,7 @@ impl Worker<'_> {
     /// (see [`MergerContext`]).
     fn record_lag(&self) {
         for ((topic, partition), records) in self.consumer.context().lag() {
-            if self.held.get(&partition).is_some_and(|topics| topics.contains(&topic)) {
+            if self.held.holds(&topic, partition) {
                 let label = metrics::TopicPartitionLabel { topic, partition };
                 self.metrics.consumer_lag.get_or_create(&label).set(records);
             }
