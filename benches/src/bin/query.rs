@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use tidemark_benches::pipeline::bound;
 use tidemark_benches::pipeline::scrape;
-use tidemark_benches::pipeline::services::{Keys, arg, args, listening, run, start};
+use tidemark_benches::pipeline::services::{arg, args, fresh_work, listening, run, start};
 use tidemark_testkit::{TansuBroker, TansuStorage};
 
 tidemark_benches::service_allocator!();
@@ -78,10 +78,8 @@ fn say(what: &str) {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let t = a.tidemark.as_path();
-    let _ = std::fs::remove_dir_all(&a.work);
-    let (keys_dir, logs) = (a.work.join("keys"), a.work.join("logs"));
-    std::fs::create_dir_all(&logs).context("creating the work directory")?;
-    let keys = Keys::generate(t, &keys_dir)?;
+    let (keys, logs) = fresh_work(t, &a.work)?;
+    let keys_dir = keys.dir.clone();
     run(
         t,
         &args(["keys", "generate", "--kind", "signing", "--scope", "read", "--name", "reader", "--out"])

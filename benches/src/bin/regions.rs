@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser;
-use tidemark_benches::pipeline::services::{Keys, arg, args, listening, run, start};
+use tidemark_benches::pipeline::services::{Keys, arg, args, fresh_work, listening, run, start};
 use tidemark_benches::pipeline::{bound, run as pipeline_run, scrape};
 use tidemark_testkit::process::Service;
 use tidemark_testkit::{Mirror, TansuBroker, TansuStorage};
@@ -113,10 +113,7 @@ fn fold_seconds(metrics: &str, from: f64, want: f64, limit: Duration) -> anyhow:
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let t = a.tidemark.as_path();
-    let _ = std::fs::remove_dir_all(&a.work);
-    let (keys_dir, logs) = (a.work.join("keys"), a.work.join("logs"));
-    std::fs::create_dir_all(&logs).context("creating the work directory")?;
-    let keys = Keys::generate(t, &keys_dir)?;
+    let (keys, logs) = fresh_work(t, &a.work)?;
     let write = |file: &PathBuf, n: usize, seed: usize| -> anyhow::Result<Vec<bound::Record>> {
         let mut w = args(["loadgen", "--write-events", &arg(file), "--events", &n.to_string()]);
         w.extend(args(["--patients", &a.patients.to_string(), "--seed", &seed.to_string()]));

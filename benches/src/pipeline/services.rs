@@ -48,6 +48,18 @@ pub fn arg(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// A run's scratch directory `work`, emptied, with its keys generated
+/// under `work/keys` and services logging to `work/logs` (returned).
+///
+/// # Errors
+/// If a directory cannot be made or a key generated.
+pub fn fresh_work(tidemark: &Path, work: &Path) -> anyhow::Result<(Keys, PathBuf)> {
+    let _ = std::fs::remove_dir_all(work);
+    let logs = work.join("logs");
+    std::fs::create_dir_all(&logs).context("creating the work directory")?;
+    Ok((Keys::generate(tidemark, &work.join("keys"))?, logs))
+}
+
 /// The keys of a run, as files under one directory.
 pub struct Keys {
     /// The signing keys' directory (site-a, site-b, site-c) and registry.
