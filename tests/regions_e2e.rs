@@ -171,9 +171,33 @@ async fn regions_cut_off_from_each_other_converge_once_the_mirrors_resume() {
     });
 
     // Apart again, then a heal during which west's merger and broker die.
+    // East's clinician resolves one conflict the first partition left,
+    // having read the merged view: once healed, it is resolved in both.
     mirror_ew.pause();
     mirror_we.pause();
-    let (east_more, west_more) = (workload(12, 3, 404), workload(12, 3, 505));
+    let (patient, path) = want
+        .iter()
+        .find_map(|(patient, view)| {
+            let fields = view["fields"].as_object()?;
+            let (path, _) = fields.iter().find(|(_, f)| f["conflicts"].as_array().is_some_and(|c| !c.is_empty()))?;
+            Some((patient.clone(), path.clone()))
+        })
+        .expect("a field in conflict");
+    let seen = &want[&patient];
+    let now =
+        u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let resolution = serde_json::json!({
+        "event_id": uuid::Uuid::now_v7(),
+        "patient_id": patient,
+        "source": "site-a-ehr",
+        "author": "clin-resolver",
+        "hlc": {"wall_ms": now, "logical": 0},
+        "observed": seen["version"],
+        "ops": [{"op": "set", "path": path, "value": seen["fields"][&path]["value"]}],
+    });
+    let resolution = Signed { patient: patient.clone(), envelope: common::pipeline::sign_event(&resolution) };
+    let (mut east_more, west_more) = (workload(12, 3, 404), workload(12, 3, 505));
+    east_more.push(resolution);
     send(&east, &east_more);
     send(&west, &west_more);
     let apart_again = |own: &[Signed]| {
@@ -193,6 +217,9 @@ async fn regions_cut_off_from_each_other_converge_once_the_mirrors_resume() {
     west.merger.start();
     let all: Vec<&Signed> = all.into_iter().chain(&east_more).chain(&west_more).collect();
     let want = fold_reference(all.iter().copied(), dir.path());
+    let field = &want[&patient]["fields"][&path];
+    assert_eq!(field["conflicts"], serde_json::json!([]), "the resolution supersedes what it observed: {field}");
+    assert_eq!(field["author"], "clin-resolver", "{field}");
     let mut panics = 0;
     eventually("both regions converge again after the kills", Duration::from_secs(120), || {
         // Tansu 0.6.0's storage task can panic after a producer's epoch
