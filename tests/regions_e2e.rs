@@ -184,8 +184,8 @@ async fn regions_cut_off_from_each_other_converge_once_the_mirrors_resume() {
         })
         .expect("a field in conflict");
     let seen = &want[&patient];
-    let now =
-        u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let now = u64::try_from(since_epoch.as_millis()).expect("ms fit u64");
     let resolution = serde_json::json!({
         "event_id": uuid::Uuid::now_v7(),
         "patient_id": patient,
