@@ -54,6 +54,11 @@ impl Held {
         dropped.into_iter().collect()
     }
 
+    /// Whether partition p is held for any topic.
+    pub(crate) fn has(&self, partition: i32) -> bool {
+        self.0.contains_key(&partition)
+    }
+
     /// Whether (topic, partition) is held.
     pub(crate) fn holds(&self, topic: &str, partition: i32) -> bool {
         self.0.get(&partition).is_some_and(|topics| topics.contains(topic))
@@ -108,5 +113,6 @@ mod tests {
         held.assign(pairs(&[("own", 1)]));
         held.reset(pairs(&[("own", 2), ("west.own", 2)]));
         assert!(!held.holds("own", 1) && held.holds("own", 2) && held.holds("west.own", 2));
+        assert!(!held.has(1) && held.has(2));
     }
 }

@@ -318,18 +318,40 @@ impl Worker<'_> {
 
     async fn process(&mut self, producer: &FutureProducer, batch: &[OwnedMessage]) -> Result<(), WorkerError> {
         let started = Instant::now();
+        let mut stray = false;
         for m in batch {
             if !self.held.holds(m.topic(), m.partition()) {
                 // A message before its assignment was seen (first poll):
                 // take the consumer's own assignment as what is held.
                 let assigned = self.consumer.assignment().map_err(WorkerError::kafka("reading the assignment"))?;
                 self.held.reset(assigned.elements().iter().map(|e| (e.topic().to_owned(), e.partition())));
+                // Documents of a partition no longer assigned must not be
+                // found again if it comes back: it is restored afresh then.
+                let held = &self.held;
+                self.parts.retain(|p, _| held.has(*p));
+                self.reseal.retain(|(p, _)| held.has(*p));
                 self.check_assignment()?;
+            }
+            if !self.held.holds(m.topic(), m.partition()) {
+                // Not ours (any more): its owner reads it from the commit.
+                stray = true;
+                continue;
             }
             if !self.parts.contains_key(&m.partition()) {
                 // Assigned before this worker saw the callback (first poll).
                 self.restore(m.partition())?;
             }
+        }
+        let kept: Vec<OwnedMessage>;
+        let batch = if stray {
+            tracing::warn!("messages of partitions this worker does not hold were left to their owner");
+            kept = batch.iter().filter(|m| self.held.holds(m.topic(), m.partition())).cloned().collect();
+            &kept[..]
+        } else {
+            batch
+        };
+        if batch.is_empty() {
+            return Ok(());
         }
         let outcome = batch::process(self.cfg, self.metrics, producer, &mut self.parts, batch).await?;
         self.batches += 1;
