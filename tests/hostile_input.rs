@@ -12,13 +12,13 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::ingest::{Ingest, PARTITIONS};
 use common::pipeline::{read_all, sign_event, workload};
-use common::{data, s, tidemark};
+use common::{data, now_ms, s, tidemark};
 use serde_json::{Value, json};
 use tidemark_schemas::dsse;
 use tidemark_schemas::keys::KeyEntry;
@@ -78,10 +78,6 @@ impl Setup {
         assert_eq!(records.len(), self.accepted.len(), "records in the topic vs acknowledged");
         assert!(got == want, "the topic holds other bytes than the acknowledged envelopes");
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// A valid event of the test key's source for `pt-hostile` at `wall_ms`.

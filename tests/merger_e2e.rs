@@ -5,31 +5,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::pipeline::{Signed, fold_reference, latest_views, produce, read_all, workload};
-use common::service::{Service, tidemark_service};
-use common::{data, eventually, eventually_every, s};
+use common::service::{Service, merger};
+use common::{eventually, eventually_every};
 use tidemark_testkit::{TansuBroker, unique_group, unique_topic};
-
-/// Starts `tidemark merger` (info logs, to `DIR/NAME.log`) with `extra` arguments.
-fn merger(bootstrap: &str, prefix: &str, group: &str, dir: &Path, name: &'static str, extra: &[&str]) -> Service {
-    let registry = data("test-registry.toml");
-    let args = ["merger", "--brokers", bootstrap, "--keys", s(&registry)]
-        .iter()
-        .chain(&["--topic-prefix", prefix, "--group", group, "--partitions", "4"])
-        .chain(&["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
-        .chain(&["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"])
-        .chain(extra)
-        .map(|a| (*a).to_owned())
-        .collect();
-    let mut m = tidemark_service(name, args, dir);
-    m.set_env("RUST_LOG", "info");
-    m.started()
-}
 
 /// Same event, other author, old signature: the signature no longer matches.
 fn tamper(item: &Signed) -> Signed {

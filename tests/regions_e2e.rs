@@ -18,8 +18,8 @@ use std::time::Duration;
 use common::broker::{restart_broker, tansu_panics};
 use common::ingest::{Ingest, PARTITIONS};
 use common::pipeline::{Signed, fold_reference, latest_views, produce_raw, read_all, workload};
-use common::service::{Service, tidemark_service};
-use common::{data, eventually, s, state_key, tidemark};
+use common::service::Service;
+use common::{eventually, s, state_key, tidemark};
 use tidemark_testkit::{Mirror, TansuBroker, unique_group, unique_topic};
 
 /// One region: its broker, ingest and merger.
@@ -33,20 +33,10 @@ struct Region {
 /// Starts `tidemark merger` reading the region's own edit topic and the
 /// one mirrored in from `other`.
 fn merger(broker: &TansuBroker, prefix: &str, name: &'static str, other: &str, dir: &Path) -> Service {
-    let registry = data("test-registry.toml");
     let own = format!("{prefix}tidemark.edits.v1");
     let mirrored = format!("{other}.{own}");
-    let args = ["merger", "--brokers", broker.bootstrap(), "--keys", s(&registry)]
-        .iter()
-        .chain(&["--topic-prefix", prefix, "--group", &unique_group(name), "--partitions", "4"])
-        .chain(&["--edits-topic", &own, "--edits-topic", &mirrored])
-        .chain(&["--metrics-listen", "127.0.0.1:0", "--max-batch-wait-ms", "20"])
-        .chain(&["--kafka-option", "session.timeout.ms=6000", "--kafka-option", "heartbeat.interval.ms=500"])
-        .map(|a| (*a).to_owned())
-        .collect();
-    let mut m = tidemark_service(name, args, dir);
-    m.set_env("RUST_LOG", "info");
-    m.started()
+    let edits = ["--edits-topic", own.as_str(), "--edits-topic", mirrored.as_str()];
+    common::service::merger(broker.bootstrap(), prefix, &unique_group(name), dir, name, &edits)
 }
 
 fn region(name: &'static str, other: &str, prefix: &str, dir: &Path) -> Region {
@@ -184,8 +174,7 @@ async fn regions_cut_off_from_each_other_converge_once_the_mirrors_resume() {
         })
         .expect("a field in conflict");
     let seen = &want[&patient];
-    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
-    let now = u64::try_from(since_epoch.as_millis()).expect("ms fit u64");
+    let now = common::now_ms();
     let resolution = serde_json::json!({
         "event_id": uuid::Uuid::now_v7(),
         "patient_id": patient,

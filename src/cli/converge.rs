@@ -10,7 +10,8 @@
 //! Output: one line per region, the counts, then the first differences by
 //! partition and offset in each region (patient ids only with `--show-ids`:
 //! this may run where its output is kept). Exit 0 when the regions hold the
-//! same views, 1 when they differ, 2 when a region cannot be read.
+//! same views, 1 when they differ, 2 when a region cannot be read or none
+//! of its records checks under the keys given (a wrong key).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

@@ -44,8 +44,7 @@ pub fn workload(patients: usize, events_per_patient: usize, seed: u64) -> Vec<Si
 /// all day, so a seed gives the same events within a test run.
 pub fn recent_start_ms() -> u64 {
     const DAY_MS: u64 = 86_400_000;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis();
-    (u64::try_from(now).expect("ms fit u64") / DAY_MS - 1) * DAY_MS
+    (super::now_ms() / DAY_MS - 1) * DAY_MS
 }
 
 /// The test signing key (tests/data/test-signing.key, keyid `test-site-a-ehr`).
